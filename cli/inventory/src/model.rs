@@ -1,0 +1,198 @@
+//! The resolved inventory: every default applied, every variable inherited,
+//! every reference checked. Code past `resolve` trusts these invariants:
+//! - every host named by a cluster exists in `hosts`;
+//! - priorities are 1..=255 and distinct within a VIP group, 255 only for the
+//!   owner of the VIP address;
+//! - VRIDs are 1..=255 and unique per (host, interface);
+//! - a unicast VIP group knows every member's address;
+//! - every location's upstream exists in its cluster.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hadeploy_config::proxy::{AccessLog, HostHeader, Limits, MatchKind, Upstream};
+use hadeploy_config::vrrp::{Garp, TrackScript, V3Checksum, Version};
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    pub file: PathBuf,
+    pub hosts: BTreeMap<String, Host>,
+    pub clusters: Vec<Cluster>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    /// YAML path of the host's entry, for diagnostics.
+    pub path: String,
+    pub ssh: SshTarget,
+    /// Address on the VIP network; the prefix is 32 when it was not given.
+    pub address: Option<Ipv4Net>,
+    pub prefix_known: bool,
+    pub vrrp_interface: String,
+    pub vrrp_priority: Option<u8>,
+    pub assumed: AssumedFacts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub key: Option<PathBuf>,
+    pub jump: Option<String>,
+    pub become_root: bool,
+}
+
+/// Facts used when rendering without contacting the host. Defaults describe
+/// CentOS 7, the first target: systemd 219 and firewalld running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumedFacts {
+    pub os: String,
+    pub systemd_version: u32,
+    pub firewalld: bool,
+}
+
+impl Default for AssumedFacts {
+    fn default() -> Self {
+        AssumedFacts {
+            os: "centos:7".to_string(),
+            systemd_version: 219,
+            firewalld: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub load_balancers: Vec<String>,
+    pub backends: Option<Backends>,
+    pub vips: Vec<VipGroup>,
+    pub upstreams: BTreeMap<String, Upstream>,
+    pub sites: Vec<Site>,
+    pub admin_vrrp: Option<SocketAddr>,
+    pub admin_proxy: Option<SocketAddr>,
+    pub workers: usize,
+    pub trusted_proxies: Vec<IpNet>,
+    pub limits: Limits,
+    pub track_scripts: Vec<TrackScript>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Backends {
+    pub hosts: Vec<String>,
+    pub port: u16,
+    pub root: PathBuf,
+    pub index_page: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct VipGroup {
+    pub name: String,
+    pub addresses: Vec<Ipv4Net>,
+    pub vrid: u8,
+    pub label: Option<String>,
+    pub version: Version,
+    pub advert_interval: Duration,
+    pub auth_pass: Option<Secret>,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    pub members: Vec<Member>,
+    pub transport: Transport,
+    pub v3_checksum: V3Checksum,
+    pub garp: Garp,
+    pub track_interface: Vec<String>,
+    pub track_script: Vec<(String, Option<i32>)>,
+    pub notify: Hooks,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub host: String,
+    pub priority: u8,
+    pub interface: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Multicast(Ipv4Addr),
+    /// Peers derived from the other members' addresses.
+    UnicastDerived,
+    UnicastPeers(Vec<Ipv4Addr>),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub master: Option<Vec<String>>,
+    pub backup: Option<Vec<String>>,
+    pub fault: Option<Vec<String>>,
+    pub stop: Option<Vec<String>>,
+    pub generic: Option<Vec<String>>,
+    /// Install the bundled notify hook and use it for unset states.
+    pub builtin: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub name: String,
+    pub listen: Vec<SocketAddr>,
+    pub server_names: Vec<String>,
+    pub default_server: bool,
+    pub root: Option<PathBuf>,
+    pub index: Vec<String>,
+    pub error_pages: BTreeMap<u16, String>,
+    pub access_log: Option<AccessLog>,
+    pub locations: Vec<Location>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub path: String,
+    pub match_kind: MatchKind,
+    pub proxy: Option<ProxyPass>,
+    pub root: Option<PathBuf>,
+    pub index: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyPass {
+    pub upstream: String,
+    pub uri: Option<String>,
+    pub host: HostHeader,
+    pub set_headers: BTreeMap<String, String>,
+}
+
+impl Inventory {
+    /// Clusters in which `host` is a load balancer.
+    pub fn lb_clusters<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Cluster> + 'a {
+        self.clusters
+            .iter()
+            .filter(move |c| c.load_balancers.iter().any(|h| h == host))
+    }
+
+    /// Clusters in which `host` is a managed backend.
+    pub fn backend_clusters<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Cluster> + 'a {
+        self.clusters.iter().filter(move |c| {
+            c.backends
+                .as_ref()
+                .is_some_and(|b| b.hosts.iter().any(|h| h == host))
+        })
+    }
+
+    /// Hosts that receive anything, in name order.
+    pub fn managed_hosts(&self) -> Vec<&Host> {
+        self.hosts
+            .values()
+            .filter(|h| {
+                self.lb_clusters(&h.name).next().is_some()
+                    || self.backend_clusters(&h.name).next().is_some()
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,579 @@
+//! Model + facts -> the exact file tree a node receives.
+//!
+//! Runtime configs are built as typed values first, rendered through their
+//! templates, then loaded back with the runtime's own loader and compared
+//! with the typed value: a template that drops or garbles a field fails here,
+//! not on the node. Output is deterministic (ordered maps, no timestamps),
+//! so `apply` can compare hashes.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use hadeploy_config::paths;
+use hadeploy_config::proxy::{ProxyConfig, Site as CfgSite};
+use hadeploy_config::vrrp::{Instance, Notify, TrackScriptRef, Unicast, Vip, VrrpConfig};
+use hadeploy_config::{ConfigError, Diagnostic};
+use minijinja::Environment;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::facts::Facts;
+use crate::model::{Cluster, Host, Inventory, Transport};
+use crate::templates;
+
+/// Which service must be restarted or reloaded when a file changes
+/// (Ansible's handlers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handler {
+    /// systemd daemon-reload, then restart the unit.
+    RestartVrrp,
+    RestartProxy,
+    /// SIGHUP: the daemon validates and swaps.
+    ReloadVrrp,
+    ReloadProxy,
+    Sysctl,
+    Firewalld,
+    /// systemd-tmpfiles --create: directories the units need.
+    Tmpfiles,
+    None,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedFile {
+    /// Absolute path on the node.
+    pub path: String,
+    pub mode: u32,
+    /// Holds a secret: installed 0600, masked in plans and diffs.
+    pub secret: bool,
+    #[serde(skip)]
+    pub content: String,
+    pub sha256: String,
+    pub handler: Handler,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeTree {
+    pub host: String,
+    pub facts: Facts,
+    pub files: Vec<RenderedFile>,
+    /// Units to enable and keep running, in start order.
+    pub units: Vec<String>,
+    #[serde(skip)]
+    pub vrrp: Option<VrrpConfig>,
+    #[serde(skip)]
+    pub proxy: Option<ProxyConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("no host named `{0}` in the inventory")]
+    UnknownHost(String),
+    #[error("{host}: template {template}: {source}")]
+    Template {
+        host: String,
+        template: String,
+        #[source]
+        source: minijinja::Error,
+    },
+    /// The runtime's loader refused what we rendered: a bug in a template or
+    /// a check missing from inventory validation.
+    #[error("{host}: rendered {file} does not pass the runtime's check:\n{source}")]
+    Invalid {
+        host: String,
+        file: String,
+        #[source]
+        source: ConfigError,
+    },
+    #[error("{host}: rendered {file} does not load back to what was rendered (template bug): {detail}")]
+    RoundTrip {
+        host: String,
+        file: String,
+        detail: String,
+    },
+    #[error("{host}: {message}")]
+    Conflict { host: String, message: String },
+}
+
+/// Address of the runtime's admin endpoints when the inventory sets none.
+pub const DEFAULT_ADMIN_VRRP: &str = "127.0.0.1:9101";
+pub const DEFAULT_ADMIN_PROXY: &str = "127.0.0.1:9102";
+pub const NOTIFY_HOOK: &str = "/etc/hadeploy/notify.sh";
+pub const TMPFILES: &str = "/etc/tmpfiles.d/hadeploy.conf";
+
+struct Renderer<'a> {
+    env: Environment<'static>,
+    inv: &'a Inventory,
+    host: &'a Host,
+    facts: &'a Facts,
+    files: Vec<RenderedFile>,
+}
+
+/// Renders every managed host, with facts from `facts_for`.
+pub fn render_all(
+    inv: &Inventory,
+    facts_for: impl Fn(&Host) -> Facts,
+) -> Result<Vec<NodeTree>, RenderError> {
+    inv.managed_hosts()
+        .into_iter()
+        .map(|h| render(inv, &h.name, &facts_for(h)))
+        .collect()
+}
+
+pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, RenderError> {
+    let h = inv
+        .hosts
+        .get(host)
+        .ok_or_else(|| RenderError::UnknownHost(host.to_string()))?;
+    let mut r = Renderer {
+        env: templates::environment(),
+        inv,
+        host: h,
+        facts,
+        files: Vec::new(),
+    };
+    let lb_clusters: Vec<&Cluster> = inv.lb_clusters(host).collect();
+    let backend_clusters: Vec<&Cluster> = inv.backend_clusters(host).collect();
+    let mut units = Vec::new();
+    let vrrp = if lb_clusters.is_empty() {
+        None
+    } else {
+        let cfg = vrrp_config(h, &lb_clusters, inv);
+        r.runtime_file("runtime/vrrp.yaml.j2", paths::VRRP_CONFIG, &cfg, true, Handler::ReloadVrrp)?;
+        r.unit("hadeploy-vrrp.service", paths::VRRP_CONFIG, &[])?;
+        r.template_file(
+            "hooks/notify.sh.j2",
+            NOTIFY_HOOK,
+            0o755,
+            Handler::None,
+            minijinja::context! {},
+        )?;
+        r.template_file(
+            "sysctl/90-hadeploy.conf.j2",
+            "/etc/sysctl.d/90-hadeploy.conf",
+            0o644,
+            Handler::Sysctl,
+            minijinja::context! {},
+        )?;
+        units.push("hadeploy-vrrp.service".to_string());
+        Some(cfg)
+    };
+    let proxy = if lb_clusters.is_empty() && backend_clusters.is_empty() {
+        None
+    } else {
+        let cfg = proxy_config(h, &lb_clusters, &backend_clusters)
+            .map_err(|message| RenderError::Conflict {
+                host: host.to_string(),
+                message,
+            })?;
+        r.runtime_file("runtime/proxy.yaml.j2", paths::PROXY_CONFIG, &cfg, false, Handler::ReloadProxy)?;
+        let log_dirs = log_dirs(&cfg);
+        r.unit("hadeploy-proxy.service", paths::PROXY_CONFIG, &log_dirs)?;
+        r.template_file(
+            "tmpfiles/hadeploy.conf.j2",
+            TMPFILES,
+            0o644,
+            Handler::Tmpfiles,
+            minijinja::context! { dirs => log_dirs },
+        )?;
+        let log_files: BTreeSet<String> = cfg
+            .sites
+            .iter()
+            .filter_map(|s| s.access_log.as_ref())
+            .map(|a| a.path.display().to_string())
+            .collect();
+        if !log_files.is_empty() {
+            r.template_file(
+                "logrotate/hadeploy.j2",
+                "/etc/logrotate.d/hadeploy",
+                0o644,
+                Handler::None,
+                minijinja::context! { log_files => log_files },
+            )?;
+        }
+        for c in &backend_clusters {
+            if let Some(b) = &c.backends
+                && b.index_page
+            {
+                r.template_file(
+                    "www/backend-index.html.j2",
+                    &format!("{}/index.html", b.root.display()),
+                    0o644,
+                    Handler::None,
+                    minijinja::context! {},
+                )?;
+            }
+        }
+        units.push("hadeploy-proxy.service".to_string());
+        Some(cfg)
+    };
+    if facts.firewalld {
+        let mut ports: BTreeSet<u16> = BTreeSet::new();
+        if let Some(p) = &proxy {
+            ports.extend(p.sites.iter().flat_map(|s| s.listen.iter().map(SocketAddr::port)));
+        }
+        r.template_file(
+            "firewalld/hadeploy.xml.j2",
+            "/etc/firewalld/services/hadeploy.xml",
+            0o644,
+            Handler::Firewalld,
+            minijinja::context! { ports => ports, vrrp => vrrp.is_some() },
+        )?;
+    }
+    let mut files = r.files;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(NodeTree {
+        host: host.to_string(),
+        facts: facts.clone(),
+        files,
+        units,
+        vrrp,
+        proxy,
+    })
+}
+
+impl Renderer<'_> {
+    fn base_ctx(&self) -> minijinja::Value {
+        minijinja::context! {
+            version => env!("CARGO_PKG_VERSION"),
+            node => self.host.name,
+            inventory => self.inv.file.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
+            facts => self.facts,
+            hardened => self.facts.hardened_units(),
+            runtime => paths::RUNTIME_BIN,
+        }
+    }
+
+    fn template_file(
+        &mut self,
+        template: &str,
+        path: &str,
+        mode: u32,
+        handler: Handler,
+        extra: minijinja::Value,
+    ) -> Result<(), RenderError> {
+        let ctx = minijinja::context! { ..extra, ..self.base_ctx() };
+        let content = self.render_text(template, ctx)?;
+        self.push(path, mode, false, content, handler);
+        Ok(())
+    }
+
+    fn render_text(&self, template: &str, ctx: minijinja::Value) -> Result<String, RenderError> {
+        let err = |source| RenderError::Template {
+            host: self.host.name.clone(),
+            template: template.to_string(),
+            source,
+        };
+        self.env.get_template(template).map_err(err)?.render(ctx).map_err(err)
+    }
+
+    fn push(&mut self, path: &str, mode: u32, secret: bool, content: String, handler: Handler) {
+        let sha256 = hex::encode(Sha256::digest(content.as_bytes()));
+        self.files.push(RenderedFile {
+            path: path.to_string(),
+            mode,
+            secret,
+            content,
+            sha256,
+            handler,
+        });
+    }
+
+    fn unit(&mut self, name: &str, config: &str, log_dirs: &[String]) -> Result<(), RenderError> {
+        let template = format!("systemd/{name}.j2");
+        let handler = if name.contains("vrrp") {
+            Handler::RestartVrrp
+        } else {
+            Handler::RestartProxy
+        };
+        self.template_file(
+            &template,
+            &format!("/etc/systemd/system/{name}"),
+            0o644,
+            handler,
+            minijinja::context! { config => config, log_dirs => log_dirs },
+        )
+    }
+
+    /// Renders a runtime config and proves the runtime will accept it and
+    /// read back exactly `cfg`.
+    fn runtime_file<T: Serialize + PartialEq + std::fmt::Debug>(
+        &mut self,
+        template: &str,
+        path: &str,
+        cfg: &T,
+        secret: bool,
+        handler: Handler,
+    ) -> Result<(), RenderError>
+    where
+        T: LoadBack,
+    {
+        let ctx = minijinja::context! { cfg => cfg, ..self.base_ctx() };
+        let content = self.render_text(template, ctx)?;
+        let file = Path::new(path);
+        match T::load_back(&content, file) {
+            Err(source) => {
+                return Err(RenderError::Invalid {
+                    host: self.host.name.clone(),
+                    file: path.to_string(),
+                    source,
+                });
+            }
+            Ok(back) if back != *cfg => {
+                return Err(RenderError::RoundTrip {
+                    host: self.host.name.clone(),
+                    file: path.to_string(),
+                    detail: format!("rendered {back:?}\nexpected {cfg:?}"),
+                });
+            }
+            Ok(_) => {}
+        }
+        let mode = if secret { 0o600 } else { 0o644 };
+        self.push(path, mode, secret, content, handler);
+        Ok(())
+    }
+}
+
+/// The runtime's own loaders, used to check what was rendered.
+pub trait LoadBack: Sized {
+    fn load_back(text: &str, file: &Path) -> Result<Self, ConfigError>;
+}
+
+impl LoadBack for VrrpConfig {
+    fn load_back(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        hadeploy_config::parse_vrrp(text, file).map(|(c, _)| c)
+    }
+}
+
+impl LoadBack for ProxyConfig {
+    fn load_back(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        hadeploy_config::parse_proxy(text, file).map(|(c, _)| c)
+    }
+}
+
+fn admin_or(addr: Option<SocketAddr>, default: &str) -> Option<SocketAddr> {
+    addr.or_else(|| default.parse().ok())
+}
+
+fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
+    let mut instances = Vec::new();
+    let mut track_scripts = Vec::new();
+    for c in clusters {
+        for v in &c.vips {
+            let Some(me) = v.members.iter().find(|m| m.host == h.name) else {
+                continue;
+            };
+            let my_addr = h.address.map(|a| a.addr());
+            let peers_of = || -> Vec<Ipv4Addr> {
+                v.members
+                    .iter()
+                    .filter(|m| m.host != h.name)
+                    .filter_map(|m| inv.hosts.get(&m.host).and_then(|o| o.address).map(|a| a.addr()))
+                    .collect()
+            };
+            let unicast = match (&v.transport, my_addr) {
+                (Transport::Multicast(_), _) | (_, None) => None,
+                (Transport::UnicastDerived, Some(src)) => Some(Unicast {
+                    src_ip: src,
+                    peers: peers_of(),
+                }),
+                (Transport::UnicastPeers(p), Some(src)) => Some(Unicast {
+                    src_ip: src,
+                    peers: p.clone(),
+                }),
+            };
+            let multicast_group = match &v.transport {
+                Transport::Multicast(g) => *g,
+                _ => Ipv4Addr::new(224, 0, 0, 18),
+            };
+            let hook = |state: &str, explicit: &Option<Vec<String>>| {
+                explicit.clone().or_else(|| {
+                    v.notify.builtin.then(|| {
+                        vec![NOTIFY_HOOK.to_string(), state.to_string(), v.name.clone()]
+                    })
+                })
+            };
+            for name in v.track_script.iter().map(|(n, _)| n) {
+                if let Some(ts) = c.track_scripts.iter().find(|t| &t.name == name)
+                    && !track_scripts.iter().any(|t: &hadeploy_config::vrrp::TrackScript| t.name == ts.name)
+                {
+                    track_scripts.push(ts.clone());
+                }
+            }
+            instances.push(Instance {
+                name: v.name.clone(),
+                interface: me.interface.clone(),
+                virtual_router_id: v.vrid,
+                version: v.version,
+                priority: me.priority,
+                advert_interval: v.advert_interval,
+                preempt: v.preempt,
+                preempt_delay: v.preempt_delay,
+                auth_pass: v.auth_pass.as_ref().map(|s| s.expose().to_string()),
+                unicast,
+                multicast_group,
+                source_address: my_addr,
+                virtual_ipaddress: v
+                    .addresses
+                    .iter()
+                    .map(|a| Vip {
+                        address: *a,
+                        dev: None,
+                        label: v.label.clone(),
+                    })
+                    .collect(),
+                track_interface: v.track_interface.clone(),
+                track_script: v
+                    .track_script
+                    .iter()
+                    .map(|(name, weight)| TrackScriptRef {
+                        name: name.clone(),
+                        weight: *weight,
+                    })
+                    .collect(),
+                garp: v.garp.clone(),
+                v3_checksum: v.v3_checksum,
+                notify: Notify {
+                    master: hook("master", &v.notify.master),
+                    backup: hook("backup", &v.notify.backup),
+                    fault: hook("fault", &v.notify.fault),
+                    stop: hook("stop", &v.notify.stop),
+                    generic: v.notify.generic.clone(),
+                },
+            });
+        }
+    }
+    VrrpConfig {
+        node: h.name.clone(),
+        admin: admin_or(clusters.iter().find_map(|c| c.admin_vrrp), DEFAULT_ADMIN_VRRP),
+        script_timeout: std::time::Duration::from_secs(10),
+        instances,
+        track_scripts,
+    }
+}
+
+fn proxy_config(
+    h: &Host,
+    lb: &[&Cluster],
+    backends: &[&Cluster],
+) -> Result<ProxyConfig, String> {
+    let mut upstreams = std::collections::BTreeMap::new();
+    let mut sites = Vec::new();
+    let first = lb.first().or(backends.first());
+    for c in lb {
+        for (name, u) in &c.upstreams {
+            if upstreams.insert(name.clone(), u.clone()).is_some() {
+                return Err(format!(
+                    "upstream `{name}` is defined by two clusters this node serves; give them different names"
+                ));
+            }
+        }
+        for s in &c.sites {
+            sites.push(CfgSite {
+                name: s.name.clone(),
+                listen: s.listen.clone(),
+                server_names: s.server_names.clone(),
+                default_server: s.default_server,
+                root: s.root.clone(),
+                index: s.index.clone(),
+                error_pages: s.error_pages.clone(),
+                access_log: s.access_log.clone(),
+                locations: s
+                    .locations
+                    .iter()
+                    .map(|l| hadeploy_config::proxy::Location {
+                        path: l.path.clone(),
+                        match_kind: l.match_kind,
+                        proxy: l.proxy.as_ref().map(|p| hadeploy_config::proxy::ProxyPass {
+                            upstream: p.upstream.clone(),
+                            uri: p.uri.clone(),
+                            host: p.host.clone(),
+                            set_headers: p.set_headers.clone(),
+                        }),
+                        root: l.root.clone(),
+                        index: l.index.clone(),
+                    })
+                    .collect(),
+            });
+        }
+    }
+    for c in backends {
+        if let Some(b) = &c.backends {
+            sites.push(CfgSite {
+                name: format!("{}-backend", c.name),
+                listen: vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, b.port))],
+                server_names: Vec::new(),
+                default_server: true,
+                root: Some(b.root.clone()),
+                index: vec!["index.html".to_string()],
+                error_pages: Default::default(),
+                access_log: Some(hadeploy_config::proxy::AccessLog {
+                    path: PathBuf::from("/var/log/hadeploy/backend.access.log"),
+                    format: hadeploy_config::proxy::LogFormat::Combined,
+                }),
+                locations: Vec::new(),
+            });
+        }
+    }
+    Ok(ProxyConfig {
+        node: h.name.clone(),
+        admin: admin_or(first.and_then(|c| c.admin_proxy), DEFAULT_ADMIN_PROXY),
+        workers: first.map_or(0, |c| c.workers),
+        limits: first.map(|c| c.limits.clone()).unwrap_or_default(),
+        trusted_proxies: first.map(|c| c.trusted_proxies.clone()).unwrap_or_default(),
+        upstreams,
+        sites,
+    })
+}
+
+fn log_dirs(cfg: &ProxyConfig) -> Vec<String> {
+    let mut dirs: BTreeSet<String> = BTreeSet::new();
+    dirs.insert("/var/log/hadeploy".to_string());
+    for s in &cfg.sites {
+        if let Some(a) = &s.access_log
+            && let Some(parent) = a.path.parent()
+        {
+            dirs.insert(parent.display().to_string());
+        }
+    }
+    dirs.into_iter().collect()
+}
+
+/// Writes trees under `out/<host>/...`; secret files get mode 0600.
+pub fn write_trees(trees: &[NodeTree], out: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for t in trees {
+        for f in &t.files {
+            let dest = out.join(&t.host).join(f.path.trim_start_matches('/'));
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            // Write then chmod a fresh temp file so a secret is never briefly
+            // world-readable, and a rerun never leaves a half-written file.
+            let tmp = dest.with_extension("hadeploy-tmp");
+            std::fs::write(&tmp, &f.content)?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(f.mode))?;
+            std::fs::rename(&tmp, &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Diagnostics as a stable list, for the CLI's `--json`.
+pub fn diagnostics_json(d: &[Diagnostic]) -> serde_json::Value {
+    serde_json::Value::Array(
+        d.iter()
+            .map(|d| {
+                serde_json::json!({
+                    "severity": if d.is_error() { "error" } else { "warning" },
+                    "file": d.file.as_ref().map(|f| f.display().to_string()),
+                    "line": d.line,
+                    "column": d.column,
+                    "path": d.path,
+                    "message": d.message,
+                })
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,788 @@
+//! Raw inventory -> validated [`Inventory`], collecting every problem with
+//! the YAML path of the offending key (positions are added by the caller).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use hadeploy_config::Diagnostic;
+use hadeploy_config::proxy::{Keepalive, Upstream, UpstreamServer};
+use hadeploy_config::vrrp::{Garp, TrackScript, V3Checksum, Version, advert_interval_problem};
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::model::*;
+use crate::raw::*;
+use crate::vars::{self, FlatGroup};
+
+pub struct Ctx<'a> {
+    pub diags: Vec<Diagnostic>,
+    pub base: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::error(path, msg));
+    }
+    fn warn(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::warning(path, msg));
+    }
+
+    fn duration(&mut self, path: &str, text: Option<&String>, default: Duration) -> Duration {
+        match text {
+            None => default,
+            Some(t) => match humantime::parse_duration(t) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.err(path, format!("`{t}` is not a duration ({e}); write e.g. 1s, 500ms, 2m"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn ranged<T: TryFrom<i64>>(&mut self, path: &str, v: i64, lo: i64, hi: i64, what: &str) -> Option<T> {
+        if v < lo || v > hi {
+            self.err(path, format!("{what} must be {lo}..{hi}, not {v}"));
+            return None;
+        }
+        T::try_from(v).ok()
+    }
+}
+
+const IFNAMSIZ: usize = 15;
+
+fn check_ifname(ctx: &mut Ctx<'_>, path: &str, name: &str) {
+    if name.is_empty() || name.len() > IFNAMSIZ || name.contains(['/', ' ', ':']) {
+        ctx.err(
+            path,
+            format!("`{name}` is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)"),
+        );
+    }
+}
+
+pub fn resolve(raw: RawInventory, file: &Path, ctx: &mut Ctx<'_>) -> Inventory {
+    let groups = vars::flatten(&raw.all, &mut ctx.diags);
+    let merged = vars::merge_hosts(&groups);
+    let mut hosts = BTreeMap::new();
+    for (name, m) in merged {
+        if let Some(h) = resolve_host(&name, m, ctx) {
+            hosts.insert(name, h);
+        }
+    }
+    let mut clusters = Vec::new();
+    for (cname, rc) in &raw.clusters {
+        clusters.push(resolve_cluster(cname, rc, &groups, &hosts, ctx));
+    }
+    let inv = Inventory {
+        file: file.to_path_buf(),
+        hosts,
+        clusters,
+    };
+    cross_checks(&inv, &raw, ctx);
+    inv
+}
+
+fn resolve_host(name: &str, m: vars::Merged, ctx: &mut Ctx<'_>) -> Option<Host> {
+    let v = m.vars;
+    let p = m.path;
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        ctx.err(&p, format!("host name `{name}` may only hold letters, digits, '-', '_' and '.'"));
+    }
+    let ssh_port = match v.ssh_port {
+        None => 22,
+        Some(port) => ctx.ranged(&format!("{p}.ssh_port"), port, 1, 65535, "ssh_port")?,
+    };
+    let address_text = v.address.clone().or_else(|| {
+        v.ssh_host
+            .as_ref()
+            .filter(|h| h.parse::<Ipv4Addr>().is_ok())
+            .cloned()
+    });
+    let (address, prefix_known) = match address_text {
+        None => (None, false),
+        Some(t) => match parse_addr_prefix(&t) {
+            Some((net, known)) => (Some(net), known),
+            None => {
+                ctx.err(
+                    format!("{p}.address"),
+                    format!("`{t}` is not an IPv4 address (write 192.168.10.10 or 192.168.10.10/24)"),
+                );
+                (None, false)
+            }
+        },
+    };
+    let ssh_host = match v.ssh_host.or_else(|| address.map(|a| a.addr().to_string())) {
+        Some(h) => h,
+        None => {
+            ctx.err(&p, format!("host `{name}` has no ssh_host (or address) to connect to"));
+            return None;
+        }
+    };
+    let vrrp_priority = match v.vrrp_priority {
+        None => None,
+        Some(pr) => ctx.ranged(&format!("{p}.vrrp_priority"), pr, 1, 255, "vrrp_priority"),
+    };
+    let vrrp_interface = v.vrrp_interface.unwrap_or_else(|| "eth0".to_string());
+    check_ifname(ctx, &format!("{p}.vrrp_interface"), &vrrp_interface);
+    let mut assumed = AssumedFacts::default();
+    if let Some(os) = v.os {
+        assumed.os = os;
+    }
+    if let Some(sv) = v.systemd_version
+        && let Some(sv) = ctx.ranged::<u32>(&format!("{p}.systemd_version"), sv, 200, 999, "systemd_version")
+    {
+        assumed.systemd_version = sv;
+    }
+    if let Some(fw) = v.firewalld {
+        assumed.firewalld = fw;
+    }
+    if v.ssh_key.as_deref().is_some_and(str::is_empty) {
+        ctx.err(format!("{p}.ssh_key"), "ssh_key is empty");
+    }
+    Some(Host {
+        name: name.to_string(),
+        path: p.clone(),
+        ssh: SshTarget {
+            host: ssh_host,
+            port: ssh_port,
+            user: v.ssh_user.unwrap_or_else(|| "root".to_string()),
+            key: v.ssh_key.map(|k| expand_home(&k)),
+            jump: v.ssh_jump,
+            become_root: v.become_root.unwrap_or(false),
+        },
+        address,
+        prefix_known,
+        vrrp_interface,
+        vrrp_priority,
+        assumed,
+    })
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+/// `a.b.c.d` or `a.b.c.d/len`; the bool says whether the prefix was given.
+fn parse_addr_prefix(t: &str) -> Option<(Ipv4Net, bool)> {
+    if let Ok(net) = Ipv4Net::from_str(t) {
+        return Some((net, true));
+    }
+    let a = Ipv4Addr::from_str(t).ok()?;
+    Some((Ipv4Net::new(a, 32).ok()?, false))
+}
+
+fn select_hosts(
+    sel: &HostSelector,
+    path: &str,
+    groups: &[FlatGroup<'_>],
+    hosts: &BTreeMap<String, Host>,
+    ctx: &mut Ctx<'_>,
+) -> Vec<String> {
+    match sel {
+        HostSelector::Group(g) => match vars::members(groups, g) {
+            Some(m) => m,
+            None => {
+                let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+                let hint = crate::hint(g, &names);
+                ctx.err(path, format!("no group named `{g}`{hint}"));
+                Vec::new()
+            }
+        },
+        HostSelector::Hosts(list) => {
+            let mut out = Vec::new();
+            for (i, h) in list.iter().enumerate() {
+                if hosts.contains_key(h) {
+                    out.push(h.clone());
+                } else {
+                    let names: Vec<&str> = hosts.keys().map(String::as_str).collect();
+                    let hint = crate::hint(h, &names);
+                    ctx.err(format!("{path}[{i}]"), format!("no host named `{h}`{hint}"));
+                }
+            }
+            out
+        }
+    }
+}
+
+fn resolve_cluster(
+    name: &str,
+    rc: &RawCluster,
+    groups: &[FlatGroup<'_>],
+    hosts: &BTreeMap<String, Host>,
+    ctx: &mut Ctx<'_>,
+) -> Cluster {
+    let p = format!("clusters.{name}");
+    let lbs = select_hosts(&rc.load_balancers, &format!("{p}.load_balancers"), groups, hosts, ctx);
+    // A group may name hosts that failed to resolve; keep only real ones.
+    let lbs: Vec<String> = lbs.into_iter().filter(|h| hosts.contains_key(h)).collect();
+    if lbs.is_empty() {
+        ctx.err(format!("{p}.load_balancers"), "the cluster has no load balancers");
+    } else if lbs.len() == 1 {
+        ctx.warn(
+            format!("{p}.load_balancers"),
+            "only one load balancer: the VIP has nowhere to fail over to",
+        );
+    }
+    let backends = rc.backends.as_ref().map(|b| {
+        let bp = format!("{p}.backends");
+        let list = select_hosts(&b.hosts, &format!("{bp}.hosts"), groups, hosts, ctx);
+        for h in &list {
+            if lbs.contains(h) {
+                ctx.err(format!("{bp}.hosts"), format!("host `{h}` cannot be both a load balancer and a backend"));
+            }
+        }
+        let port = ctx.ranged(&format!("{bp}.port"), b.port, 1, 65535, "port").unwrap_or(8080);
+        if !b.root.starts_with('/') {
+            ctx.err(format!("{bp}.root"), "root must be an absolute path");
+        }
+        Backends {
+            hosts: list,
+            port,
+            root: PathBuf::from(&b.root),
+            index_page: b.index_page,
+        }
+    });
+    let track_scripts = collect_track_scripts(rc, &p, ctx);
+    let mut vips = Vec::new();
+    for (i, rv) in rc.vips.iter().enumerate() {
+        if let Some(v) = resolve_vip(rv, &format!("{p}.vips[{i}]"), &format!("{p}.vrrp"), &rc.vrrp, &lbs, hosts, ctx) {
+            vips.push(v);
+        }
+    }
+    if rc.vips.is_empty() {
+        ctx.err(format!("{p}.vips"), "a cluster needs at least one VIP group");
+    }
+    let mut upstreams = BTreeMap::new();
+    for (un, ru) in &rc.upstreams {
+        upstreams.insert(un.clone(), resolve_upstream(ru, &format!("{p}.upstreams.{un}"), ctx));
+    }
+    let vip_addrs: Vec<Ipv4Addr> = vips.iter().flat_map(|v| v.addresses.iter().map(|a| a.addr())).collect();
+    let mut sites = Vec::new();
+    for (i, rs) in rc.sites.iter().enumerate() {
+        sites.push(resolve_site(rs, &format!("{p}.sites[{i}]"), &vip_addrs, &upstreams, ctx));
+    }
+    let admin_vrrp = rc.admin.as_ref().and_then(|a| a.vrrp.as_ref()).and_then(|s| {
+        parse_socket(ctx, &format!("{p}.admin.vrrp"), s)
+    });
+    let admin_proxy = rc.admin.as_ref().and_then(|a| a.proxy.as_ref()).and_then(|s| {
+        parse_socket(ctx, &format!("{p}.admin.proxy"), s)
+    });
+    let workers = match rc.workers {
+        None => 0,
+        Some(w) => ctx.ranged(&format!("{p}.workers"), w, 0, 1024, "workers").unwrap_or(0),
+    };
+    let mut trusted_proxies = Vec::new();
+    for (i, t) in rc.trusted_proxies.iter().enumerate() {
+        match IpNet::from_str(t).or_else(|_| IpAddr::from_str(t).map(IpNet::from)) {
+            Ok(n) => trusted_proxies.push(n),
+            Err(_) => ctx.err(format!("{p}.trusted_proxies[{i}]"), format!("`{t}` is not an address or network")),
+        }
+    }
+    Cluster {
+        name: name.to_string(),
+        load_balancers: lbs,
+        backends,
+        vips,
+        upstreams,
+        sites,
+        admin_vrrp,
+        admin_proxy,
+        workers,
+        trusted_proxies,
+        limits: rc.limits.clone().unwrap_or_default(),
+        track_scripts,
+    }
+}
+
+fn parse_socket(ctx: &mut Ctx<'_>, path: &str, s: &str) -> Option<SocketAddr> {
+    match SocketAddr::from_str(s) {
+        Ok(a) if a.port() != 0 => Some(a),
+        _ => {
+            ctx.err(path, format!("`{s}` is not an ip:port address with a port 1..65535"));
+            None
+        }
+    }
+}
+
+fn collect_track_scripts(rc: &RawCluster, p: &str, ctx: &mut Ctx<'_>) -> Vec<TrackScript> {
+    let mut out: Vec<TrackScript> = Vec::new();
+    for (i, v) in rc.vips.iter().enumerate() {
+        for (j, s) in v.track_script.iter().enumerate() {
+            let sp = format!("{p}.vips[{i}].track_script[{j}]");
+            let argv = s.script.argv();
+            check_command(ctx, &format!("{sp}.script"), &argv);
+            let weight = ctx.ranged::<i32>(&format!("{sp}.weight"), s.weight, -253, 253, "weight").unwrap_or(0);
+            let rise = s.rise.map_or(Some(1), |r| ctx.ranged(&format!("{sp}.rise"), r, 1, 1000, "rise"));
+            let fall = s.fall.map_or(Some(1), |r| ctx.ranged(&format!("{sp}.fall"), r, 1, 1000, "fall"));
+            let ts = TrackScript {
+                name: s.name.clone(),
+                script: argv,
+                interval: ctx.duration(&format!("{sp}.interval"), s.interval.as_ref(), Duration::from_secs(1)),
+                timeout: ctx.duration(&format!("{sp}.timeout"), s.timeout.as_ref(), Duration::from_secs(2)),
+                weight,
+                rise: rise.unwrap_or(1),
+                fall: fall.unwrap_or(1),
+            };
+            match out.iter().find(|o| o.name == ts.name) {
+                Some(prev) if *prev != ts => ctx.err(
+                    format!("{sp}.name"),
+                    format!("track script `{}` is defined twice with different settings", ts.name),
+                ),
+                Some(_) => {}
+                None => out.push(ts),
+            }
+        }
+    }
+    out
+}
+
+fn check_command(ctx: &mut Ctx<'_>, path: &str, argv: &[String]) {
+    match argv.first() {
+        None => ctx.err(path, "command is empty"),
+        Some(p) if !p.starts_with('/') => ctx.err(
+            path,
+            format!("`{p}` must be an absolute path: hooks run without a shell or PATH"),
+        ),
+        _ => {}
+    }
+}
+
+/// Path of a setting that may come from the VIP or the cluster's defaults.
+fn origin(p: &str, dp: &str, key: &str, here: bool, there: bool) -> String {
+    if here {
+        format!("{p}.{key}")
+    } else if there {
+        format!("{dp}.{key}")
+    } else {
+        p.to_string()
+    }
+}
+
+fn resolve_vip(
+    rv: &RawVip,
+    p: &str,
+    dp: &str,
+    d: &RawVrrpDefaults,
+    lbs: &[String],
+    hosts: &BTreeMap<String, Host>,
+    ctx: &mut Ctx<'_>,
+) -> Option<VipGroup> {
+    let vrid = ctx.ranged::<u8>(&format!("{p}.virtual_router_id"), rv.virtual_router_id, 1, 255, "virtual_router_id");
+    let mut addresses = Vec::new();
+    for (i, t) in std::iter::once(&rv.address).chain(rv.extra_addresses.iter()).enumerate() {
+        let ap = if i == 0 { format!("{p}.address") } else { format!("{p}.extra_addresses[{}]", i - 1) };
+        match Ipv4Net::from_str(t) {
+            Ok(n) => addresses.push(n),
+            Err(_) => match Ipv4Addr::from_str(t) {
+                Ok(a) => {
+                    ctx.warn(&ap, format!("`{t}` has no prefix; using {a}/32 (keepalived's default); write {a}/24 to match the subnet"));
+                    addresses.push(Ipv4Net::from(a));
+                }
+                Err(_) => ctx.err(&ap, format!("`{t}` is not an IPv4 address with prefix, like 192.168.10.100/24")),
+            },
+        }
+    }
+    let version_raw = rv.version.or(d.version).unwrap_or(2);
+    let version = match Version::try_from(u8::try_from(version_raw).unwrap_or(0)) {
+        Ok(v) => v,
+        Err(_) => {
+            let vp = origin(p, dp, "version", rv.version.is_some(), d.version.is_some());
+            ctx.err(vp, format!("VRRP version must be 2 or 3, not {version_raw}"));
+            Version::V2
+        }
+    };
+    let ai_path = origin(p, dp, "advert_interval", rv.advert_interval.is_some(), d.advert_interval.is_some());
+    let advert_interval = ctx.duration(&ai_path, rv.advert_interval.as_ref().or(d.advert_interval.as_ref()), Duration::from_secs(1));
+    if let Some(msg) = advert_interval_problem(version, advert_interval) {
+        ctx.err(&ai_path, msg);
+    }
+    let auth_pass = match rv.auth_pass.as_ref().or(d.auth_pass.as_ref()) {
+        None => None,
+        Some(src) => {
+            let ap = origin(p, dp, "auth_pass", rv.auth_pass.is_some(), d.auth_pass.is_some());
+            match src.resolve(ctx.base) {
+                Err(msg) => {
+                    ctx.err(&ap, msg);
+                    None
+                }
+                Ok(secret) => {
+                    let n = secret.expose().len();
+                    if version == Version::V3 {
+                        ctx.err(&ap, "VRRPv3 has no authentication: remove auth_pass or use version 2");
+                    } else if n == 0 || n > 8 {
+                        ctx.err(
+                            &ap,
+                            format!("PASS password must be 1 to 8 bytes, this one is {n} (keepalived would silently truncate it; hadeploy refuses)"),
+                        );
+                    }
+                    Some(secret)
+                }
+            }
+        }
+    };
+    let preempt = rv.preempt.or(d.preempt).unwrap_or(true);
+    let pd_path = origin(p, dp, "preempt_delay", rv.preempt_delay.is_some(), d.preempt_delay.is_some());
+    let preempt_delay = ctx.duration(&pd_path, rv.preempt_delay.as_ref().or(d.preempt_delay.as_ref()), Duration::ZERO);
+    if !preempt && !preempt_delay.is_zero() {
+        ctx.warn(&pd_path, "preempt_delay has no effect with preempt: false");
+    }
+    // Members and priorities.
+    let mut members = Vec::new();
+    for (h, _) in &rv.priorities {
+        if !lbs.contains(h) {
+            let names: Vec<&str> = lbs.iter().map(String::as_str).collect();
+            let hint = crate::hint(h, &names);
+            ctx.err(format!("{p}.priorities.{h}"), format!("`{h}` is not a load balancer of this cluster{hint}"));
+        }
+    }
+    let mut by_prio: BTreeMap<u8, String> = BTreeMap::new();
+    for h in lbs {
+        let Some(host) = hosts.get(h) else { continue };
+        let (prio, pp) = match rv.priorities.get(h) {
+            Some(pr) => (ctx.ranged::<u8>(&format!("{p}.priorities.{h}"), *pr, 1, 255, "priority"), format!("{p}.priorities.{h}")),
+            None => match host.vrrp_priority {
+                Some(pr) => (Some(pr), format!("{}.vrrp_priority", host.path)),
+                None => {
+                    ctx.err(format!("{p}.priorities"), format!("no priority for load balancer `{h}`: set vips[].priorities.{h} or the host's vrrp_priority"));
+                    (None, String::new())
+                }
+            },
+        };
+        let Some(prio) = prio else { continue };
+        if prio == 255 {
+            let owns = host.address.is_some_and(|a| addresses.iter().any(|v| v.addr() == a.addr()));
+            if !owns {
+                ctx.err(&pp, format!("priority 255 is reserved for the owner of the VIP address; `{h}` does not own it (use 1..254)"));
+            }
+        }
+        if let Some(other) = by_prio.insert(prio, h.clone()) {
+            ctx.err(&pp, format!("priority {prio} of `{h}` equals that of `{other}`: priorities must differ within a VIP group, or the election depends on IP order"));
+        }
+        let interface = rv.interface.clone().unwrap_or_else(|| host.vrrp_interface.clone());
+        members.push(Member { host: h.clone(), priority: prio, interface });
+    }
+    if let Some(i) = &rv.interface {
+        check_ifname(ctx, &format!("{p}.interface"), i);
+    }
+    // VIP vs node addresses and subnets.
+    for (i, net) in addresses.iter().enumerate() {
+        let ap = if i == 0 { format!("{p}.address") } else { format!("{p}.extra_addresses[{}]", i - 1) };
+        for host in hosts.values() {
+            if let Some(a) = host.address
+                && a.addr() == net.addr()
+                && !members.iter().any(|m| m.host == host.name && m.priority == 255)
+            {
+                ctx.err(&ap, format!("VIP {} is the address of host `{}`: a VIP must be an unused address", net.addr(), host.name));
+            }
+        }
+        for m in &members {
+            if let Some(host) = hosts.get(&m.host)
+                && host.prefix_known
+                && let Some(a) = host.address
+                && !a.contains(&net.addr())
+            {
+                ctx.err(&ap, format!("VIP {} is outside the subnet {} of load balancer `{}`", net.addr(), a.trunc(), m.host));
+            }
+        }
+    }
+    // Transport.
+    let unicast = match &rv.unicast {
+        Some(RawUnicast::Enabled(b)) => Some(*b),
+        Some(RawUnicast::Peers { .. }) => Some(true),
+        None => d.unicast,
+    };
+    let transport = if unicast.unwrap_or(false) {
+        match &rv.unicast {
+            Some(RawUnicast::Peers { peers }) if !peers.is_empty() => {
+                let mut list = Vec::new();
+                for (i, t) in peers.iter().enumerate() {
+                    match Ipv4Addr::from_str(t) {
+                        Ok(a) => list.push(a),
+                        Err(_) => ctx.err(format!("{p}.unicast.peers[{i}]"), format!("`{t}` is not an IPv4 address")),
+                    }
+                }
+                Transport::UnicastPeers(list)
+            }
+            _ => {
+                for m in &members {
+                    if hosts.get(&m.host).is_some_and(|h| h.address.is_none()) {
+                        let up = origin(p, dp, "unicast", rv.unicast.is_some(), d.unicast.is_some());
+                        ctx.err(up, format!("unicast needs the address of `{}`: set its address (or an IP ssh_host)", m.host));
+                    }
+                }
+                Transport::UnicastDerived
+            }
+        }
+    } else {
+        let g = rv.multicast_group.as_ref().or(d.multicast_group.as_ref());
+        let group = match g.map(|t| Ipv4Addr::from_str(t)) {
+            None => Ipv4Addr::new(224, 0, 0, 18),
+            Some(Ok(a)) if a.is_multicast() => a,
+            Some(_) => {
+                let mp = origin(p, dp, "multicast_group", rv.multicast_group.is_some(), d.multicast_group.is_some());
+                ctx.err(mp, format!("`{}` is not a multicast address", g.map(String::as_str).unwrap_or("")));
+                Ipv4Addr::new(224, 0, 0, 18)
+            }
+        };
+        Transport::Multicast(group)
+    };
+    let track_interface = rv.track_interface.clone().or_else(|| d.track_interface.clone()).unwrap_or_default();
+    for (i, t) in track_interface.iter().enumerate() {
+        check_ifname(ctx, &format!("{p}.track_interface[{i}]"), t);
+    }
+    let notify_raw = rv.notify.clone().or_else(|| d.notify.clone()).unwrap_or_default();
+    let np = format!("{p}.notify");
+    let cmd = |ctx: &mut Ctx<'_>, k: &str, c: &Option<Command>| {
+        c.as_ref().map(|c| {
+            let argv = c.argv();
+            check_command(ctx, &format!("{np}.{k}"), &argv);
+            argv
+        })
+    };
+    let notify = Hooks {
+        master: cmd(ctx, "master", &notify_raw.master),
+        backup: cmd(ctx, "backup", &notify_raw.backup),
+        fault: cmd(ctx, "fault", &notify_raw.fault),
+        stop: cmd(ctx, "stop", &notify_raw.stop),
+        generic: cmd(ctx, "generic", &notify_raw.generic),
+        builtin: notify_raw.builtin.unwrap_or(true),
+    };
+    if let Some(label) = &rv.label
+        && (label.len() > IFNAMSIZ || label.is_empty())
+    {
+        ctx.err(format!("{p}.label"), format!("label `{label}` must be 1 to 15 characters"));
+    }
+    Some(VipGroup {
+        name: rv.name.clone(),
+        addresses,
+        vrid: vrid?,
+        label: rv.label.clone(),
+        version,
+        advert_interval,
+        auth_pass,
+        preempt,
+        preempt_delay,
+        members,
+        transport,
+        v3_checksum: rv.v3_checksum.or(d.v3_checksum).unwrap_or(V3Checksum::PseudoHeader),
+        garp: rv.garp.clone().or_else(|| d.garp.clone()).unwrap_or_else(Garp::default),
+        track_interface,
+        track_script: rv.track_script.iter().map(|t| (t.name.clone(), None)).collect(),
+        notify,
+    })
+}
+
+fn resolve_upstream(ru: &RawUpstream, p: &str, ctx: &mut Ctx<'_>) -> Upstream {
+    let mut servers = Vec::new();
+    if ru.servers.is_empty() {
+        ctx.err(format!("{p}.servers"), "an upstream needs at least one server");
+    }
+    for (i, s) in ru.servers.iter().enumerate() {
+        let sp = format!("{p}.servers[{i}]");
+        let address = match SocketAddr::from_str(&s.address) {
+            Ok(a) if a.port() == 0 => {
+                ctx.err(format!("{sp}.address"), "port must be 1..65535");
+                continue;
+            }
+            Ok(a) => a,
+            Err(_) => {
+                ctx.err(format!("{sp}.address"), format!("`{}` is not ip:port with a port 1..65535 (host names are not resolved on nodes)", s.address));
+                continue;
+            }
+        };
+        let weight = s.weight.map_or(Some(1), |w| ctx.ranged(&format!("{sp}.weight"), w, 1, 1000, "weight"));
+        let max_fails = s.max_fails.map_or(Some(1), |w| ctx.ranged(&format!("{sp}.max_fails"), w, 0, 1000, "max_fails"));
+        servers.push(UpstreamServer {
+            address,
+            weight: weight.unwrap_or(1),
+            max_fails: max_fails.unwrap_or(1),
+            fail_timeout: ctx.duration(&format!("{sp}.fail_timeout"), s.fail_timeout.as_ref(), Duration::from_secs(10)),
+            backup: s.backup,
+            down: s.down,
+        });
+    }
+    let sixty = Duration::from_secs(60);
+    Upstream {
+        servers,
+        health_check: ru.health_check.clone(),
+        keepalive: ru.keepalive.clone().unwrap_or_else(Keepalive::default),
+        connect_timeout: ctx.duration(&format!("{p}.connect_timeout"), ru.connect_timeout.as_ref(), sixty),
+        read_timeout: ctx.duration(&format!("{p}.read_timeout"), ru.read_timeout.as_ref(), sixty),
+        send_timeout: ctx.duration(&format!("{p}.send_timeout"), ru.send_timeout.as_ref(), sixty),
+        next_upstream_tries: ru
+            .next_upstream_tries
+            .and_then(|t| ctx.ranged(&format!("{p}.next_upstream_tries"), t, 0, 100, "next_upstream_tries"))
+            .unwrap_or(0),
+    }
+}
+
+fn resolve_site(
+    rs: &RawSite,
+    p: &str,
+    vips: &[Ipv4Addr],
+    upstreams: &BTreeMap<String, Upstream>,
+    ctx: &mut Ctx<'_>,
+) -> Site {
+    let list: Vec<Listen> = match &rs.listen {
+        ListenList::One(l) => vec![l.clone()],
+        ListenList::Many(v) => v.clone(),
+    };
+    let mut listen = Vec::new();
+    for (i, l) in list.iter().enumerate() {
+        let lp = if matches!(rs.listen, ListenList::One(_)) { format!("{p}.listen") } else { format!("{p}.listen[{i}]") };
+        match l {
+            Listen::Port(port) => {
+                if let Some(port) = ctx.ranged::<u16>(&lp, *port, 1, 65535, "port") {
+                    listen.push(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+                }
+            }
+            Listen::Addr(s) => {
+                if let Some(port) = s.strip_prefix("vip:") {
+                    match port.parse::<u16>() {
+                        Ok(port) if port > 0 => listen.extend(vips.iter().map(|a| SocketAddr::from((*a, port)))),
+                        _ => ctx.err(&lp, format!("`{s}`: port must be 1..65535")),
+                    }
+                } else if let Ok(port) = s.parse::<i64>() {
+                    if let Some(port) = ctx.ranged::<u16>(&lp, port, 1, 65535, "port") {
+                        listen.push(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+                    }
+                } else {
+                    match SocketAddr::from_str(s) {
+                        Ok(a) if a.port() != 0 => listen.push(a),
+                        _ => ctx.err(&lp, format!("`{s}` is not a listen address: write 80, 0.0.0.0:80, 192.168.10.100:80 or vip:80")),
+                    }
+                }
+            }
+        }
+    }
+    let mut error_pages = BTreeMap::new();
+    for (code, uri) in &rs.error_pages {
+        let ep = format!("{p}.error_pages.{code}");
+        if let Some(c) = ctx.ranged::<u16>(&ep, *code, 300, 599, "error page status") {
+            if !uri.starts_with('/') {
+                ctx.err(&ep, format!("error page `{uri}` must be a URI starting with /"));
+            }
+            error_pages.insert(c, uri.clone());
+        }
+    }
+    if let Some(root) = &rs.root
+        && !root.starts_with('/')
+    {
+        ctx.err(format!("{p}.root"), "root must be an absolute path");
+    }
+    let mut locations = Vec::new();
+    for (i, rl) in rs.locations.iter().enumerate() {
+        let lp = format!("{p}.locations[{i}]");
+        if !rl.path.starts_with('/') {
+            ctx.err(format!("{lp}.path"), format!("location `{}` must start with /", rl.path));
+        }
+        if let Some(pp) = &rl.proxy
+            && !upstreams.contains_key(&pp.upstream)
+        {
+            let names: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+            let hint = crate::hint(&pp.upstream, &names);
+            ctx.err(format!("{lp}.proxy.upstream"), format!("no upstream named `{}` in this cluster{hint}", pp.upstream));
+        }
+        if rl.proxy.is_some() && rl.root.is_some() {
+            ctx.err(&lp, "a location either proxies or serves a root, not both");
+        }
+        if rl.proxy.is_none() && rl.root.is_none() && rs.root.is_none() {
+            ctx.err(&lp, "location neither proxies nor has a root (set proxy, or root here or on the site)");
+        }
+        if let Some(root) = &rl.root
+            && !root.starts_with('/')
+        {
+            ctx.err(format!("{lp}.root"), "root must be an absolute path");
+        }
+        locations.push(Location {
+            path: rl.path.clone(),
+            match_kind: rl.match_kind,
+            proxy: rl.proxy.as_ref().map(|pp| ProxyPass {
+                upstream: pp.upstream.clone(),
+                uri: pp.uri.clone(),
+                host: pp.host.clone(),
+                set_headers: pp.set_headers.clone(),
+            }),
+            root: rl.root.as_ref().map(PathBuf::from),
+            index: rl.index.clone(),
+        });
+    }
+    let name = rs
+        .name
+        .clone()
+        .or_else(|| rs.server_names.first().cloned())
+        .unwrap_or_else(|| if rs.default_server { "default".to_string() } else { format!("site{}", p.len()) });
+    Site {
+        name,
+        listen,
+        server_names: rs.server_names.clone(),
+        default_server: rs.default_server,
+        root: rs.root.as_ref().map(PathBuf::from),
+        index: rs.index.clone().unwrap_or_else(|| vec!["index.html".to_string()]),
+        error_pages,
+        access_log: rs.access_log.as_ref().map(|a| hadeploy_config::proxy::AccessLog {
+            path: PathBuf::from(&a.path),
+            format: a.format,
+        }),
+        locations,
+    }
+}
+
+/// Checks that span clusters: VRID per (host, interface), duplicate VIPs,
+/// site name clashes, VRID collisions on a shared subnet.
+fn cross_checks(inv: &Inventory, raw: &RawInventory, ctx: &mut Ctx<'_>) {
+    let mut vrid_use: BTreeMap<(String, String, u8), String> = BTreeMap::new();
+    let mut vip_use: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
+    for c in &inv.clusters {
+        let rc = &raw.clusters[&c.name];
+        for v in &c.vips {
+            let idx = rc.vips.iter().position(|r| r.name == v.name).unwrap_or(0);
+            let p = format!("clusters.{}.vips[{idx}]", c.name);
+            for m in &v.members {
+                let key = (m.host.clone(), m.interface.clone(), v.vrid);
+                let here = format!("{}/{}", c.name, v.name);
+                if let Some(prev) = vrid_use.insert(key, here) {
+                    ctx.err(
+                        format!("{p}.virtual_router_id"),
+                        format!("virtual_router_id {} is already used by {prev} on {} of `{}`", v.vrid, m.interface, m.host),
+                    );
+                }
+            }
+            for a in &v.addresses {
+                if let Some(prev) = vip_use.insert(a.addr(), format!("{}/{}", c.name, v.name)) {
+                    ctx.err(format!("{p}.address"), format!("VIP {} is already managed by {prev}", a.addr()));
+                }
+            }
+        }
+        let mut names = BTreeSet::new();
+        for v in &c.vips {
+            if !names.insert(v.name.as_str()) {
+                ctx.err(format!("clusters.{}.vips", c.name), format!("VIP group name `{}` is used twice", v.name));
+            }
+        }
+        // Sites: listen + server_name unique; one default per listen.
+        let mut seen: BTreeMap<(SocketAddr, String), usize> = BTreeMap::new();
+        let mut defaults: BTreeMap<SocketAddr, usize> = BTreeMap::new();
+        for (i, s) in c.sites.iter().enumerate() {
+            let p = format!("clusters.{}.sites[{i}]", c.name);
+            for l in &s.listen {
+                for n in &s.server_names {
+                    if let Some(prev) = seen.insert((*l, n.to_ascii_lowercase()), i) {
+                        ctx.err(format!("{p}.server_names"), format!("`{n}` on {l} is already served by sites[{prev}]"));
+                    }
+                }
+                if s.default_server && let Some(prev) = defaults.insert(*l, i) {
+                    ctx.err(format!("{p}.default_server"), format!("{l} already has a default_server: sites[{prev}]"));
+                }
+            }
+        }
+    }
+}

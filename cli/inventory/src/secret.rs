@@ -1,0 +1,71 @@
+//! Secrets: written inline, or taken from an environment variable or a file,
+//! and never shown again (Debug, Display and serialization for plans mask).
+
+use std::fmt;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SecretSource {
+    Inline(String),
+    Ref(SecretRef),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub env: Option<String>,
+    pub file: Option<String>,
+}
+
+/// A resolved secret. The value is only reachable through [`Secret::expose`],
+/// which the renderer calls for the one file that needs it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl SecretSource {
+    /// Reads the secret. `base` is the inventory's directory, for relative
+    /// file references. Errors never contain the secret itself.
+    pub fn resolve(&self, base: &std::path::Path) -> Result<Secret, String> {
+        match self {
+            SecretSource::Inline(s) => Ok(Secret(s.clone())),
+            SecretSource::Ref(SecretRef {
+                env: Some(var),
+                file: None,
+            }) => std::env::var(var)
+                .map(Secret)
+                .map_err(|_| format!("environment variable `{var}` is not set")),
+            SecretSource::Ref(SecretRef {
+                env: None,
+                file: Some(path),
+            }) => {
+                let p = base.join(path);
+                std::fs::read_to_string(&p)
+                    .map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_string()))
+                    .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))
+            }
+            SecretSource::Ref(_) => {
+                Err("a secret reference takes exactly one of `env` or `file`".to_string())
+            }
+        }
+    }
+}

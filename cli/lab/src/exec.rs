@@ -1,0 +1,116 @@
+//! Commands on nodes over SSH (strict host keys, the lab's own ssh_config) and the
+//! boot readiness wait built on it.
+
+use std::path::Path;
+use std::process::Command;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cmd::output;
+use crate::error::{LabError, Result};
+use crate::node::Node;
+
+/// Result of a command run on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    /// Exit code; -1 when killed by a signal. ssh itself failing gives 255.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// `ssh -F <ssh_config> [options] <node> -- <command>`.
+pub(crate) fn ssh_command(
+    ssh_config: &Path,
+    options: &[&str],
+    node: &str,
+    command: &str,
+) -> Command {
+    let mut c = Command::new("ssh");
+    c.arg("-F")
+        .arg(ssh_config)
+        .args(options)
+        .arg(node)
+        .arg("--")
+        .arg(command);
+    c
+}
+
+pub(crate) fn exec(ssh_config: &Path, node: &str, command: &str) -> Result<ExecOutput> {
+    run_ssh(node, ssh_command(ssh_config, &[], node, command))
+}
+
+fn run_ssh(node: &str, cmd: Command) -> Result<ExecOutput> {
+    let out = output(&format!("node {node}: ssh"), cmd)?;
+    Ok(ExecOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Wait until the node answers over SSH and systemd has finished booting. Returns the
+/// final system state (`running`, or `degraded` with a warning naming failed units).
+pub(crate) fn wait_ready(ssh_config: &Path, node: &Node, deadline: Instant) -> Result<String> {
+    let started = Instant::now();
+    let mut last = String::from("no answer yet");
+    loop {
+        if !node.is_running() {
+            return Err(LabError::node(
+                &node.name,
+                "wait for boot",
+                format!(
+                    "systemd-nspawn exited; console log {}:\n{}",
+                    node.console_log.display(),
+                    node.console_tail(30)
+                ),
+            ));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(LabError::BootTimeout {
+                node: node.name.clone(),
+                secs: started.elapsed().as_secs(),
+                last,
+                console: node.console_log.clone(),
+                tail: node.console_tail(30),
+            });
+        }
+        // `--wait` blocks until boot finished; `timeout` bounds it by our deadline.
+        let cmd = format!(
+            "timeout {} systemctl is-system-running --wait",
+            left.as_secs().max(1)
+        );
+        // Bound the connection attempt by the deadline too (ssh_config says 3 s).
+        let connect = format!("ConnectTimeout={}", left.as_secs().clamp(1, 3));
+        let ssh = ssh_command(ssh_config, &["-o", &connect], &node.name, &cmd);
+        let out = run_ssh(&node.name, ssh)?;
+        let state = out.stdout.trim().to_string();
+        match state.as_str() {
+            "running" => return Ok(state),
+            "degraded" => {
+                let failed = exec(ssh_config, &node.name, "systemctl --failed --no-legend")
+                    .map(|o| o.stdout)
+                    .unwrap_or_default();
+                tracing::warn!(node = %node.name, failed = %failed.trim(), "degraded");
+                return Ok(state);
+            }
+            _ => {
+                last = if out.code == 255 {
+                    format!("ssh: {}", out.stderr.trim())
+                } else {
+                    format!("system state {state:?}")
+                };
+                sleep(Duration::from_millis(250));
+            }
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! `/etc/hadeploy/proxy.yaml`: what the proxy runs (nginx's job).
+//!
+//! The shape mirrors nginx: `upstreams` are `upstream {}` blocks, `sites`
+//! are `server {}` blocks, `locations` are `location {}` blocks. Defaults are
+//! nginx's unless a comment says why not.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::diag::Diagnostic;
+use crate::duration::human;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    pub node: String,
+    /// Prometheus metrics and status (`GET /metrics`, `GET /status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SocketAddr>,
+    /// Worker threads; 0 means one per core (`worker_processes auto`).
+    #[serde(default)]
+    pub workers: usize,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Client addresses whose X-Forwarded-For / X-Real-IP are believed
+    /// (nginx's `set_real_ip_from`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<IpNet>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Upstream>,
+    pub sites: Vec<Site>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// `worker_connections` summed over workers: accepted connections beyond
+    /// this wait in the listen backlog.
+    #[serde(default = "max_connections")]
+    pub max_connections: usize,
+    /// `client_header_timeout`: whole request head must arrive in this time.
+    #[serde(default = "sixty_s", with = "human")]
+    pub header_timeout: Duration,
+    /// `large_client_header_buffers`: larger heads get 431.
+    #[serde(default = "max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// `client_max_body_size`: larger bodies get 413. 0 = unlimited.
+    #[serde(default = "max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// `keepalive_timeout` for idle client connections.
+    #[serde(default = "keepalive_timeout", with = "human")]
+    pub keepalive_timeout: Duration,
+    /// `client_body_timeout`/`send_timeout`: gap between two reads or writes.
+    #[serde(default = "sixty_s", with = "human")]
+    pub io_timeout: Duration,
+    /// How long a graceful stop waits for in-flight requests.
+    #[serde(default = "drain_timeout", with = "human")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: max_connections(),
+            header_timeout: sixty_s(),
+            max_header_bytes: max_header_bytes(),
+            max_body_bytes: max_body_bytes(),
+            keepalive_timeout: keepalive_timeout(),
+            io_timeout: sixty_s(),
+            drain_timeout: drain_timeout(),
+        }
+    }
+}
+
+fn max_connections() -> usize {
+    10_240
+}
+fn sixty_s() -> Duration {
+    Duration::from_secs(60)
+}
+fn max_header_bytes() -> usize {
+    32 * 1024
+}
+fn max_body_bytes() -> u64 {
+    1024 * 1024
+}
+fn keepalive_timeout() -> Duration {
+    Duration::from_secs(75)
+}
+fn drain_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub servers: Vec<UpstreamServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    #[serde(default)]
+    pub keepalive: Keepalive,
+    #[serde(default = "sixty_s", with = "human")]
+    pub connect_timeout: Duration,
+    #[serde(default = "sixty_s", with = "human")]
+    pub read_timeout: Duration,
+    #[serde(default = "sixty_s", with = "human")]
+    pub send_timeout: Duration,
+    /// `proxy_next_upstream_tries`; 0 = every usable server once.
+    #[serde(default)]
+    pub next_upstream_tries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamServer {
+    /// `host:port`; IP addresses only, so a node never depends on DNS.
+    pub address: SocketAddr,
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// 0 disables passive health accounting for this server.
+    #[serde(default = "one")]
+    pub max_fails: u32,
+    #[serde(default = "ten_s", with = "human")]
+    pub fail_timeout: Duration,
+    #[serde(default)]
+    pub backup: bool,
+    #[serde(default)]
+    pub down: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+fn ten_s() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Active health checks: keepalived's `delay_loop` real-server checks with
+/// `inhibit_on_failure` intent (a failing server gets no traffic).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default = "health_interval", with = "human")]
+    pub interval: Duration,
+    #[serde(default = "two_s", with = "human")]
+    pub timeout: Duration,
+    #[serde(default = "slash")]
+    pub path: String,
+    /// Host header for the check; the server address when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Accepted statuses; 200..=399 when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_status: Vec<u16>,
+    #[serde(default = "two")]
+    pub rise: u32,
+    #[serde(default = "three")]
+    pub fall: u32,
+}
+
+fn health_interval() -> Duration {
+    Duration::from_secs(6)
+}
+fn two_s() -> Duration {
+    Duration::from_secs(2)
+}
+fn slash() -> String {
+    "/".to_string()
+}
+fn two() -> u32 {
+    2
+}
+fn three() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    /// Idle pooled connections per upstream server (nginx `keepalive N`).
+    #[serde(default = "max_idle")]
+    pub max_idle: usize,
+    /// Kept below common backend keep-alive timeouts (nginx 75s, Apache 5s,
+    /// Node 5s) so a reused connection does not race the backend's close.
+    #[serde(default = "idle_timeout", with = "human")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            max_idle: max_idle(),
+            idle_timeout: idle_timeout(),
+        }
+    }
+}
+
+fn max_idle() -> usize {
+    32
+}
+fn idle_timeout() -> Duration {
+    Duration::from_secs(4)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// A name for logs and metrics (the first server_name, or `default`).
+    pub name: String,
+    pub listen: Vec<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_names: Vec<String>,
+    #[serde(default)]
+    pub default_server: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    #[serde(default = "default_index")]
+    pub index: Vec<String>,
+    /// Status -> URI served from `root` for errors the proxy generates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_pages: BTreeMap<u16, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<Location>,
+}
+
+fn default_index() -> Vec<String> {
+    vec!["index.html".to_string()]
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// nginx's predefined `combined`, and `main` as nginx's default nginx.conf
+/// defines it (combined plus `"$http_x_forwarded_for"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Combined,
+    Main,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchKind {
+    /// `location /path` (longest prefix wins).
+    #[default]
+    Prefix,
+    /// `location = /path` (checked first).
+    Exact,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub path: String,
+    #[serde(default, rename = "match")]
+    pub match_kind: MatchKind,
+    /// Proxy to an upstream; otherwise serve files from `root`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyPass>,
+    /// Overrides the site's root (nginx `root` inside a location).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyPass {
+    pub upstream: String,
+    /// nginx `proxy_pass http://backend/uri`: when set, the matched location
+    /// prefix is replaced by this URI; when absent the request URI is passed
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub host: HostHeader,
+    /// Extra request headers (`proxy_set_header`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set_headers: BTreeMap<String, String>,
+}
+
+/// What Host header the upstream sees.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostHeader {
+    /// The client's Host (`proxy_set_header Host $host`, what most users set).
+    #[default]
+    Client,
+    /// The upstream server's address (nginx's `$proxy_host` default).
+    Upstream,
+    /// A fixed value.
+    Fixed(String),
+}
+
+impl ProxyConfig {
+    pub fn validate(&self) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        if self.sites.is_empty() {
+            out.push(Diagnostic::error("sites", "at least one site is required"));
+        }
+        for (name, up) in &self.upstreams {
+            let p = format!("upstreams.{name}");
+            if up.servers.is_empty() {
+                out.push(Diagnostic::error(format!("{p}.servers"), "an upstream needs at least one server"));
+            }
+            let mut seen = BTreeSet::new();
+            for (i, s) in up.servers.iter().enumerate() {
+                if s.weight == 0 {
+                    out.push(Diagnostic::error(format!("{p}.servers[{i}].weight"), "weight must be at least 1"));
+                }
+                if s.address.port() == 0 {
+                    out.push(Diagnostic::error(format!("{p}.servers[{i}].address"), "port must be 1..65535"));
+                }
+                if !seen.insert(s.address) {
+                    out.push(Diagnostic::error(
+                        format!("{p}.servers[{i}].address"),
+                        format!("server {} is listed twice", s.address),
+                    ));
+                }
+            }
+            if up.servers.iter().all(|s| s.backup || s.down) && !up.servers.is_empty() {
+                out.push(Diagnostic::warning(
+                    format!("{p}.servers"),
+                    "every server is backup or down: the upstream has no primary",
+                ));
+            }
+            if let Some(hc) = &up.health_check {
+                if hc.rise == 0 || hc.fall == 0 {
+                    out.push(Diagnostic::error(format!("{p}.health_check"), "rise and fall must be at least 1"));
+                }
+                if !hc.path.starts_with('/') {
+                    out.push(Diagnostic::error(format!("{p}.health_check.path"), "path must start with /"));
+                }
+                if hc.interval.is_zero() {
+                    out.push(Diagnostic::error(format!("{p}.health_check.interval"), "interval must be above 0"));
+                }
+            }
+        }
+        let mut vhosts: BTreeMap<(SocketAddr, String), usize> = BTreeMap::new();
+        let mut defaults: BTreeMap<SocketAddr, usize> = BTreeMap::new();
+        for (i, site) in self.sites.iter().enumerate() {
+            let p = format!("sites[{i}]");
+            if site.listen.is_empty() {
+                out.push(Diagnostic::error(format!("{p}.listen"), "a site needs at least one listen address"));
+            }
+            for (j, addr) in site.listen.iter().enumerate() {
+                if addr.port() == 0 {
+                    out.push(Diagnostic::error(format!("{p}.listen[{j}]"), "port must be 1..65535"));
+                }
+                for name in &site.server_names {
+                    if let Some(prev) = vhosts.insert((*addr, name.to_ascii_lowercase()), i) {
+                        out.push(Diagnostic::error(
+                            format!("{p}.server_names"),
+                            format!("server_name `{name}` on {addr} is already served by sites[{prev}]"),
+                        ));
+                    }
+                }
+                if site.default_server && let Some(prev) = defaults.insert(*addr, i) {
+                    out.push(Diagnostic::error(
+                        format!("{p}.default_server"),
+                        format!("{addr} already has a default_server: sites[{prev}]"),
+                    ));
+                }
+            }
+            for (code, uri) in &site.error_pages {
+                if !(300..=599).contains(code) {
+                    out.push(Diagnostic::error(format!("{p}.error_pages.{code}"), "status must be 300..599"));
+                }
+                if !uri.starts_with('/') {
+                    out.push(Diagnostic::error(format!("{p}.error_pages.{code}"), "error page URI must start with /"));
+                }
+            }
+            if !site.error_pages.is_empty() && site.root.is_none() {
+                out.push(Diagnostic::error(format!("{p}.error_pages"), "error pages are served from root: set root"));
+            }
+            let mut seen = BTreeSet::new();
+            for (j, loc) in site.locations.iter().enumerate() {
+                let lp = format!("{p}.locations[{j}]");
+                if !loc.path.starts_with('/') {
+                    out.push(Diagnostic::error(format!("{lp}.path"), "location path must start with /"));
+                }
+                if !seen.insert((loc.match_kind, loc.path.clone())) {
+                    out.push(Diagnostic::error(format!("{lp}.path"), format!("duplicate location `{}`", loc.path)));
+                }
+                match &loc.proxy {
+                    Some(pp) => {
+                        if !self.upstreams.contains_key(&pp.upstream) {
+                            let names: Vec<&str> = self.upstreams.keys().map(String::as_str).collect();
+                            let hint = crate::load::did_you_mean(&pp.upstream, &names)
+                                .map(|s| format!(" (did you mean `{s}`?)"))
+                                .unwrap_or_default();
+                            out.push(Diagnostic::error(
+                                format!("{lp}.proxy.upstream"),
+                                format!("no upstream named `{}`{hint}", pp.upstream),
+                            ));
+                        }
+                        if let Some(uri) = &pp.uri
+                            && !uri.starts_with('/')
+                        {
+                            out.push(Diagnostic::error(format!("{lp}.proxy.uri"), "uri must start with /"));
+                        }
+                    }
+                    None => {
+                        if loc.root.is_none() && site.root.is_none() {
+                            out.push(Diagnostic::error(
+                                lp.clone(),
+                                "location neither proxies nor has a root (set proxy or root)",
+                            ));
+                        }
+                    }
+                }
+            }
+            if site.locations.is_empty() && site.root.is_none() {
+                out.push(Diagnostic::error(p.clone(), "site has no locations and no root: it would serve nothing"));
+            }
+        }
+        out
+    }
+}

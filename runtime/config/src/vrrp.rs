@@ -1,0 +1,408 @@
+//! `/etc/hadeploy/vrrp.yaml`: what the VRRP daemon runs (keepalived's job).
+//!
+//! Field names follow keepalived.conf(5) where one exists, so a keepalived
+//! user can read a rendered file; durations are humantime strings.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::diag::Diagnostic;
+use crate::duration::{human, human_opt};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpConfig {
+    /// The node's inventory name; used in logs and hook arguments.
+    pub node: String,
+    /// Prometheus metrics and status (`GET /metrics`, `GET /status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SocketAddr>,
+    /// Limit for each notify hook or track script run.
+    #[serde(default = "default_script_timeout", with = "human")]
+    pub script_timeout: Duration,
+    pub instances: Vec<Instance>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_scripts: Vec<TrackScript>,
+}
+
+fn default_script_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum Version {
+    V2,
+    V3,
+}
+
+impl TryFrom<u8> for Version {
+    type Error = String;
+    fn try_from(v: u8) -> Result<Self, String> {
+        match v {
+            2 => Ok(Version::V2),
+            3 => Ok(Version::V3),
+            other => Err(format!("VRRP version must be 2 or 3, not {other}")),
+        }
+    }
+}
+
+impl From<Version> for u8 {
+    fn from(v: Version) -> u8 {
+        match v {
+            Version::V2 => 2,
+            Version::V3 => 3,
+        }
+    }
+}
+
+/// How a VRRPv3 checksum is computed when sending. Receivers accept both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum V3Checksum {
+    /// Include the IPv4 pseudo-header: keepalived 2.x's default.
+    #[default]
+    PseudoHeader,
+    /// VRRP message only: RFC 9568, Cisco, Juniper, keepalived's
+    /// `v3_checksum_as_v2`.
+    VrrpOnly,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instance {
+    /// keepalived's `vrrp_instance NAME`.
+    pub name: String,
+    pub interface: String,
+    pub virtual_router_id: u8,
+    pub version: Version,
+    /// 1..=254, or 255 for the address owner.
+    pub priority: u8,
+    #[serde(with = "human")]
+    pub advert_interval: Duration,
+    /// `false` is keepalived's `nopreempt`.
+    #[serde(default = "yes")]
+    pub preempt: bool,
+    #[serde(default, with = "human", skip_serializing_if = "Duration::is_zero")]
+    pub preempt_delay: Duration,
+    /// VRRPv2 PASS authentication, at most 8 bytes. A secret: this file is
+    /// installed 0600 root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_pass: Option<String>,
+    /// `unicast_src_ip` + `unicast_peer`; absent means multicast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unicast: Option<Unicast>,
+    /// keepalived's `vrrp_mcast_group4`.
+    #[serde(default = "default_group")]
+    pub multicast_group: Ipv4Addr,
+    /// The address this router sends from and breaks priority ties with;
+    /// the interface's primary address when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<Ipv4Addr>,
+    pub virtual_ipaddress: Vec<Vip>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_interface: Vec<String>,
+    /// Names of `track_scripts` entries, with an optional weight override.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_script: Vec<TrackScriptRef>,
+    #[serde(default)]
+    pub garp: Garp,
+    #[serde(default)]
+    pub v3_checksum: V3Checksum,
+    #[serde(default)]
+    pub notify: Notify,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_group() -> Ipv4Addr {
+    Ipv4Addr::new(224, 0, 0, 18)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unicast {
+    pub src_ip: Ipv4Addr,
+    pub peers: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vip {
+    /// Address with prefix, `192.168.10.100/24`.
+    pub address: Ipv4Net,
+    /// Interface to add it on; the instance's interface when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    /// Interface label (`eth0:1`), as `ip addr add ... label`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// Gratuitous ARP schedule; defaults are keepalived's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Garp {
+    /// `garp_master_delay`: second burst this long after becoming master.
+    #[serde(default = "five_s", with = "human")]
+    pub master_delay: Duration,
+    /// `garp_master_repeat`: GARPs per burst.
+    #[serde(default = "five")]
+    pub master_repeat: u32,
+    /// `garp_interval`: gap between GARPs of one burst.
+    #[serde(default, with = "human")]
+    pub interval: Duration,
+    /// `garp_master_refresh`: periodic refresh while master; off when absent.
+    #[serde(default, with = "human_opt", skip_serializing_if = "Option::is_none")]
+    pub master_refresh: Option<Duration>,
+    /// `garp_master_refresh_repeat`.
+    #[serde(default = "one")]
+    pub master_refresh_repeat: u32,
+    /// Re-announce (advert + GARP) on hearing a lower-priority master, so a
+    /// healed split brain leaves no client with a stale ARP entry.
+    #[serde(default = "yes")]
+    pub lower_prio_announce: bool,
+}
+
+impl Default for Garp {
+    fn default() -> Self {
+        Garp {
+            master_delay: five_s(),
+            master_repeat: five(),
+            interval: Duration::ZERO,
+            master_refresh: None,
+            master_refresh_repeat: one(),
+            lower_prio_announce: true,
+        }
+    }
+}
+
+fn five_s() -> Duration {
+    Duration::from_secs(5)
+}
+fn five() -> u32 {
+    5
+}
+fn one() -> u32 {
+    1
+}
+
+/// Hooks: argv vectors, run without a shell; the first element is absolute.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Vec<String>>,
+    /// keepalived's `notify`: called with INSTANCE, name, state, priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generic: Option<Vec<String>>,
+}
+
+impl Notify {
+    fn entries(&self) -> impl Iterator<Item = (&'static str, &Vec<String>)> {
+        [
+            ("master", &self.master),
+            ("backup", &self.backup),
+            ("fault", &self.fault),
+            ("stop", &self.stop),
+            ("generic", &self.generic),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    }
+}
+
+/// keepalived's `vrrp_script`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackScript {
+    pub name: String,
+    pub script: Vec<String>,
+    #[serde(default = "one_s", with = "human")]
+    pub interval: Duration,
+    #[serde(default = "two_s", with = "human")]
+    pub timeout: Duration,
+    /// Added to the priority while the script succeeds (> 0) or subtracted
+    /// while it fails (< 0); 0 means failure puts the instance in Fault.
+    #[serde(default)]
+    pub weight: i32,
+    #[serde(default = "one")]
+    pub rise: u32,
+    #[serde(default = "one")]
+    pub fall: u32,
+}
+
+fn one_s() -> Duration {
+    Duration::from_secs(1)
+}
+fn two_s() -> Duration {
+    Duration::from_secs(2)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackScriptRef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+}
+
+/// The advert interval limits of a version: v2 whole seconds 1..=255,
+/// v3 centiseconds 1..=4095.
+pub fn advert_interval_problem(version: Version, interval: Duration) -> Option<String> {
+    match version {
+        Version::V2 => {
+            let ok = interval.subsec_nanos() == 0 && (1..=255).contains(&interval.as_secs());
+            (!ok).then(|| {
+                format!(
+                    "VRRPv2 advert interval must be whole seconds from 1s to 255s, not {}",
+                    crate::duration::format(interval)
+                )
+            })
+        }
+        Version::V3 => {
+            let cs = interval.as_millis() / 10;
+            let ok = interval.as_millis() % 10 == 0
+                && interval.subsec_nanos() % 1_000_000 == 0
+                && (1..=4095).contains(&cs);
+            (!ok).then(|| {
+                format!(
+                    "VRRPv3 advert interval must be a multiple of 10ms from 10ms to 40.95s, not {}",
+                    crate::duration::format(interval)
+                )
+            })
+        }
+    }
+}
+
+fn check_argv(path: &str, argv: &[String], out: &mut Vec<Diagnostic>) {
+    match argv.first() {
+        None => out.push(Diagnostic::error(path, "command is empty")),
+        Some(prog) if !prog.starts_with('/') => out.push(Diagnostic::error(
+            path,
+            format!("command `{prog}` must be an absolute path (hooks run without a shell or PATH)"),
+        )),
+        _ => {}
+    }
+}
+
+impl VrrpConfig {
+    /// Semantic checks that the types cannot express.
+    pub fn validate(&self) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        if self.instances.is_empty() {
+            out.push(Diagnostic::error("instances", "at least one VRRP instance is required"));
+        }
+        let mut names = BTreeSet::new();
+        let mut vrids: BTreeMap<(&str, u8), usize> = BTreeMap::new();
+        let scripts: BTreeSet<&str> = self.track_scripts.iter().map(|s| s.name.as_str()).collect();
+        for (i, inst) in self.instances.iter().enumerate() {
+            let p = format!("instances[{i}]");
+            if !names.insert(inst.name.as_str()) {
+                out.push(Diagnostic::error(
+                    format!("{p}.name"),
+                    format!("instance name `{}` is used twice", inst.name),
+                ));
+            }
+            if inst.virtual_router_id == 0 {
+                out.push(Diagnostic::error(
+                    format!("{p}.virtual_router_id"),
+                    "virtual_router_id must be 1..255",
+                ));
+            }
+            if let Some(prev) = vrids.insert((inst.interface.as_str(), inst.virtual_router_id), i) {
+                out.push(Diagnostic::error(
+                    format!("{p}.virtual_router_id"),
+                    format!(
+                        "virtual_router_id {} is already used on {} by instances[{prev}]",
+                        inst.virtual_router_id, inst.interface
+                    ),
+                ));
+            }
+            if inst.priority == 0 {
+                out.push(Diagnostic::error(
+                    format!("{p}.priority"),
+                    "priority must be 1..254 (255 for the address owner); 0 is reserved for a master that stops",
+                ));
+            }
+            if let Some(msg) = advert_interval_problem(inst.version, inst.advert_interval) {
+                out.push(Diagnostic::error(format!("{p}.advert_interval"), msg));
+            }
+            if let Some(pass) = &inst.auth_pass {
+                if inst.version == Version::V3 {
+                    out.push(Diagnostic::error(
+                        format!("{p}.auth_pass"),
+                        "VRRPv3 has no authentication; remove auth_pass or use version 2",
+                    ));
+                }
+                if pass.len() > 8 || pass.is_empty() {
+                    out.push(Diagnostic::error(
+                        format!("{p}.auth_pass"),
+                        format!(
+                            "PASS password must be 1 to 8 bytes (keepalived silently truncates longer ones), this one is {} bytes",
+                            pass.len()
+                        ),
+                    ));
+                }
+            }
+            if inst.virtual_ipaddress.is_empty() {
+                out.push(Diagnostic::error(
+                    format!("{p}.virtual_ipaddress"),
+                    "at least one virtual IP address is required",
+                ));
+            }
+            if let Some(u) = &inst.unicast {
+                if u.peers.is_empty() {
+                    out.push(Diagnostic::error(
+                        format!("{p}.unicast.peers"),
+                        "unicast mode needs at least one peer",
+                    ));
+                }
+                if u.peers.contains(&u.src_ip) {
+                    out.push(Diagnostic::error(
+                        format!("{p}.unicast.peers"),
+                        format!("peer list contains this node's own source address {}", u.src_ip),
+                    ));
+                }
+            } else if !inst.multicast_group.is_multicast() {
+                out.push(Diagnostic::error(
+                    format!("{p}.multicast_group"),
+                    format!("{} is not a multicast address", inst.multicast_group),
+                ));
+            }
+            for (j, r) in inst.track_script.iter().enumerate() {
+                if !scripts.contains(r.name.as_str()) {
+                    out.push(Diagnostic::error(
+                        format!("{p}.track_script[{j}].name"),
+                        format!("no track script named `{}` in track_scripts", r.name),
+                    ));
+                }
+            }
+            for (k, argv) in inst.notify.entries() {
+                check_argv(&format!("{p}.notify.{k}"), argv, &mut out);
+            }
+        }
+        for (i, s) in self.track_scripts.iter().enumerate() {
+            check_argv(&format!("track_scripts[{i}].script"), &s.script, &mut out);
+            if s.rise == 0 || s.fall == 0 {
+                out.push(Diagnostic::error(
+                    format!("track_scripts[{i}]"),
+                    "rise and fall must be at least 1",
+                ));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,352 @@
+//! One request: pick the site and location, proxy or serve a file, apply
+//! error pages to errors the proxy generated, log when the body is done.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use hadeploy_config::proxy::{Location, LogFormat, ProxyPass, Site};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::access_log::{Entry, LogFile, format_line};
+use crate::body::{Finish, ProxyBody, TrackedBody, full};
+use crate::headers::{self, ClientIdentity};
+use crate::metrics::Metrics;
+use crate::state::State;
+use crate::static_files::{self, StaticRequest};
+use crate::upstream::{self, OutBody, Outgoing};
+
+/// Per client connection facts the handler needs.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The configured listen address that accepted the connection.
+    pub listen: SocketAddr,
+    pub started: Instant,
+    /// Requests whose response body is not finished yet.
+    pub in_flight: AtomicUsize,
+    /// Milliseconds after `started` when the last response finished.
+    pub last_done_ms: AtomicU64,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(peer: SocketAddr, listen: SocketAddr) -> ConnInfo {
+        ConnInfo {
+            peer,
+            listen,
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Writes the log line and metrics once the response body is done.
+struct LogFinish {
+    entry: Entry,
+    log: Option<(Arc<LogFile>, LogFormat)>,
+    site: String,
+    start: Instant,
+    metrics: Arc<Metrics>,
+    conn: Arc<ConnInfo>,
+}
+
+impl Finish for LogFinish {
+    fn finish(self: Box<Self>, body_bytes: u64) {
+        let mut entry = self.entry;
+        entry.body_bytes_sent = body_bytes;
+        entry.time = SystemTime::now();
+        if let Some((file, format)) = &self.log {
+            file.write_line(&format_line(&entry, *format));
+        }
+        self.metrics.observe(&self.site, entry.status, self.start.elapsed());
+        let ms = u64::try_from(self.conn.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.conn.last_done_ms.store(ms, Ordering::Relaxed);
+        self.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> Option<String> {
+    req.headers()
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+pub(crate) async fn handle(
+    state: Arc<State>,
+    metrics: Arc<Metrics>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<TrackedBody> {
+    let start = Instant::now();
+    conn.in_flight.fetch_add(1, Ordering::Relaxed);
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    let site_idx = state
+        .vhosts
+        .get(&conn.listen)
+        .map(|t| t.select(host.as_deref()))
+        .unwrap_or(0);
+    let id = headers::identify(conn.peer, req.headers(), &state.cfg.trusted_proxies);
+    let target = if req.version() == Version::HTTP_2 {
+        req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into())
+    } else {
+        req.uri().to_string()
+    };
+    let entry = Entry {
+        remote_addr: id.real_ip.to_string(),
+        remote_user: None,
+        time: SystemTime::now(),
+        request: format!("{} {} {:?}", req.method(), target, req.version()),
+        status: 0,
+        body_bytes_sent: 0,
+        referer: header_str(&req, header::REFERER),
+        user_agent: header_str(&req, header::USER_AGENT),
+        forwarded_for: header_str(&req, header::HeaderName::from_static("x-forwarded-for")),
+    };
+    let (site, site_rt) = match (state.cfg.sites.get(site_idx), state.sites.get(site_idx)) {
+        (Some(s), Some(rt)) => (s, rt),
+        // Validation requires at least one site; this is unreachable but
+        // cheaper to answer than to prove.
+        _ => {
+            let resp = default_error(StatusCode::INTERNAL_SERVER_ERROR);
+            return track(resp, entry, None, "-", start, metrics, conn);
+        }
+    };
+    let resp = match route(&state, site, site_rt, req, &id).await {
+        Ok(r) => r,
+        Err(status) => error_page(site, status).await,
+    };
+    track(resp, entry, site_rt.log.clone(), &site.name, start, metrics, conn)
+}
+
+fn track(
+    resp: Response<ProxyBody>,
+    mut entry: Entry,
+    log: Option<(Arc<LogFile>, LogFormat)>,
+    site: &str,
+    start: Instant,
+    metrics: Arc<Metrics>,
+    conn: Arc<ConnInfo>,
+) -> Response<TrackedBody> {
+    entry.status = resp.status().as_u16();
+    let finish = LogFinish {
+        entry,
+        log,
+        site: site.to_string(),
+        start,
+        metrics,
+        conn,
+    };
+    resp.map(|b| TrackedBody::new(b, Box::new(finish)))
+}
+
+async fn route(
+    state: &State,
+    site: &Site,
+    site_rt: &crate::state::SiteRt,
+    req: Request<Incoming>,
+    id: &ClientIdentity,
+) -> Result<Response<ProxyBody>, StatusCode> {
+    let limits = &state.cfg.limits;
+    let norm = static_files::normalize_path(req.uri().path()).map_err(|_| StatusCode::BAD_REQUEST)?;
+    if limits.max_body_bytes > 0
+        && let Some(len) = content_length(&req)
+        && len > limits.max_body_bytes
+    {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let loc: Option<&Location> = site_rt.locations.select(&norm).and_then(|i| site.locations.get(i));
+    if let Some(l) = loc
+        && let Some(pp) = &l.proxy
+    {
+        return proxy(state, l, pp, req, id, &norm).await;
+    }
+    let root = loc.and_then(|l| l.root.as_ref()).or(site.root.as_ref());
+    let index = loc.and_then(|l| l.index.as_ref()).unwrap_or(&site.index);
+    let Some(root) = root else {
+        return Err(StatusCode::NOT_FOUND);
+    };
+    let sreq = StaticRequest {
+        method: req.method(),
+        headers: req.headers(),
+        path: &norm,
+        raw_path: req.uri().path(),
+        raw_query: req.uri().query(),
+    };
+    static_files::serve(&sreq, root, index).await
+}
+
+fn content_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// nginx `proxy_pass` URI rules: without `uri` the request URI goes as the
+/// client sent it; with `uri` the matched location prefix is replaced.
+pub(crate) fn upstream_target(raw_path: &str, query: Option<&str>, norm: &str, loc: &str, uri: Option<&str>) -> String {
+    let mut out = match uri {
+        None => raw_path.to_string(),
+        Some(u) => {
+            let rest = if let Some(r) = raw_path.strip_prefix(loc) {
+                r.to_string()
+            } else {
+                // The prefix matched only after decoding (`/%61pi/`): use
+                // the normalized path, re-escaped where it must be.
+                escape_path(norm.strip_prefix(loc).unwrap_or(""))
+            };
+            format!("{u}{rest}")
+        }
+    };
+    if out.is_empty() {
+        out.push('/');
+    }
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn escape_path(p: &str) -> String {
+    let mut s = String::with_capacity(p.len());
+    for b in p.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b) {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+async fn proxy(
+    state: &State,
+    loc: &Location,
+    pp: &ProxyPass,
+    req: Request<Incoming>,
+    id: &ClientIdentity,
+    norm: &str,
+) -> Result<Response<ProxyBody>, StatusCode> {
+    let Some(up) = state.upstreams.get(&pp.upstream) else {
+        return Err(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let limits = &state.cfg.limits;
+    let target = upstream_target(req.uri().path(), req.uri().query(), norm, &loc.path, pp.uri.as_deref());
+    let (mut parts, body) = req.into_parts();
+    let client_host = parts
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let upgrade = headers::upgrade_protocol(&parts.headers).and_then(|proto| {
+        parts
+            .extensions
+            .remove::<hyper::upgrade::OnUpgrade>()
+            .map(|on| (proto, on))
+    });
+    let mut hdrs = std::mem::take(&mut parts.headers);
+    headers::strip_hop_by_hop(&mut hdrs);
+    headers::set_forwarding(&mut hdrs, id);
+    let out_body = if upgrade.is_some() {
+        OutBody::Buffered(Bytes::new())
+    } else if limits.max_body_bytes == 0 {
+        OutBody::Streaming(Some(
+            body.map_err(|e| Box::new(e) as crate::body::BoxError).boxed_unsync(),
+        ))
+    } else {
+        OutBody::Buffered(read_body(body, limits.max_body_bytes, limits.io_timeout).await?)
+    };
+    let out = Outgoing {
+        method: parts.method,
+        path_and_query: target,
+        headers: hdrs,
+        client_host,
+        body: out_body,
+        upgrade,
+    };
+    upstream::forward(up, pp, out).await
+}
+
+/// Reads the whole body (nginx's request buffering) within `max` bytes and
+/// with at most `gap` between two reads.
+async fn read_body(mut body: Incoming, max: u64, gap: std::time::Duration) -> Result<Bytes, StatusCode> {
+    let mut buf = BytesMut::new();
+    loop {
+        match tokio::time::timeout(gap, body.frame()).await {
+            Err(_) => return Err(StatusCode::REQUEST_TIMEOUT),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(_))) => return Err(StatusCode::BAD_REQUEST),
+            Ok(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    if buf.len() as u64 + d.len() as u64 > max {
+                        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+                    }
+                    buf.extend_from_slice(d);
+                }
+            }
+        }
+    }
+}
+
+/// The site's `error_page` for a generated error, served with the original
+/// status; nginx's built-in page otherwise.
+async fn error_page(site: &Site, status: StatusCode) -> Response<ProxyBody> {
+    if let (Some(uri), Some(root)) = (site.error_pages.get(&status.as_u16()), site.root.as_ref())
+        && let Ok(norm) = static_files::normalize_path(uri)
+        && let Some((data, mime)) = static_files::read_small(&root.join(Path::new(norm.trim_start_matches('/')))).await
+    {
+        let mut resp = Response::new(full(data));
+        *resp.status_mut() = status;
+        if let Ok(v) = HeaderValue::from_str(&mime) {
+            resp.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        return resp;
+    }
+    default_error(status)
+}
+
+pub(crate) fn default_error(status: StatusCode) -> Response<ProxyBody> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let code = status.as_u16();
+    let body = format!(
+        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>hadeploy</center>\r\n</body>\r\n</html>\r\n"
+    );
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    if status == StatusCode::BAD_REQUEST || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::PAYLOAD_TOO_LARGE {
+        // nginx closes after these: the rest of the request is unread.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_replacement() {
+        assert_eq!(upstream_target("/api/x", None, "/api/x", "/api/", Some("/")), "/x");
+        assert_eq!(upstream_target("/api/x", Some("a=1"), "/api/x", "/api/", Some("/v1/")), "/v1/x?a=1");
+        assert_eq!(upstream_target("/api/x", None, "/api/x", "/api/", None), "/api/x");
+        assert_eq!(upstream_target("/a%20b", Some("q"), "/a b", "/", None), "/a%20b?q");
+        assert_eq!(upstream_target("/%61pi/x y", None, "/api/x y", "/api/", Some("/")), "/x%20y");
+        assert_eq!(upstream_target("/api", None, "/api", "/api", Some("")), "/");
+    }
+}

@@ -1,0 +1,254 @@
+//! hadeploy-proxy: the reverse proxy and static web server that replaces
+//! nginx on a hadeploy node.
+//!
+//! The runtime binary owns the tokio runtime and the signals:
+//!
+//! ```ignore
+//! let proxy = Proxy::bind(cfg).await?;          // listeners bound, serving
+//! let handle = proxy.clone();                   // for SIGHUP / SIGUSR1
+//! handle.reload(new_cfg)?;                      // atomic; old kept on error
+//! handle.reopen_logs();                         // logrotate
+//! proxy.run(sigterm).await;                     // drain, then return
+//! ```
+
+mod access_log;
+mod balancer;
+mod body;
+mod error;
+mod handler;
+mod headers;
+mod health;
+mod metrics;
+mod router;
+mod server;
+mod state;
+mod static_files;
+mod upstream;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hadeploy_config::proxy::ProxyConfig;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::AbortHandle;
+
+pub use error::ProxyError;
+
+use crate::access_log::LogRegistry;
+use crate::metrics::Metrics;
+use crate::server::Shared;
+use crate::state::State;
+
+struct Listener {
+    stop: watch::Sender<bool>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    logs: Arc<LogRegistry>,
+    listeners: Mutex<HashMap<SocketAddr, Listener>>,
+    health_tasks: Mutex<Vec<AbortHandle>>,
+    background: Mutex<Vec<AbortHandle>>,
+    /// Permits currently granted to `conn_limit` (max_connections).
+    conn_limit_total: Mutex<usize>,
+    /// Serializes reloads so two SIGHUPs cannot interleave their swaps.
+    reload_lock: Mutex<()>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// The running proxy. Cheap to clone: clones share one server, so the
+/// binary can keep a clone for `reload` / `reopen_logs` / `metrics_text`
+/// while `run` owns another.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded data are handles and counters, valid even if a holder
+    // panicked.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Proxy {
+    /// Validates the config, opens the access logs, binds every listen
+    /// address and starts serving (and health checking) on the current
+    /// tokio runtime.
+    pub async fn bind(cfg: ProxyConfig) -> Result<Proxy, ProxyError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| ProxyError::Runtime(e.to_string()))?;
+        let logs = Arc::new(LogRegistry::default());
+        let state = State::build(cfg, &logs, None)?;
+        let mut bound = Vec::new();
+        for addr in state.listen_set() {
+            bound.push((addr, server::bind_listener(addr)?));
+        }
+        let max_conns = state.cfg.limits.max_connections.max(1);
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            state: ArcSwap::from_pointee(state),
+            metrics: Arc::new(Metrics::default()),
+            conn_limit: Arc::new(Semaphore::new(max_conns)),
+            shutdown,
+        });
+        let inner = Arc::new(Inner {
+            shared,
+            logs,
+            listeners: Mutex::new(HashMap::new()),
+            health_tasks: Mutex::new(Vec::new()),
+            background: Mutex::new(Vec::new()),
+            conn_limit_total: Mutex::new(max_conns),
+            reload_lock: Mutex::new(()),
+            runtime,
+        });
+        let proxy = Proxy { inner };
+        for (addr, l) in bound {
+            proxy.start_listener(addr, l);
+        }
+        proxy.restart_health_checks();
+        let logs = proxy.inner.logs.clone();
+        let flusher = proxy.inner.runtime.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                logs.flush_all();
+            }
+        });
+        lock(&proxy.inner.background).push(flusher.abort_handle());
+        Ok(proxy)
+    }
+
+    fn start_listener(&self, addr: SocketAddr, l: std::net::TcpListener) {
+        let (stop, stop_rx) = watch::channel(false);
+        let shared = self.inner.shared.clone();
+        // Entering the runtime is needed to register the socket with tokio
+        // when reload is called from a plain thread.
+        let _guard = self.inner.runtime.enter();
+        self.inner.runtime.spawn(server::accept_loop(shared, l, addr, stop_rx));
+        lock(&self.inner.listeners).insert(addr, Listener { stop });
+        tracing::info!(%addr, "listening");
+    }
+
+    fn restart_health_checks(&self) {
+        let _guard = self.inner.runtime.enter();
+        let state = self.inner.shared.state.load();
+        let mut new = Vec::new();
+        for up in state.upstreams.values() {
+            new.extend(health::spawn(up));
+        }
+        let old = std::mem::replace(&mut *lock(&self.inner.health_tasks), new);
+        for h in old {
+            h.abort();
+        }
+    }
+
+    /// Applies a new config atomically (nginx SIGHUP). Requests in flight
+    /// finish under the config they started with; new listen addresses are
+    /// bound before the swap (a bind failure keeps the old config), removed
+    /// ones stop accepting after it. Upstream health carries over for
+    /// servers that stay.
+    pub fn reload(&self, cfg: ProxyConfig) -> Result<(), ProxyError> {
+        let _serial = lock(&self.inner.reload_lock);
+        let old = self.inner.shared.state.load_full();
+        let state = State::build(cfg, &self.inner.logs, Some(&old))?;
+        let wanted = state.listen_set();
+        let mut fresh = Vec::new();
+        {
+            let listeners = lock(&self.inner.listeners);
+            for addr in &wanted {
+                if !listeners.contains_key(addr) {
+                    fresh.push((*addr, server::bind_listener(*addr)?));
+                }
+            }
+        }
+        let max_conns = state.cfg.limits.max_connections.max(1);
+        let log_paths = state.log_paths();
+        self.inner.shared.state.store(Arc::new(state));
+        for (addr, l) in fresh {
+            self.start_listener(addr, l);
+        }
+        {
+            let mut listeners = lock(&self.inner.listeners);
+            listeners.retain(|addr, l| {
+                let keep = wanted.contains(addr);
+                if !keep {
+                    let _ = l.stop.send(true);
+                    tracing::info!(%addr, "stopped listening");
+                }
+                keep
+            });
+        }
+        self.resize_conn_limit(max_conns);
+        self.inner.logs.retain(&log_paths);
+        self.restart_health_checks();
+        tracing::info!("proxy config reloaded");
+        Ok(())
+    }
+
+    fn resize_conn_limit(&self, want: usize) {
+        let mut total = lock(&self.inner.conn_limit_total);
+        let sem = &self.inner.shared.conn_limit;
+        if want > *total {
+            sem.add_permits(want - *total);
+            *total = want;
+        } else if want < *total {
+            // Only idle permits can be taken back; the rest shrink the
+            // limit as their connections close... which tokio cannot do,
+            // so the limit converges only as far as idle permits allow.
+            let took = sem.forget_permits(*total - want);
+            *total -= took;
+        }
+    }
+
+    /// Reopens every access log at its path (SIGUSR1 after logrotate).
+    pub fn reopen_logs(&self) {
+        self.inner.logs.reopen_all();
+        tracing::info!("access logs reopened");
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets
+    /// in-flight requests finish for up to `limits.drain_timeout`, flushes
+    /// the logs and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        shutdown.await;
+        let shared = &self.inner.shared;
+        let drain = shared.state.load().cfg.limits.drain_timeout;
+        tracing::info!(?drain, "proxy shutting down: draining connections");
+        let _ = shared.shutdown.send(true);
+        for (_, l) in lock(&self.inner.listeners).drain() {
+            let _ = l.stop.send(true);
+        }
+        let deadline = tokio::time::Instant::now() + drain;
+        while shared.metrics.connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = shared.metrics.connections.load(Ordering::Relaxed);
+        if left > 0 {
+            tracing::warn!(connections = left, "drain timeout: closing remaining connections");
+        }
+        for h in lock(&self.inner.health_tasks).drain(..) {
+            h.abort();
+        }
+        for h in lock(&self.inner.background).drain(..) {
+            h.abort();
+        }
+        self.inner.logs.flush_all();
+    }
+
+    /// Prometheus text exposition (version 0.0.4).
+    pub fn metrics_text(&self) -> String {
+        let state = self.inner.shared.state.load();
+        self.inner.shared.metrics.render(&state)
+    }
+
+    /// Addresses currently listened on.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = lock(&self.inner.listeners).keys().copied().collect();
+        v.sort();
+        v
+    }
+}

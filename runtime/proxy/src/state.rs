@@ -1,0 +1,90 @@
+//! The compiled, immutable form of one config generation. Requests load it
+//! once from the `ArcSwap` and keep that `Arc` to the end, so a reload never
+//! changes the rules under an in-flight request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hadeploy_config::proxy::{LogFormat, ProxyConfig};
+
+use crate::access_log::{LogFile, LogRegistry};
+use crate::error::ProxyError;
+use crate::router::{LocationTable, VhostTable};
+use crate::upstream::UpstreamRt;
+
+#[derive(Debug)]
+pub(crate) struct SiteRt {
+    pub locations: LocationTable,
+    pub log: Option<(Arc<LogFile>, LogFormat)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub cfg: ProxyConfig,
+    pub sites: Vec<SiteRt>,
+    pub vhosts: HashMap<SocketAddr, VhostTable>,
+    pub upstreams: HashMap<String, Arc<UpstreamRt>>,
+}
+
+/// Rejects a config with errors, with every error in the message.
+pub(crate) fn validate(cfg: &ProxyConfig) -> Result<(), ProxyError> {
+    let errors: Vec<String> = cfg
+        .validate()
+        .into_iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    if errors.is_empty() { Ok(()) } else { Err(ProxyError::Invalid(errors.join("; "))) }
+}
+
+impl State {
+    pub(crate) fn build(cfg: ProxyConfig, logs: &LogRegistry, prev: Option<&State>) -> Result<State, ProxyError> {
+        validate(&cfg)?;
+        let mut sites = Vec::with_capacity(cfg.sites.len());
+        for site in &cfg.sites {
+            let log = match &site.access_log {
+                Some(al) => {
+                    Some((logs.get_or_open(&al.path)?, al.format))
+                }
+                None => None,
+            };
+            sites.push(SiteRt {
+                locations: LocationTable::build(&site.locations),
+                log,
+            });
+        }
+        let mut upstreams = HashMap::new();
+        for (name, up) in &cfg.upstreams {
+            let old = prev.and_then(|p| p.upstreams.get(name));
+            let rt = UpstreamRt::new(name, up, |addr| {
+                let old = old?;
+                let i = old.balancer.addrs.iter().position(|a| *a == addr)?;
+                old.balancer.health.get(i).cloned()
+            });
+            upstreams.insert(name.clone(), Arc::new(rt));
+        }
+        Ok(State {
+            vhosts: VhostTable::build_all(&cfg.sites),
+            sites,
+            upstreams,
+            cfg,
+        })
+    }
+
+    pub(crate) fn log_paths(&self) -> Vec<PathBuf> {
+        self.cfg
+            .sites
+            .iter()
+            .filter_map(|s| s.access_log.as_ref().map(|a| a.path.clone()))
+            .collect()
+    }
+
+    /// Every address some site listens on.
+    pub(crate) fn listen_set(&self) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = self.vhosts.keys().copied().collect();
+        v.sort();
+        v
+    }
+}

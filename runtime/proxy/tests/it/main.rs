@@ -1,0 +1,10 @@
+//! End-to-end tests: real TCP on 127.0.0.1, backends started by the tests.
+
+mod common;
+
+mod balancing;
+mod headers;
+mod lifecycle;
+mod limits;
+mod routing;
+mod static_files;

@@ -1,0 +1,316 @@
+//! One instance's protocol loop: packets, timers, track inputs and control
+//! messages in; the state machine's actions carried out.
+//!
+//! Runs on the protocol runtime. Nothing here waits on slow work: VIPs and
+//! GARPs go to the instance's effect queue, hooks to the worker runtime.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::select_all;
+use hadeploy_config::vrrp::Instance as InstanceConfig;
+use hadeploy_vrrp::{Action, Event, Instance, InstanceParams, State, decode};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::effects::{Effect, Effects};
+use crate::hooks::{HookState, Hooks};
+use crate::socket::VrrpSocket;
+use crate::stats::{StateName, Stats};
+use crate::track::{TrackEffect, effective_priority, script_effect};
+
+/// A received datagram for this instance's VRID.
+#[derive(Debug)]
+pub struct Packet {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    pub payload: Vec<u8>,
+}
+
+/// What an input watch means for the instance.
+#[derive(Debug, Clone, Copy)]
+pub enum InputKind {
+    /// The instance's interface or a `track_interface`: down means FAULT.
+    Link,
+    /// A track script with this (effective) weight.
+    Script(i32),
+}
+
+/// Track inputs: watch channels and what each means.
+pub type Inputs = Vec<(watch::Receiver<bool>, InputKind)>;
+
+/// Messages from the supervisor.
+#[derive(Debug)]
+pub enum Control {
+    /// New config for this instance (same name and interface), the params
+    /// built from it, and its track inputs.
+    Reload(Box<InstanceConfig>, Box<InstanceParams>, Inputs),
+    Shutdown,
+}
+
+/// Everything a driver owns.
+pub struct Driver {
+    pub cfg: InstanceConfig,
+    pub machine: Instance,
+    pub socket: Arc<VrrpSocket>,
+    pub destinations: Vec<Ipv4Addr>,
+    pub inputs: Inputs,
+    pub hooks: Hooks,
+    pub effects: Effects,
+    pub stats: Stats,
+    pub worker: Handle,
+    pub script_timeout: Duration,
+}
+
+fn state_name(s: State) -> StateName {
+    match s {
+        State::Initialize => StateName::Stopped,
+        State::Backup => StateName::Backup,
+        State::Master => StateName::Master,
+        State::Fault => StateName::Fault,
+    }
+}
+
+fn hook_state(s: State) -> HookState {
+    match s {
+        State::Initialize => HookState::Stop,
+        State::Backup => HookState::Backup,
+        State::Master => HookState::Master,
+        State::Fault => HookState::Fault,
+    }
+}
+
+fn track_effect(inputs: &Inputs) -> TrackEffect {
+    let mut total = TrackEffect::default();
+    for (rx, kind) in inputs {
+        let good = *rx.borrow();
+        let e = match kind {
+            InputKind::Link => TrackEffect {
+                delta: 0,
+                fault: !good,
+            },
+            InputKind::Script(w) => script_effect(*w, good),
+        };
+        total.delta += e.delta;
+        total.fault |= e.fault;
+    }
+    total
+}
+
+/// Resolves when any input changes; returns the index of a closed input
+/// (its sender is gone) so the caller can drop it, else None.
+async fn input_changed(inputs: &mut Inputs) -> Option<usize> {
+    if inputs.is_empty() {
+        return std::future::pending().await;
+    }
+    let futs = inputs.iter_mut().map(|(rx, _)| Box::pin(rx.changed()));
+    let (res, idx, _) = select_all(futs).await;
+    res.is_err().then_some(idx)
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    /// Runs until `Control::Shutdown` (or the supervisor is gone), then
+    /// stops gracefully: priority 0 if master, VIPs removed, STOP hooks run.
+    pub async fn run(
+        mut self,
+        mut packets: mpsc::Receiver<Packet>,
+        mut control: mpsc::Receiver<Control>,
+    ) {
+        let name = self.cfg.name.clone();
+        self.stats.instance(&name, |i| {
+            i.interface = self.cfg.interface.clone();
+            i.vrid = self.cfg.virtual_router_id;
+            i.configured_priority = self.cfg.priority;
+        });
+        let mut effect = track_effect(&self.inputs);
+        // Fault and priority first, so Startup lands in the right state.
+        let now = Instant::now();
+        if effect.fault {
+            self.apply(now, Event::LinkDown).await;
+        }
+        let prio = effective_priority(self.cfg.priority, effect.delta);
+        if prio != self.machine.priority() {
+            self.apply(now, Event::PriorityChanged(prio)).await;
+        }
+        self.apply(now, Event::Startup).await;
+        let mut packets_open = true;
+
+        loop {
+            let deadline = self.machine.next_deadline();
+            tokio::select! {
+                biased;
+                msg = control.recv() => match msg {
+                    Some(Control::Reload(cfg, params, inputs)) => {
+                        self.reload(*cfg, *params, inputs).await;
+                        effect = self.retrack(effect).await;
+                    }
+                    Some(Control::Shutdown) | None => break,
+                },
+                // Packets before timers: an advert that arrives with the
+                // Master_Down deadline must count, not lose to it.
+                p = packets.recv(), if packets_open => match p {
+                    Some(p) => self.on_packet(p).await,
+                    None => packets_open = false,
+                },
+                _ = sleep_until(deadline) => {
+                    self.apply(Instant::now(), Event::TimerExpired).await;
+                }
+                closed = input_changed(&mut self.inputs) => {
+                    if let Some(idx) = closed {
+                        self.inputs.swap_remove(idx);
+                    }
+                    effect = self.retrack(effect).await;
+                }
+            }
+        }
+        self.stop().await;
+    }
+
+    async fn retrack(&mut self, before: TrackEffect) -> TrackEffect {
+        let now_effect = track_effect(&self.inputs);
+        let now = Instant::now();
+        if now_effect.delta != before.delta {
+            let p = effective_priority(self.cfg.priority, now_effect.delta);
+            tracing::info!(instance = %self.cfg.name, priority = p,
+                "instance {}: effective priority now {p}", self.cfg.name);
+            self.apply(now, Event::PriorityChanged(p)).await;
+        }
+        if now_effect.fault != before.fault {
+            let ev = if now_effect.fault {
+                Event::LinkDown
+            } else {
+                Event::LinkUp
+            };
+            self.apply(now, ev).await;
+        }
+        now_effect
+    }
+
+    async fn on_packet(&mut self, p: Packet) {
+        match decode(p.src, p.dst, p.ttl, &p.payload, self.machine.expectations()) {
+            Ok(rx) => {
+                self.stats
+                    .instance(&self.cfg.name, |i| i.adverts_received += 1);
+                self.apply(Instant::now(), Event::Advert(rx)).await;
+            }
+            Err(why) => {
+                self.stats
+                    .instance(&self.cfg.name, |i| *i.discards.entry(why).or_default() += 1);
+                // Debug only: a hostile or misconfigured neighbour must not
+                // flood the journal; the counter carries the signal.
+                tracing::debug!(instance = %self.cfg.name, from = %p.src, reason = why.as_str(),
+                    "instance {}: dropped advert from {}: {why}", self.cfg.name, p.src);
+            }
+        }
+    }
+
+    async fn reload(&mut self, cfg: InstanceConfig, params: InstanceParams, inputs: Inputs) {
+        let name = cfg.name.clone();
+        let actions = match self.machine.reload(Instant::now(), params) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(instance = %name, error = %e,
+                    "instance {name}: reload rejected, keeping the running config: {e}");
+                return;
+            }
+        };
+        if cfg.notify != self.cfg.notify {
+            let new = Hooks::new(&self.worker, &name, cfg.notify.clone(), self.script_timeout);
+            let old = std::mem::replace(&mut self.hooks, new);
+            let limit = self.script_timeout * 4;
+            self.worker.spawn(old.drain(limit));
+        }
+        self.effects.push(Effect::Specs(Box::new(cfg.clone())));
+        self.destinations = crate::params::destinations(&cfg);
+        if cfg.unicast.is_none() {
+            if let Err(e) = self.socket.join(cfg.multicast_group) {
+                tracing::error!(instance = %name, error = %e, "instance {name}: {e}");
+            }
+        }
+        self.inputs = inputs;
+        self.stats
+            .instance(&name, |i| i.configured_priority = cfg.priority);
+        self.cfg = cfg;
+        tracing::info!(instance = %name, "instance {name}: reloaded");
+        self.execute(actions).await;
+    }
+
+    async fn stop(mut self) {
+        self.apply(Instant::now(), Event::Shutdown).await;
+        // VIPs gone before we return: the caller may exit right after.
+        self.effects.flush().await;
+        self.hooks
+            .drain(self.script_timeout + Duration::from_secs(1))
+            .await;
+        tracing::info!(instance = %self.cfg.name, "instance {} stopped", self.cfg.name);
+    }
+
+    async fn apply(&mut self, now: Instant, event: Event) {
+        let actions = self.machine.handle(now, event);
+        self.execute(actions).await;
+    }
+
+    async fn execute(&mut self, actions: Vec<Action>) {
+        let name = self.cfg.name.clone();
+        for action in actions {
+            match action {
+                Action::Transition(t) => {
+                    let to = state_name(t.to);
+                    // Leaving Initialize is starting, entering it is stopping.
+                    let from = match t.from {
+                        State::Initialize => "INIT",
+                        s => s.notify_str(),
+                    };
+                    let to_word = t.to.notify_str();
+                    tracing::info!(instance = %name, from, to = to_word,
+                        reason = t.reason.as_str(), priority = self.machine.priority(),
+                        "instance {name}: {from} -> {to_word} ({})", t.reason.as_str());
+                    self.stats
+                        .instance(&name, |i| *i.transitions.entry(to).or_default() += 1);
+                }
+                Action::SendAdvert(out) => {
+                    for &dst in &self.destinations {
+                        let sent = match out.encode(dst) {
+                            Ok(bytes) => self.socket.send(out.source, dst, &bytes).await,
+                            Err(e) => Err(std::io::Error::other(e)),
+                        };
+                        match sent {
+                            Ok(()) => self.stats.instance(&name, |i| i.adverts_sent += 1),
+                            Err(e) => {
+                                self.stats.instance(&name, |i| i.send_errors += 1);
+                                tracing::warn!(instance = %name, interface = %self.cfg.interface, peer = %dst, error = %e,
+                                    "instance {name}: cannot send advert to {dst} on {}: {e}", self.cfg.interface);
+                            }
+                        }
+                    }
+                }
+                Action::AddVips(v) => self.effects.push(Effect::Add(v)),
+                Action::RemoveVips(v) => self.effects.push(Effect::Remove(v)),
+                Action::SendGarp { vips, count } => self.effects.push(Effect::Garp { vips, count }),
+                Action::Notify { state, priority } => {
+                    self.hooks.notify(hook_state(state), priority)
+                }
+            }
+        }
+        let (state, prio, master) = (
+            state_name(self.machine.state()),
+            self.machine.priority(),
+            self.machine.current_master(),
+        );
+        self.stats.instance(&name, |i| {
+            i.state = state;
+            i.priority = prio;
+            i.master_ip = master;
+        });
+    }
+}
