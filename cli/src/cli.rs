@@ -49,6 +49,18 @@ pub enum Command {
     Check(CheckArgs),
     /// Render the exact files each node will receive
     Render(RenderArgs),
+    /// Install or update every node over SSH, idempotently, in rolling order
+    Apply(ApplyArgs),
+    /// Show units, VRRP state, VIP holders and upstream health per node
+    Status(StatusArgs),
+    /// Stop, disable and remove everything apply installed (VIPs released)
+    Uninstall(StatusArgs),
+    /// The local lab: systemd-nspawn containers on a private bridge (root)
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Inventory helpers
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -80,6 +92,93 @@ pub struct RenderArgs {
     /// Print one rendered file's content, e.g. /etc/hadeploy/proxy.yaml (secrets masked)
     #[arg(long, value_name = "PATH", requires = "hosts")]
     pub show: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    /// Accept and record host keys of hosts never seen before (accept-new);
+    /// changed keys are still refused
+    #[arg(long)]
+    pub trust_new_host_keys: bool,
+    /// Parallel hosts
+    #[arg(long, default_value_t = 10)]
+    pub forks: usize,
+    /// Only these hosts, groups or clusters (comma separated, repeatable)
+    #[arg(long)]
+    pub limit: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Inventory file (YAML)
+    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Plan only: show what would change, change nothing
+    #[arg(long)]
+    pub check: bool,
+    /// Show a unified diff of every changed file (secrets masked)
+    #[arg(long)]
+    pub diff: bool,
+    /// Stop and disable nginx/keepalived found on a node instead of refusing
+    #[arg(long)]
+    pub replace_existing: bool,
+    /// Runtime binary to push (static x86_64); default: next to hadeploy
+    #[arg(long, env = "HADEPLOY_RUNTIME")]
+    pub runtime: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Inventory file (YAML)
+    pub inventory: PathBuf,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Create (or reuse) the lab and write its inventory
+    Up(LabArgs),
+    /// Remove containers, mounts, bridge and state (safe to repeat)
+    Down(LabName),
+    /// Show the lab's nodes
+    Status(LabName),
+}
+
+#[derive(Debug, Args)]
+pub struct LabName {
+    /// Lab name (1-6 lowercase letters/digits)
+    #[arg(long, default_value = "hd")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(flatten)]
+    pub name: LabName,
+    /// Load balancers
+    #[arg(long, default_value_t = 2)]
+    pub lbs: usize,
+    /// Backends
+    #[arg(long, default_value_t = 2)]
+    pub backends: usize,
+    /// VRRP version of the generated inventory
+    #[arg(long, default_value_t = 2)]
+    pub vrrp_version: u8,
+    /// Advert interval of the generated inventory (1s for v2, e.g. 100ms for v3)
+    #[arg(long, default_value = "1s")]
+    pub advert_interval: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// Write an inventory for the Vagrant lab from `vagrant ssh-config`
+    FromVagrant {
+        /// Directory holding the Vagrantfile
+        #[arg(long, default_value = "vagrant")]
+        dir: PathBuf,
+    },
 }
 
 pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {

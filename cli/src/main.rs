@@ -3,7 +3,10 @@
 //! documented in `cli.rs`.
 
 mod cli;
+mod cmd_apply;
 mod cmd_check;
+mod cmd_inventory;
+mod cmd_lab;
 mod cmd_render;
 mod output;
 
@@ -17,6 +20,11 @@ fn main() -> ExitCode {
     let result = match args.command {
         cli::Command::Check(a) => cmd_check::run(&a, &args.global),
         cli::Command::Render(a) => cmd_render::run(&a, &args.global),
+        cli::Command::Apply(a) => cmd_apply::apply(&a, &args.global),
+        cli::Command::Status(a) => cmd_apply::status(&a, &args.global),
+        cli::Command::Uninstall(a) => cmd_apply::uninstall(&a, &args.global),
+        cli::Command::Lab(c) => cmd_lab::run(c, &args.global),
+        cli::Command::Inventory(c) => cmd_inventory::run(c, &args.global),
         cli::Command::Completions { shell } => cli::completions(shell),
         cli::Command::Man { out } => cli::man(out.as_deref()),
     };

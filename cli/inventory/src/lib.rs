@@ -12,6 +12,7 @@ pub mod render;
 mod resolve;
 pub mod secret;
 mod templates;
+pub mod vagrant;
 mod vars;
 
 use std::path::Path;

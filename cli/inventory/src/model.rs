@@ -22,6 +22,8 @@ use crate::secret::Secret;
 pub struct Inventory {
     pub file: PathBuf,
     pub hosts: BTreeMap<String, Host>,
+    /// Group name -> member hosts (children included), for `--limit`.
+    pub groups: BTreeMap<String, Vec<String>>,
     pub clusters: Vec<Cluster>,
 }
 
@@ -46,6 +48,7 @@ pub struct SshTarget {
     pub user: String,
     pub key: Option<PathBuf>,
     pub jump: Option<String>,
+    pub known_hosts: Option<PathBuf>,
     pub become_root: bool,
 }
 
@@ -183,6 +186,38 @@ impl Inventory {
                 .as_ref()
                 .is_some_and(|b| b.hosts.iter().any(|h| h == host))
         })
+    }
+
+    /// Hosts matching `--limit` patterns (host or group names); all when empty.
+    pub fn limit(&self, patterns: &[String]) -> Result<Vec<&Host>, String> {
+        let mut out: Vec<&Host> = Vec::new();
+        if patterns.is_empty() {
+            return Ok(self.managed_hosts());
+        }
+        for p in patterns.iter().flat_map(|p| p.split(',')) {
+            let names: Vec<String> = if let Some(h) = self.hosts.get(p) {
+                vec![h.name.clone()]
+            } else if let Some(g) = self.groups.get(p) {
+                g.clone()
+            } else if let Some(c) = self.clusters.iter().find(|c| c.name == p) {
+                let mut v = c.load_balancers.clone();
+                v.extend(c.backends.iter().flat_map(|b| b.hosts.clone()));
+                v
+            } else {
+                return Err(format!("--limit {p}: no host, group or cluster by that name"));
+            };
+            for n in names {
+                if let Some(h) = self.hosts.get(&n)
+                    && !out.iter().any(|o| o.name == h.name)
+                {
+                    out.push(h);
+                }
+            }
+        }
+        let managed: Vec<&str> = self.managed_hosts().iter().map(|h| h.name.as_str()).collect();
+        out.retain(|h| managed.contains(&h.name.as_str()));
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     /// Hosts that receive anything, in name order.

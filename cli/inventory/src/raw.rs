@@ -45,6 +45,8 @@ pub struct HostVars {
     pub ssh_key: Option<String>,
     /// ProxyJump: `[user@]host[:port]`.
     pub ssh_jump: Option<String>,
+    /// known_hosts file to check host keys against (default: ssh's own).
+    pub ssh_known_hosts: Option<String>,
     /// Use sudo when the SSH user is not root.
     #[serde(alias = "ansible_become")]
     pub become_root: Option<bool>,

@@ -75,9 +75,14 @@ pub fn resolve(raw: RawInventory, file: &Path, ctx: &mut Ctx<'_>) -> Inventory {
     for (cname, rc) in &raw.clusters {
         clusters.push(resolve_cluster(cname, rc, &groups, &hosts, ctx));
     }
+    let groups_map = groups
+        .iter()
+        .filter_map(|g| vars::members(&groups, &g.name).map(|m| (g.name.clone(), m)))
+        .collect();
     let inv = Inventory {
         file: file.to_path_buf(),
         hosts,
+        groups: groups_map,
         clusters,
     };
     cross_checks(&inv, &raw, ctx);
@@ -153,6 +158,7 @@ fn resolve_host(name: &str, m: vars::Merged, ctx: &mut Ctx<'_>) -> Option<Host> 
             user: v.ssh_user.unwrap_or_else(|| "root".to_string()),
             key: v.ssh_key.map(|k| expand_home(&k)),
             jump: v.ssh_jump,
+            known_hosts: v.ssh_known_hosts.map(|k| expand_home(&k)),
             become_root: v.become_root.unwrap_or(false),
         },
         address,

@@ -122,6 +122,7 @@ fn overlay(base: &mut HostVars, top: &HostVars) {
         ssh_user,
         ssh_key,
         ssh_jump,
+        ssh_known_hosts,
         become_root,
         address,
         vrrp_interface,

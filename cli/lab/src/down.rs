@@ -63,6 +63,12 @@ pub fn down_dir(name: &str, state_dir: &Path) -> Result<()> {
         }
     }
 
+    // SSH master connections (and stray clients) of this lab.
+    let ssh = procs::ssh_processes_under(state_dir);
+    if !ssh.is_empty() {
+        procs::terminate(&ssh, Duration::from_secs(2));
+    }
+
     // Client namespace and whatever runs in it (load generators the tests started).
     let ns = client_netns_name(name);
     if net::netns_exists(&ns) {
@@ -118,7 +124,7 @@ fn remove_state_dir(name: &str, state_dir: &Path) -> Result<()> {
     let ours = |f: &str| {
         matches!(
             f,
-            LAB_JSON | "id_ed25519" | "id_ed25519.pub" | "known_hosts" | "ssh_config"
+            LAB_JSON | "id_ed25519" | "id_ed25519.pub" | "known_hosts" | "ssh_config" | "inventory.yaml"
         ) || f.starts_with(".lab.json.") // temp of an interrupted save
             || is_node_of(name, f)
     };

@@ -1,8 +1,8 @@
 //! Commands on nodes over SSH (strict host keys, the lab's own ssh_config) and the
 //! boot readiness wait built on it.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,74 @@ pub(crate) fn ssh_command(
 }
 
 pub(crate) fn exec(ssh_config: &Path, node: &str, command: &str) -> Result<ExecOutput> {
+    ensure_master(ssh_config, node);
     run_ssh(node, ssh_command(ssh_config, &[], node, command))
+}
+
+/// Control socket of a node's master connection, next to the ssh_config.
+pub(crate) fn control_socket(ssh_config: &Path, node: &str) -> PathBuf {
+    ssh_config
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(format!("cm-{node}"))
+}
+
+/// Can the state dir hold control sockets? sun_path is 108 bytes and ssh appends a
+/// 17-byte random suffix while creating one.
+pub(crate) fn mux_fits(state_dir: &Path) -> bool {
+    state_dir.as_os_str().len() + "/cm-".len() + 12 + 17 < 104
+}
+
+/// Start a background master connection for a node if none exists: a plain ssh costs
+/// ~230 ms here (key exchange, PAM session), a multiplexed one ~10 ms, which matters
+/// when failover tests poll. The master is started with /dev/null as stdio: one that
+/// `ControlMaster=auto` forks from a piped client keeps the client's stderr pipe open and
+/// a caller reading it to EOF would wait for the master to exit. Failure is fine: exec
+/// then connects directly.
+fn ensure_master(ssh_config: &Path, node: &str) {
+    let sock = control_socket(ssh_config, node);
+    if sock.exists() || !mux_configured(ssh_config) {
+        return;
+    }
+    let started = Command::new("ssh")
+        .arg("-F")
+        .arg(ssh_config)
+        .args([
+            "-o",
+            "ControlMaster=yes",
+            "-o",
+            "ControlPersist=120",
+            "-f",
+            "-N",
+            node,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    tracing::debug!(node, ?started, "ssh master");
+}
+
+fn mux_configured(ssh_config: &Path) -> bool {
+    std::fs::read_to_string(ssh_config).is_ok_and(|t| t.contains("ControlPath "))
+}
+
+/// Close a node's master connection (before a power cut or cable pull, so later commands
+/// fail or reconnect at once instead of waiting on a dead connection).
+pub(crate) fn close_master(ssh_config: &Path, node: &str) {
+    let sock = control_socket(ssh_config, node);
+    if !sock.exists() {
+        return;
+    }
+    let _ = Command::new("ssh")
+        .arg("-F")
+        .arg(ssh_config)
+        .args(["-O", "exit", node])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = std::fs::remove_file(&sock);
 }
 
 fn run_ssh(node: &str, cmd: Command) -> Result<ExecOutput> {
@@ -91,7 +158,13 @@ pub(crate) fn wait_ready(ssh_config: &Path, node: &Node, deadline: Instant) -> R
         );
         // Bound the connection attempt by the deadline too (ssh_config says 3 s).
         let connect = format!("ConnectTimeout={}", left.as_secs().clamp(1, 3));
-        let ssh = ssh_command(ssh_config, &["-o", &connect], &node.name, &cmd);
+        // No master while booting: each attempt is a fresh connection.
+        let ssh = ssh_command(
+            ssh_config,
+            &["-o", &connect, "-o", "ControlPath=none"],
+            &node.name,
+            &cmd,
+        );
         let out = run_ssh(&node.name, ssh)?;
         let state = out.stdout.trim().to_string();
         match state.as_str() {

@@ -12,6 +12,7 @@ mod error;
 mod exec;
 mod guard;
 mod host;
+pub mod inventory;
 mod lab;
 mod mirror;
 mod mounts;

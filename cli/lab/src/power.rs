@@ -6,7 +6,7 @@ use nix::sys::signal::Signal;
 
 use crate::down::STOP_GRACE;
 use crate::error::{LabError, Result};
-use crate::exec::wait_ready;
+use crate::exec::{close_master, wait_ready};
 use crate::lab::Lab;
 use crate::net;
 use crate::node::Node;
@@ -32,6 +32,8 @@ impl Lab {
             ));
         }
         n.forget_pids();
+        // After the kill, so the cut itself is not delayed.
+        close_master(&self.ssh_config, node);
         tracing::info!(node, "power cut");
         Ok(())
     }
@@ -39,6 +41,7 @@ impl Lab {
     /// Clean shutdown (SIGTERM to nspawn: systemd halts the container).
     pub fn stop_node(&self, node: &str) -> Result<()> {
         let n = self.node(node)?;
+        close_master(&self.ssh_config, node);
         if let Some(p) = n.nspawn_pid() {
             let left = procs::terminate(&[p], STOP_GRACE);
             if !left.is_empty() {
@@ -60,6 +63,7 @@ impl Lab {
         if n.is_running() {
             return Ok(());
         }
+        close_master(&self.ssh_config, node);
         if !net::link_exists(&self.bridge) {
             return Err(LabError::node(
                 node,
@@ -78,7 +82,11 @@ impl Lab {
     pub fn link_down(&self, node: &str) -> Result<()> {
         let n = self.node(node)?;
         self.check_link(n)?;
-        net::set_link(&n.host_link, false)
+        net::set_link(&n.host_link, false)?;
+        // Commands then time out on connect (3 s) instead of hanging on the old
+        // connection until keep-alives give up.
+        close_master(&self.ssh_config, node);
+        Ok(())
     }
 
     /// Cable back in.

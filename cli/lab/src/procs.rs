@@ -1,9 +1,10 @@
 //! Processes of a lab: pid files, discovery of systemd-nspawn processes from /proc (so a
 //! lab whose state was lost can still be stopped), signals and reaping.
 //!
-//! Pitfall on this machine kind: PID 1 does not reap orphans, so a container started by a
-//! process that has since exited stays a zombie after it dies. A zombie counts as dead
-//! here, and we reap our own children whenever we can.
+//! Pitfall on this machine kind: PID 1 (not systemd) reaps orphans only lazily (seen: a
+//! few seconds later), so a container started by a process that has since exited (the
+//! CLI's `lab up`) lingers as a `<defunct>` systemd-nspawn for a moment after it dies. A
+//! zombie counts as dead here, and we reap our own children whenever we can.
 
 use std::fs;
 use std::path::Path;
@@ -68,6 +69,25 @@ pub(crate) fn nspawn_processes() -> Vec<(i32, String, String)> {
         found.push((pid, value("-M"), value("-D")));
     }
     found
+}
+
+/// Live ssh processes whose arguments mention `dir`: the lab's master connections
+/// (their title is `ssh: <dir>/cm-<node> [mux]`) and clients using its ssh_config.
+pub(crate) fn ssh_processes_under(dir: &Path) -> Vec<i32> {
+    // With the separator, lab `hd` never matches lab `hdt`'s paths.
+    let needle = format!("{}/", dir.to_string_lossy().trim_end_matches('/'));
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "ssh")
+                && cmdline(pid).iter().any(|a| a.contains(&needle))
+                && is_alive(pid)
+        })
+        .collect()
 }
 
 /// Children of a process, from every thread's children list.

@@ -69,14 +69,20 @@ pub(crate) fn write_ssh_config(
     hosts: &[SshHost<'_>],
     key: &Path,
     known_hosts: &Path,
+    control_dir: Option<&Path>,
 ) -> Result<()> {
     let mut text = String::from("# Written by hadeploy-lab; `ssh -F <this file> <node>`.\n");
+    // Commands reuse a master connection when one is up (the lab starts them); plain
+    // `ssh -F` use never starts one, so nothing lingers that the lab did not start.
+    let mux = control_dir
+        .map(|d| format!("  ControlMaster no\n  ControlPath {}/cm-%n\n", d.display()))
+        .unwrap_or_default();
     for h in hosts {
         text.push_str(&format!(
             "\nHost {name}\n  HostName {addr}\n  User root\n  IdentityFile {key}\n  \
              IdentitiesOnly yes\n  UserKnownHostsFile {kh}\n  GlobalKnownHostsFile /dev/null\n  \
              StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 3\n  \
-             ServerAliveInterval 2\n  ServerAliveCountMax 3\n  LogLevel ERROR\n",
+             ServerAliveInterval 2\n  ServerAliveCountMax 3\n  LogLevel ERROR\n{mux}",
             name = h.name,
             addr = h.address,
             key = key.display(),

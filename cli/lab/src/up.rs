@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::down::down_dir;
 use crate::error::{IoContext, LabError, Result};
-use crate::exec::wait_ready;
+use crate::exec::{mux_fits, wait_ready};
 use crate::host::ensure_host_packages;
 use crate::lab::Lab;
 use crate::net;
@@ -134,7 +134,14 @@ fn create(spec: &LabSpec, rootfs: PathBuf) -> Result<Lab> {
         });
     }
     write_known_hosts(&lab.known_hosts, &ssh_hosts)?;
-    write_ssh_config(&lab.ssh_config, &ssh_hosts, &lab.ssh_key, &lab.known_hosts)?;
+    let control_dir = mux_fits(sd).then_some(sd.as_path());
+    write_ssh_config(
+        &lab.ssh_config,
+        &ssh_hosts,
+        &lab.ssh_key,
+        &lab.known_hosts,
+        control_dir,
+    )?;
 
     // Boot all, then wait: containers boot in parallel. The timeout covers both.
     let deadline = Instant::now() + spec.boot_timeout;

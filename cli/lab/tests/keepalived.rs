@@ -60,10 +60,10 @@ fn keepalived_moves_the_vip_on_power_cut() {
     let t = Instant::now();
     lab.kill_node(&lb1).expect("power cut");
     let moved = wait_holder(&lab, &lb2, &vip, Duration::from_secs(15));
-    let moved = moved.unwrap_or_else(|| panic!("VIP did not move to {lb2}"));
+    assert!(moved.is_some(), "VIP did not move to {lb2}");
     eprintln!(
-        "TIMING keepalived VIP moved {:.1} s after the power cut (advert_int 1)",
-        t.elapsed().as_secs_f64().max(moved.as_secs_f64())
+        "TIMING keepalived VIP on {lb2} {:.1} s after the power cut (advert_int 1)",
+        t.elapsed().as_secs_f64()
     );
     lab.down().expect("down");
 }

@@ -69,7 +69,7 @@ fn assert_gone(state_dir: &Path) {
         !netns.contains(&client_netns_name(NAME)),
         "netns left: {netns}"
     );
-    // Zombies (PID 1 here does not reap) have an empty cmdline and are not matched.
+    // Zombies (PID 1 here reaps orphans lazily) have an empty cmdline: not matched.
     let procs = sh("pgrep -a -x systemd-nspawn || true");
     let ours: Vec<&str> = procs
         .lines()
@@ -141,7 +141,13 @@ fn lab_up_ssh_ping_failures_and_down() {
     let refused = Command::new("ssh")
         .arg("-F")
         .arg(&lab.ssh_config)
-        .args(["-o", "UserKnownHostsFile=/dev/null", &first.name, "true"])
+        .args([
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ControlPath=none",
+        ])
+        .args([&first.name, "true"])
         .output()
         .expect("ssh");
     assert!(
@@ -158,6 +164,15 @@ fn lab_up_ssh_ping_failures_and_down() {
             }
         }
     }
+
+    let t = Instant::now();
+    for _ in 0..10 {
+        lab.exec_ok(&lab.nodes[0].name, "true").expect("exec");
+    }
+    eprintln!(
+        "TIMING exec (ssh over the master connection) {:.0} ms",
+        t.elapsed().as_millis() as f64 / 10.0
+    );
 
     let status = lab.status();
     assert!(status.healthy(), "{status:?}");

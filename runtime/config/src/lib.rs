@@ -13,6 +13,7 @@ pub mod diag;
 pub mod duration;
 pub mod locate;
 pub mod proxy;
+pub mod status;
 pub mod vrrp;
 mod load;
 

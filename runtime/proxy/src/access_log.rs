@@ -56,7 +56,9 @@ impl LogFile {
         let _ = out.flush();
         match open(&self.path) {
             Ok(f) => *out = BufWriter::with_capacity(64 * 1024, f),
-            Err(e) => tracing::error!(path = %self.path.display(), error = %e, "access log reopen failed"),
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "access log reopen failed")
+            }
         }
     }
 }
@@ -170,13 +172,58 @@ pub(crate) fn escape(v: &str) -> String {
     out
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+/// `$remote_user`: the user name of `Authorization: Basic ...`.
+pub(crate) fn basic_auth_user(header: &str) -> Option<String> {
+    let (scheme, b64) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64_decode(b64.trim())?;
+    let text = String::from_utf8_lossy(&raw);
+    let user = text.split_once(':').map(|(u, _)| u).unwrap_or(&text);
+    if user.is_empty() {
+        None
+    } else {
+        Some(user.to_string())
+    }
+}
+
+/// Standard alphabet, padding optional; None on anything else.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().take_while(|c| *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// `$time_local` as `10/Oct/2000:13:55:36 +0000`. The proxy logs in UTC:
 /// reading the local zone safely in a threaded process needs a tz database
 /// parser, and nodes are expected to run in UTC anyway.
 pub(crate) fn time_local(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
@@ -217,6 +264,17 @@ mod tests {
         assert_eq!(time_local(t), "10/Oct/2000:13:55:36 +0000");
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(time_local(t), "29/Feb/2000:00:00:00 +0000");
+    }
+
+    #[test]
+    fn remote_user_from_basic_auth() {
+        assert_eq!(
+            basic_auth_user("Basic Zm9vOmJhcg==").as_deref(),
+            Some("foo")
+        );
+        assert_eq!(basic_auth_user("basic YWxpY2U6").as_deref(), Some("alice"));
+        assert_eq!(basic_auth_user("Bearer abc"), None);
+        assert_eq!(basic_auth_user("Basic !!"), None);
     }
 
     #[test]

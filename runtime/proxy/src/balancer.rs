@@ -133,7 +133,8 @@ impl Balancer {
     /// site down while the application still answers.
     pub(crate) fn select(&self, tried: &mut Tried, now: Instant) -> Option<usize> {
         let mut st = self.lock();
-        let any_healthy = (0..self.cfg.len()).any(|i| !self.cfg[i].down && self.actively_healthy(i));
+        let any_healthy =
+            (0..self.cfg.len()).any(|i| !self.cfg[i].down && self.actively_healthy(i));
         let use_health = any_healthy;
         let pick = self
             .pick(&self.primary, self.single, &mut st, tried, now, use_health)
@@ -229,18 +230,17 @@ impl Balancer {
         let st = self.lock();
         let c = &self.cfg[i];
         let p = &st[i];
-        let failed = !self.single_or_backup_exempt(i)
+        let failed = !self.exempt_from_fails(i)
             && c.max_fails > 0
             && p.fails >= c.max_fails
             && now.saturating_duration_since(p.checked) <= c.fail_timeout;
         !c.down && self.actively_healthy(i) && !failed
     }
 
-    fn single_or_backup_exempt(&self, i: usize) -> bool {
+    fn exempt_from_fails(&self, i: usize) -> bool {
         self.single && self.primary.first() == Some(&i)
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -276,11 +276,21 @@ mod tests {
 
     #[test]
     fn smooth_wrr_matches_nginx() {
-        let b = Balancer::new(&[server("10.0.0.1:1", 5, false), server("10.0.0.2:1", 1, false)], health(2));
+        let b = Balancer::new(
+            &[
+                server("10.0.0.1:1", 5, false),
+                server("10.0.0.2:1", 1, false),
+            ],
+            health(2),
+        );
         // nginx: currents (5,1)->a (4,2)->a (3,3)->a on the tie (2,4)->b ...
         assert_eq!(sequence(&b, 12), "aaabaaaaabaa");
         let b = Balancer::new(
-            &[server("10.0.0.1:1", 5, false), server("10.0.0.2:1", 1, false), server("10.0.0.3:1", 1, false)],
+            &[
+                server("10.0.0.1:1", 5, false),
+                server("10.0.0.2:1", 1, false),
+                server("10.0.0.3:1", 1, false),
+            ],
             health(3),
         );
         // The example from nginx's commit introducing smooth WRR.
@@ -290,7 +300,11 @@ mod tests {
     #[test]
     fn failed_server_skipped_then_backup() {
         let b = Balancer::new(
-            &[server("10.0.0.1:1", 1, false), server("10.0.0.2:1", 1, false), server("10.0.0.3:1", 1, true)],
+            &[
+                server("10.0.0.1:1", 1, false),
+                server("10.0.0.2:1", 1, false),
+                server("10.0.0.3:1", 1, true),
+            ],
             health(3),
         );
         let now = Instant::now();
@@ -315,7 +329,13 @@ mod tests {
 
     #[test]
     fn tried_servers_are_not_reused() {
-        let b = Balancer::new(&[server("10.0.0.1:1", 1, false), server("10.0.0.2:1", 1, false)], health(2));
+        let b = Balancer::new(
+            &[
+                server("10.0.0.1:1", 1, false),
+                server("10.0.0.2:1", 1, false),
+            ],
+            health(2),
+        );
         let now = Instant::now();
         let mut t = b.new_tried();
         let first = b.select(&mut t, now).expect("first");
@@ -329,7 +349,11 @@ mod tests {
     fn active_health_and_all_failing_fallback() {
         let h = health(3);
         let b = Balancer::new(
-            &[server("10.0.0.1:1", 1, false), server("10.0.0.2:1", 1, false), server("10.0.0.3:1", 1, true)],
+            &[
+                server("10.0.0.1:1", 1, false),
+                server("10.0.0.2:1", 1, false),
+                server("10.0.0.3:1", 1, true),
+            ],
             h.clone(),
         );
         h[0].healthy.store(false, Ordering::Relaxed);

@@ -14,7 +14,7 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::access_log::{Entry, LogFile, format_line};
+use crate::access_log::{Entry, LogFile, basic_auth_user, format_line};
 use crate::body::{Finish, ProxyBody, TrackedBody, full};
 use crate::headers::{self, ClientIdentity};
 use crate::metrics::Metrics;
@@ -28,6 +28,9 @@ pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
     /// The configured listen address that accepted the connection.
     pub listen: SocketAddr,
+    /// The local address the client connected to (differs from `listen`
+    /// on a wildcard listener).
+    pub local: SocketAddr,
     pub started: Instant,
     /// Requests whose response body is not finished yet.
     pub in_flight: AtomicUsize,
@@ -36,10 +39,11 @@ pub(crate) struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub(crate) fn new(peer: SocketAddr, listen: SocketAddr) -> ConnInfo {
+    pub(crate) fn new(peer: SocketAddr, listen: SocketAddr, local: SocketAddr) -> ConnInfo {
         ConnInfo {
             peer,
             listen,
+            local,
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
@@ -47,25 +51,46 @@ impl ConnInfo {
     }
 }
 
-/// Writes the log line and metrics once the response body is done.
-struct LogFinish {
+/// One request's log phase. Created when the head arrives; moved into the
+/// response body, it writes the log line and metrics when the body is done.
+/// Dropped without a response (the client went away first), it logs 499
+/// like nginx. Either way the connection's in-flight count goes down.
+struct RequestLog {
     entry: Entry,
     log: Option<(Arc<LogFile>, LogFormat)>,
     site: String,
     start: Instant,
     metrics: Arc<Metrics>,
     conn: Arc<ConnInfo>,
+    written: bool,
 }
 
-impl Finish for LogFinish {
-    fn finish(self: Box<Self>, body_bytes: u64) {
-        let mut entry = self.entry;
-        entry.body_bytes_sent = body_bytes;
-        entry.time = SystemTime::now();
+impl RequestLog {
+    fn write(&mut self, status: u16, body_bytes: u64) {
+        self.written = true;
+        self.entry.status = status;
+        self.entry.body_bytes_sent = body_bytes;
+        self.entry.time = SystemTime::now();
         if let Some((file, format)) = &self.log {
-            file.write_line(&format_line(&entry, *format));
+            file.write_line(&format_line(&self.entry, *format));
         }
-        self.metrics.observe(&self.site, entry.status, self.start.elapsed());
+        self.metrics
+            .observe(&self.site, status, self.start.elapsed());
+    }
+}
+
+impl Finish for RequestLog {
+    fn finish(mut self: Box<Self>, body_bytes: u64) {
+        let status = self.entry.status;
+        self.write(status, body_bytes);
+    }
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        if !self.written {
+            self.write(499, 0);
+        }
         let ms = u64::try_from(self.conn.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.conn.last_done_ms.store(ms, Ordering::Relaxed);
         self.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -94,18 +119,26 @@ pub(crate) async fn handle(
         .or_else(|| req.uri().authority().map(|a| a.to_string()));
     let site_idx = state
         .vhosts
-        .get(&conn.listen)
+        .get(&conn.local)
+        .or_else(|| state.vhosts.get(&conn.listen))
         .map(|t| t.select(host.as_deref()))
         .unwrap_or(0);
     let id = headers::identify(conn.peer, req.headers(), &state.cfg.trusted_proxies);
     let target = if req.version() == Version::HTTP_2 {
-        req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into())
+        req.uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "/".into())
     } else {
         req.uri().to_string()
     };
     let entry = Entry {
         remote_addr: id.real_ip.to_string(),
-        remote_user: None,
+        remote_user: req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(basic_auth_user),
         time: SystemTime::now(),
         request: format!("{} {} {:?}", req.method(), target, req.version()),
         status: 0,
@@ -114,41 +147,28 @@ pub(crate) async fn handle(
         user_agent: header_str(&req, header::USER_AGENT),
         forwarded_for: header_str(&req, header::HeaderName::from_static("x-forwarded-for")),
     };
-    let (site, site_rt) = match (state.cfg.sites.get(site_idx), state.sites.get(site_idx)) {
-        (Some(s), Some(rt)) => (s, rt),
-        // Validation requires at least one site; this is unreachable but
-        // cheaper to answer than to prove.
-        _ => {
-            let resp = default_error(StatusCode::INTERNAL_SERVER_ERROR);
-            return track(resp, entry, None, "-", start, metrics, conn);
-        }
-    };
-    let resp = match route(&state, site, site_rt, req, &id).await {
-        Ok(r) => r,
-        Err(status) => error_page(site, status).await,
-    };
-    track(resp, entry, site_rt.log.clone(), &site.name, start, metrics, conn)
-}
-
-fn track(
-    resp: Response<ProxyBody>,
-    mut entry: Entry,
-    log: Option<(Arc<LogFile>, LogFormat)>,
-    site: &str,
-    start: Instant,
-    metrics: Arc<Metrics>,
-    conn: Arc<ConnInfo>,
-) -> Response<TrackedBody> {
-    entry.status = resp.status().as_u16();
-    let finish = LogFinish {
+    let site = state.cfg.sites.get(site_idx);
+    let site_rt = state.sites.get(site_idx);
+    let mut log = RequestLog {
         entry,
-        log,
-        site: site.to_string(),
+        log: site_rt.and_then(|s| s.log.clone()),
+        site: site.map(|s| s.name.clone()).unwrap_or_else(|| "-".into()),
         start,
         metrics,
         conn,
+        written: false,
     };
-    resp.map(|b| TrackedBody::new(b, Box::new(finish)))
+    let resp = match (site, site_rt) {
+        (Some(site), Some(site_rt)) => match route(&state, site, site_rt, req, &id).await {
+            Ok(r) => r,
+            Err(status) => error_page(site, status).await,
+        },
+        // Validation requires at least one site; this is unreachable but
+        // cheaper to answer than to prove.
+        _ => default_error(StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    log.entry.status = resp.status().as_u16();
+    resp.map(|b| TrackedBody::new(b, Box::new(log)))
 }
 
 async fn route(
@@ -159,14 +179,18 @@ async fn route(
     id: &ClientIdentity,
 ) -> Result<Response<ProxyBody>, StatusCode> {
     let limits = &state.cfg.limits;
-    let norm = static_files::normalize_path(req.uri().path()).map_err(|_| StatusCode::BAD_REQUEST)?;
+    let norm =
+        static_files::normalize_path(req.uri().path()).map_err(|_| StatusCode::BAD_REQUEST)?;
     if limits.max_body_bytes > 0
         && let Some(len) = content_length(&req)
         && len > limits.max_body_bytes
     {
         return Err(StatusCode::PAYLOAD_TOO_LARGE);
     }
-    let loc: Option<&Location> = site_rt.locations.select(&norm).and_then(|i| site.locations.get(i));
+    let loc: Option<&Location> = site_rt
+        .locations
+        .select(&norm)
+        .and_then(|i| site.locations.get(i));
     if let Some(l) = loc
         && let Some(pp) = &l.proxy
     {
@@ -196,7 +220,13 @@ fn content_length(req: &Request<Incoming>) -> Option<u64> {
 
 /// nginx `proxy_pass` URI rules: without `uri` the request URI goes as the
 /// client sent it; with `uri` the matched location prefix is replaced.
-pub(crate) fn upstream_target(raw_path: &str, query: Option<&str>, norm: &str, loc: &str, uri: Option<&str>) -> String {
+pub(crate) fn upstream_target(
+    raw_path: &str,
+    query: Option<&str>,
+    norm: &str,
+    loc: &str,
+    uri: Option<&str>,
+) -> String {
     let mut out = match uri {
         None => raw_path.to_string(),
         Some(u) => {
@@ -244,13 +274,20 @@ async fn proxy(
         return Err(StatusCode::INTERNAL_SERVER_ERROR);
     };
     let limits = &state.cfg.limits;
-    let target = upstream_target(req.uri().path(), req.uri().query(), norm, &loc.path, pp.uri.as_deref());
+    let target = upstream_target(
+        req.uri().path(),
+        req.uri().query(),
+        norm,
+        &loc.path,
+        pp.uri.as_deref(),
+    );
     let (mut parts, body) = req.into_parts();
-    let client_host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     let upgrade = headers::upgrade_protocol(&parts.headers).and_then(|proto| {
         parts
             .extensions
@@ -260,11 +297,15 @@ async fn proxy(
     let mut hdrs = std::mem::take(&mut parts.headers);
     headers::strip_hop_by_hop(&mut hdrs);
     headers::set_forwarding(&mut hdrs, id);
+    // The body is read before forwarding (or streamed on our side), so the
+    // client's 100-continue handshake already happened with us.
+    hdrs.remove(header::EXPECT);
     let out_body = if upgrade.is_some() {
         OutBody::Buffered(Bytes::new())
     } else if limits.max_body_bytes == 0 {
         OutBody::Streaming(Some(
-            body.map_err(|e| Box::new(e) as crate::body::BoxError).boxed_unsync(),
+            body.map_err(|e| Box::new(e) as crate::body::BoxError)
+                .boxed_unsync(),
         ))
     } else {
         OutBody::Buffered(read_body(body, limits.max_body_bytes, limits.io_timeout).await?)
@@ -282,7 +323,11 @@ async fn proxy(
 
 /// Reads the whole body (nginx's request buffering) within `max` bytes and
 /// with at most `gap` between two reads.
-async fn read_body(mut body: Incoming, max: u64, gap: std::time::Duration) -> Result<Bytes, StatusCode> {
+async fn read_body(
+    mut body: Incoming,
+    max: u64,
+    gap: std::time::Duration,
+) -> Result<Bytes, StatusCode> {
     let mut buf = BytesMut::new();
     loop {
         match tokio::time::timeout(gap, body.frame()).await {
@@ -306,7 +351,8 @@ async fn read_body(mut body: Incoming, max: u64, gap: std::time::Duration) -> Re
 async fn error_page(site: &Site, status: StatusCode) -> Response<ProxyBody> {
     if let (Some(uri), Some(root)) = (site.error_pages.get(&status.as_u16()), site.root.as_ref())
         && let Ok(norm) = static_files::normalize_path(uri)
-        && let Some((data, mime)) = static_files::read_small(&root.join(Path::new(norm.trim_start_matches('/')))).await
+        && let Some((data, mime)) =
+            static_files::read_small(&root.join(Path::new(norm.trim_start_matches('/')))).await
     {
         let mut resp = Response::new(full(data));
         *resp.status_mut() = status;
@@ -328,7 +374,10 @@ pub(crate) fn default_error(status: StatusCode) -> Response<ProxyBody> {
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-    if status == StatusCode::BAD_REQUEST || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::PAYLOAD_TOO_LARGE {
+    if status == StatusCode::BAD_REQUEST
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::PAYLOAD_TOO_LARGE
+    {
         // nginx closes after these: the rest of the request is unread.
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -342,11 +391,26 @@ mod tests {
 
     #[test]
     fn uri_replacement() {
-        assert_eq!(upstream_target("/api/x", None, "/api/x", "/api/", Some("/")), "/x");
-        assert_eq!(upstream_target("/api/x", Some("a=1"), "/api/x", "/api/", Some("/v1/")), "/v1/x?a=1");
-        assert_eq!(upstream_target("/api/x", None, "/api/x", "/api/", None), "/api/x");
-        assert_eq!(upstream_target("/a%20b", Some("q"), "/a b", "/", None), "/a%20b?q");
-        assert_eq!(upstream_target("/%61pi/x y", None, "/api/x y", "/api/", Some("/")), "/x%20y");
+        assert_eq!(
+            upstream_target("/api/x", None, "/api/x", "/api/", Some("/")),
+            "/x"
+        );
+        assert_eq!(
+            upstream_target("/api/x", Some("a=1"), "/api/x", "/api/", Some("/v1/")),
+            "/v1/x?a=1"
+        );
+        assert_eq!(
+            upstream_target("/api/x", None, "/api/x", "/api/", None),
+            "/api/x"
+        );
+        assert_eq!(
+            upstream_target("/a%20b", Some("q"), "/a b", "/", None),
+            "/a%20b?q"
+        );
+        assert_eq!(
+            upstream_target("/%61pi/x y", None, "/api/x y", "/api/", Some("/")),
+            "/x%20y"
+        );
         assert_eq!(upstream_target("/api", None, "/api", "/api", Some("")), "/");
     }
 }

@@ -48,7 +48,11 @@ pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants { headers.get(header::UPGRADE).cloned() } else { None }
+    if wants {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
 }
 
 pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
@@ -93,7 +97,11 @@ pub(crate) fn identify(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet])
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    let forwarded_for = if xff.is_empty() { None } else { Some(xff.join(", ")) };
+    let forwarded_for = if xff.is_empty() {
+        None
+    } else {
+        Some(xff.join(", "))
+    };
     let mut real_ip = peer_ip;
     if let Some(list) = &forwarded_for {
         // nginx real_ip_recursive on: walk from the right, skipping trusted.
@@ -148,7 +156,10 @@ mod tests {
     #[test]
     fn strips_connection_named_headers() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, X-Secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("te", HeaderValue::from_static("trailers"));
@@ -162,7 +173,10 @@ mod tests {
     fn xff_trust() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4, 10.1.1.1"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, 10.1.1.1"),
+        );
         let id = identify("10.0.0.5:1000".parse().expect("a"), &h, &trusted);
         assert_eq!(id.real_ip.to_string(), "1.2.3.4");
         let mut out = HeaderMap::new();

@@ -80,7 +80,8 @@ impl Proxy {
     /// address and starts serving (and health checking) on the current
     /// tokio runtime.
     pub async fn bind(cfg: ProxyConfig) -> Result<Proxy, ProxyError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|e| ProxyError::Runtime(e.to_string()))?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| ProxyError::Runtime(e.to_string()))?;
         let logs = Arc::new(LogRegistry::default());
         let state = State::build(cfg, &logs, None)?;
         let mut bound = Vec::new();
@@ -128,7 +129,9 @@ impl Proxy {
         // Entering the runtime is needed to register the socket with tokio
         // when reload is called from a plain thread.
         let _guard = self.inner.runtime.enter();
-        self.inner.runtime.spawn(server::accept_loop(shared, l, addr, stop_rx));
+        self.inner
+            .runtime
+            .spawn(server::accept_loop(shared, l, addr, stop_rx));
         lock(&self.inner.listeners).insert(addr, Listener { stop });
         tracing::info!(%addr, "listening");
     }
@@ -223,12 +226,17 @@ impl Proxy {
             let _ = l.stop.send(true);
         }
         let deadline = tokio::time::Instant::now() + drain;
-        while shared.metrics.connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        while shared.metrics.connections.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = shared.metrics.connections.load(Ordering::Relaxed);
         if left > 0 {
-            tracing::warn!(connections = left, "drain timeout: closing remaining connections");
+            tracing::warn!(
+                connections = left,
+                "drain timeout: closing remaining connections"
+            );
         }
         for h in lock(&self.inner.health_tasks).drain(..) {
             h.abort();
@@ -245,10 +253,45 @@ impl Proxy {
         self.inner.shared.metrics.render(&state)
     }
 
+    /// The proxy part of the runtime's status document (`GET /status`):
+    /// node, per-server usability (not down, passing checks, not failed)
+    /// and the number of requests served.
+    pub fn status(&self) -> hadeploy_config::status::ProxyStatus {
+        let state = self.inner.shared.state.load();
+        metrics::status(&self.inner.shared.metrics, &state)
+    }
+
     /// Addresses currently listened on.
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
         let mut v: Vec<SocketAddr> = lock(&self.inner.listeners).keys().copied().collect();
         v.sort();
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The binary spawns these on a multi-threaded runtime.
+    #[test]
+    fn futures_are_send() {
+        let cfg: ProxyConfig = hadeploy_config::parse_proxy(
+            "node: n\nsites: [{name: s, listen: [\"127.0.0.1:1\"], root: /tmp}]\n",
+            std::path::Path::new("t.yaml"),
+        )
+        .map(|(c, _)| c)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let bind = Proxy::bind(cfg);
+        assert_send(&bind);
+        fn run_is_send(p: Proxy) {
+            let fut = p.run(std::future::ready(()));
+            assert_send(&fut);
+        }
+        let _ = run_is_send;
+        fn sync<T: Send + Sync>() {}
+        sync::<Proxy>();
     }
 }

@@ -6,10 +6,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use hadeploy_config::status::{ProxyStatus, ServerStatus, UpstreamStatus};
+
 use crate::state::State;
 
 /// Latency bucket bounds in seconds (Prometheus' client defaults).
-const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -24,10 +28,12 @@ pub(crate) struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     pub connections: AtomicI64,
     pub connections_total: AtomicU64,
+    pub requests_total: AtomicU64,
 }
 
 impl Metrics {
     pub(crate) fn observe(&self, site: &str, status: u16, took: Duration) {
+        self.requests_total.fetch_add(1, Ordering::Relaxed);
         {
             let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
             *r.entry((site.to_string(), status)).or_default() += 1;
@@ -48,7 +54,11 @@ impl Metrics {
         let mut s = String::new();
         s.push_str("# HELP hadeploy_proxy_requests_total Requests served, by site and status.\n");
         s.push_str("# TYPE hadeploy_proxy_requests_total counter\n");
-        let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for ((site, status), n) in &requests {
             let _ = writeln!(
                 s,
@@ -58,7 +68,11 @@ impl Metrics {
         }
         s.push_str("# HELP hadeploy_proxy_request_duration_seconds Time from request head to last body byte.\n");
         s.push_str("# TYPE hadeploy_proxy_request_duration_seconds histogram\n");
-        let latency = self.latency.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let latency = self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for (site, h) in &latency {
             let site = label(site);
             for (i, b) in BUCKETS.iter().enumerate() {
@@ -73,8 +87,16 @@ impl Metrics {
                 "hadeploy_proxy_request_duration_seconds_bucket{{site=\"{site}\",le=\"+Inf\"}} {}",
                 h.count
             );
-            let _ = writeln!(s, "hadeploy_proxy_request_duration_seconds_sum{{site=\"{site}\"}} {}", h.sum);
-            let _ = writeln!(s, "hadeploy_proxy_request_duration_seconds_count{{site=\"{site}\"}} {}", h.count);
+            let _ = writeln!(
+                s,
+                "hadeploy_proxy_request_duration_seconds_sum{{site=\"{site}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                s,
+                "hadeploy_proxy_request_duration_seconds_count{{site=\"{site}\"}} {}",
+                h.count
+            );
         }
         s.push_str("# HELP hadeploy_proxy_upstream_up 1 when the server gets traffic (not down, passing checks, not failed).\n");
         s.push_str("# TYPE hadeploy_proxy_upstream_up gauge\n");
@@ -105,7 +127,11 @@ impl Metrics {
         s.push_str(&fails);
         s.push_str("# HELP hadeploy_proxy_connections Open client connections.\n");
         s.push_str("# TYPE hadeploy_proxy_connections gauge\n");
-        let _ = writeln!(s, "hadeploy_proxy_connections {}", self.connections.load(Ordering::Relaxed));
+        let _ = writeln!(
+            s,
+            "hadeploy_proxy_connections {}",
+            self.connections.load(Ordering::Relaxed)
+        );
         s.push_str("# HELP hadeploy_proxy_connections_total Accepted client connections.\n");
         s.push_str("# TYPE hadeploy_proxy_connections_total counter\n");
         let _ = writeln!(
@@ -117,6 +143,37 @@ impl Metrics {
     }
 }
 
+/// The proxy half of the runtime's `GET /status` document.
+pub(crate) fn status(metrics: &Metrics, state: &State) -> ProxyStatus {
+    let now = Instant::now();
+    let mut upstreams: Vec<UpstreamStatus> = state
+        .upstreams
+        .iter()
+        .map(|(name, up)| UpstreamStatus {
+            name: name.clone(),
+            servers: up
+                .cfg
+                .servers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| ServerStatus {
+                    address: s.address.to_string(),
+                    healthy: up.balancer.is_up(i, now),
+                    backup: s.backup,
+                })
+                .collect(),
+        })
+        .collect();
+    upstreams.sort_by(|a, b| a.name.cmp(&b.name));
+    ProxyStatus {
+        node: state.cfg.node.clone(),
+        upstreams,
+        requests: metrics.requests_total.load(Ordering::Relaxed),
+    }
+}
+
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -40,7 +40,8 @@ impl VhostTable {
         for t in out.values_mut() {
             // Stable sort keeps config order among equal lengths, so the
             // earlier site wins a tie like nginx's first definition does.
-            t.leading.sort_by_key(|(s, _, _)| std::cmp::Reverse(s.len()));
+            t.leading
+                .sort_by_key(|(s, _, _)| std::cmp::Reverse(s.len()));
             t.trailing.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         }
         out

@@ -1,9 +1,13 @@
 //! Listeners, the accept loop and one client connection.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -11,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
@@ -32,6 +37,92 @@ pub(crate) struct Shared {
     pub shutdown: watch::Sender<bool>,
 }
 
+/// The client socket with nginx's `send_timeout`: a write that cannot make
+/// progress for `gap` (the client stopped reading) fails the connection
+/// instead of holding it and its upstream resources forever.
+pub(crate) struct StallIo {
+    inner: TcpStream,
+    gap: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallIo {
+    fn new(inner: TcpStream, gap: Duration) -> StallIo {
+        StallIo {
+            inner,
+            gap,
+            stalled: None,
+        }
+    }
+
+    fn pending_or_timeout<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let gap = self.gap;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client did not read for io_timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progress<T>(&mut self, r: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Ready(v) => {
+                self.stalled = None;
+                Poll::Ready(v)
+            }
+            Poll::Pending => self.pending_or_timeout(cx),
+        }
+    }
+}
+
+impl AsyncRead for StallIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StallIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress(r, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progress(r, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(r, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Binds a listening socket that works before the VIP is on this node.
 pub(crate) fn bind_listener(addr: SocketAddr) -> Result<std::net::TcpListener, ProxyError> {
     let err = |source| ProxyError::Bind { addr, source };
@@ -42,7 +133,11 @@ pub(crate) fn bind_listener(addr: SocketAddr) -> Result<std::net::TcpListener, P
     // IP_FREEBIND: bind the VIP even when keepalived-style failover has not
     // put it on an interface yet (belt and braces for ip_nonlocal_bind).
     // Failure is not fatal: the sysctl may still allow the bind.
-    let fb = if addr.is_ipv4() { sock.set_freebind_v4(true) } else { sock.set_freebind_v6(true) };
+    let fb = if addr.is_ipv4() {
+        sock.set_freebind_v4(true)
+    } else {
+        sock.set_freebind_v6(true)
+    };
     if let Err(e) = fb {
         tracing::debug!(%addr, error = %e, "IP_FREEBIND not available");
     }
@@ -57,7 +152,12 @@ pub(crate) fn bind_listener(addr: SocketAddr) -> Result<std::net::TcpListener, P
 }
 
 /// Accepts until `stop` or the global shutdown fires.
-pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, listen: SocketAddr, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    listen: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -98,13 +198,25 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpList
     }
 }
 
-async fn serve_conn(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, listen: SocketAddr, permit: OwnedSemaphorePermit) {
+async fn serve_conn(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listen: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
     let _permit = permit;
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    shared.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_nodelay(true);
     let limits = shared.state.load().cfg.limits.clone();
-    let info = Arc::new(ConnInfo::new(peer, listen));
+    // A wildcard listener also serves sites bound to one of its addresses
+    // (nginx does the same): route by the address the client reached.
+    let local = stream.local_addr().unwrap_or(listen);
+    let info = Arc::new(ConnInfo::new(peer, listen, local));
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -130,7 +242,8 @@ async fn serve_conn(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, li
         let info = svc_info.clone();
         async move { Ok::<_, Infallible>(handler::handle(state, metrics, info, req).await) }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(StallIo::new(stream, limits.io_timeout)), svc);
     tokio::pin!(conn);
     let mut shutdown = shared.shutdown.subscribe();
     let mut closing = false;

@@ -36,18 +36,24 @@ pub(crate) fn validate(cfg: &ProxyConfig) -> Result<(), ProxyError> {
         .filter(|d| d.is_error())
         .map(|d| d.to_string())
         .collect();
-    if errors.is_empty() { Ok(()) } else { Err(ProxyError::Invalid(errors.join("; "))) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ProxyError::Invalid(errors.join("; ")))
+    }
 }
 
 impl State {
-    pub(crate) fn build(cfg: ProxyConfig, logs: &LogRegistry, prev: Option<&State>) -> Result<State, ProxyError> {
+    pub(crate) fn build(
+        cfg: ProxyConfig,
+        logs: &LogRegistry,
+        prev: Option<&State>,
+    ) -> Result<State, ProxyError> {
         validate(&cfg)?;
         let mut sites = Vec::with_capacity(cfg.sites.len());
         for site in &cfg.sites {
             let log = match &site.access_log {
-                Some(al) => {
-                    Some((logs.get_or_open(&al.path)?, al.format))
-                }
+                Some(al) => Some((logs.get_or_open(&al.path)?, al.format)),
                 None => None,
             };
             sites.push(SiteRt {
@@ -81,9 +87,18 @@ impl State {
             .collect()
     }
 
-    /// Every address some site listens on.
+    /// The sockets to bind: every site address, except specific addresses
+    /// whose port also has a wildcard of the same family (Linux refuses
+    /// that bind; the wildcard socket serves them, routed by local address).
     pub(crate) fn listen_set(&self) -> Vec<SocketAddr> {
-        let mut v: Vec<SocketAddr> = self.vhosts.keys().copied().collect();
+        let all: Vec<SocketAddr> = self.vhosts.keys().copied().collect();
+        let covered = |a: &SocketAddr| {
+            !a.ip().is_unspecified()
+                && all.iter().any(|w| {
+                    w.ip().is_unspecified() && w.port() == a.port() && w.is_ipv4() == a.is_ipv4()
+                })
+        };
+        let mut v: Vec<SocketAddr> = all.iter().copied().filter(|a| !covered(a)).collect();
         v.sort();
         v
     }

@@ -129,8 +129,14 @@ pub(crate) async fn serve(req: &StaticRequest<'_>, root: &Path, index: &[String]
 }
 
 /// Serves one file; `redirect_dirs` sends `/dir` to `/dir/` like nginx.
-pub(crate) async fn serve_file(req: &StaticRequest<'_>, file_path: &PathBuf, redirect_dirs: bool) -> StaticResult {
-    let meta = tokio::fs::metadata(file_path).await.map_err(|e| io_status(&e))?;
+pub(crate) async fn serve_file(
+    req: &StaticRequest<'_>,
+    file_path: &PathBuf,
+    redirect_dirs: bool,
+) -> StaticResult {
+    let meta = tokio::fs::metadata(file_path)
+        .await
+        .map_err(|e| io_status(&e))?;
     if meta.is_dir() {
         if !redirect_dirs {
             return Err(StatusCode::FORBIDDEN);
@@ -152,7 +158,10 @@ pub(crate) async fn serve_file(req: &StaticRequest<'_>, file_path: &PathBuf, red
     }
     let len = meta.len();
     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
-    let mtime = modified.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mtime = modified
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let tag = etag(mtime, len);
     let last_modified = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(mtime));
     let mime = mime_guess::from_path(file_path).first_or_octet_stream();
@@ -195,11 +204,17 @@ pub(crate) async fn serve_file(req: &StaticRequest<'_>, file_path: &PathBuf, red
     };
     builder = builder.status(status).header(header::CONTENT_LENGTH, count);
     if req.method == Method::HEAD {
-        return builder.body(empty()).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR);
+        return builder
+            .body(empty())
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR);
     }
-    let mut file = tokio::fs::File::open(file_path).await.map_err(|e| io_status(&e))?;
+    let mut file = tokio::fs::File::open(file_path)
+        .await
+        .map_err(|e| io_status(&e))?;
     if start > 0 {
-        file.seek(SeekFrom::Start(start)).await.map_err(|e| io_status(&e))?;
+        file.seek(SeekFrom::Start(start))
+            .await
+            .map_err(|e| io_status(&e))?;
     }
     builder
         .body(FileBody::new(file, count).boxed_unsync())
@@ -216,7 +231,10 @@ fn io_status(e: &std::io::Error) -> StatusCode {
 
 /// If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
 fn not_modified(headers: &HeaderMap, tag: &str, mtime: u64) -> bool {
-    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
         return etag_matches(inm, tag);
     }
     if let Some(ims) = headers
@@ -224,7 +242,10 @@ fn not_modified(headers: &HeaderMap, tag: &str, mtime: u64) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
     {
-        let ims = ims.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let ims = ims
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         return mtime <= ims;
     }
     false
@@ -289,7 +310,9 @@ fn parse_range(v: &str, len: u64) -> RangeSpec {
 /// Reads a small file (error pages) fully; None when it cannot be read.
 pub(crate) async fn read_small(path: &Path) -> Option<(Vec<u8>, String)> {
     let data = tokio::fs::read(path).await.ok()?;
-    let mime = mime_guess::from_path(path).first_or_octet_stream().to_string();
+    let mime = mime_guess::from_path(path)
+        .first_or_octet_stream()
+        .to_string();
     Some((data, mime))
 }
 
@@ -303,7 +326,10 @@ mod tests {
         assert_eq!(normalize_path("/a/../b").as_deref(), Ok("/b"));
         assert_eq!(normalize_path("/a/b/").as_deref(), Ok("/a/b/"));
         assert_eq!(normalize_path("/a/b/..").as_deref(), Ok("/a/"));
-        assert_eq!(normalize_path("/%7euser/x%20y").as_deref(), Ok("/~user/x y"));
+        assert_eq!(
+            normalize_path("/%7euser/x%20y").as_deref(),
+            Ok("/~user/x y")
+        );
         assert_eq!(normalize_path("/"), Ok("/".to_string()));
         for bad in [
             "/../etc/passwd",

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::balancer::{Balancer, PeerHealth};
-use crate::body::{ProxyBody, full};
+use crate::body::{IdleTimeoutBody, ProxyBody, full};
 use crate::headers::strip_hop_by_hop;
 
 pub(crate) struct UpstreamRt {
@@ -28,14 +28,20 @@ pub(crate) struct UpstreamRt {
 
 impl std::fmt::Debug for UpstreamRt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamRt").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("UpstreamRt")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl UpstreamRt {
     /// `prev` supplies the health state of servers that existed before a
     /// reload, so a reload does not forget that a backend is dead.
-    pub(crate) fn new(name: &str, cfg: &Upstream, prev: impl Fn(SocketAddr) -> Option<Arc<PeerHealth>>) -> UpstreamRt {
+    pub(crate) fn new(
+        name: &str,
+        cfg: &Upstream,
+        prev: impl Fn(SocketAddr) -> Option<Arc<PeerHealth>>,
+    ) -> UpstreamRt {
         let health = cfg
             .servers
             .iter()
@@ -104,7 +110,11 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 /// methods only) and read timeouts (idempotent only). Once a response head
 /// arrived it is returned as is, whatever its status: a backend's own 502
 /// is the client's answer. `Err` is a status the proxy generates.
-pub(crate) async fn forward(up: &UpstreamRt, pp: &ProxyPass, mut out: Outgoing) -> Result<Response<ProxyBody>, StatusCode> {
+pub(crate) async fn forward(
+    up: &UpstreamRt,
+    pp: &ProxyPass,
+    mut out: Outgoing,
+) -> Result<Response<ProxyBody>, StatusCode> {
     let bal = &up.balancer;
     let max = bal.max_tries().max(1);
     let tries = match up.cfg.next_upstream_tries {
@@ -141,12 +151,20 @@ pub(crate) async fn forward(up: &UpstreamRt, pp: &ProxyPass, mut out: Outgoing) 
         match tokio::time::timeout(deadline, up.client.request(req)).await {
             Ok(Ok(resp)) => {
                 bal.succeeded(i);
-                return Ok(response(resp, upgrade.take().map(|u| u.1)));
+                return Ok(response(
+                    resp,
+                    upgrade.take().map(|u| u.1),
+                    up.cfg.read_timeout,
+                ));
             }
             Ok(Err(e)) => {
                 bal.failed(i, Instant::now());
                 let timed_out = is_timeout(&e);
-                last = if timed_out { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+                last = if timed_out {
+                    StatusCode::GATEWAY_TIMEOUT
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
                 tracing::error!(upstream = %up.name, server = %addr, error = %error_chain(&e), "upstream request failed");
                 // A connect error means nothing was sent: always safe to retry.
                 if !e.is_connect() && !retry_ok {
@@ -198,7 +216,10 @@ fn build_request(
     };
     h.insert(
         header::HOST,
-        host.unwrap_or_else(|| HeaderValue::from_str(&addr.to_string()).unwrap_or(HeaderValue::from_static("localhost"))),
+        host.unwrap_or_else(|| {
+            HeaderValue::from_str(&addr.to_string())
+                .unwrap_or(HeaderValue::from_static("localhost"))
+        }),
     );
     for (k, v) in &pp.set_headers {
         let Ok(name) = HeaderName::from_bytes(k.as_bytes()) else {
@@ -220,7 +241,11 @@ fn build_request(
 
 /// Turns the upstream response into the client's; a 101 to an upgrade
 /// request splices the two upgraded connections together.
-fn response(mut resp: Response<hyper::body::Incoming>, client_upgrade: Option<OnUpgrade>) -> Response<ProxyBody> {
+fn response(
+    mut resp: Response<hyper::body::Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+    read_timeout: std::time::Duration,
+) -> Response<ProxyBody> {
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_up) = client_upgrade
     {
@@ -244,5 +269,8 @@ fn response(mut resp: Response<hyper::body::Incoming>, client_upgrade: Option<On
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, body.map_err(|e| Box::new(e) as crate::body::BoxError).boxed_unsync())
+    Response::from_parts(
+        parts,
+        IdleTimeoutBody::new(body, read_timeout).boxed_unsync(),
+    )
 }

@@ -12,15 +12,16 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hadeploy_config::vrrp::{Instance as InstanceConfig, VrrpConfig};
-use hadeploy_vrrp::{Instance, peek_vrid};
+use hadeploy_vrrp::Instance;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::demux::{Iface, Routes, lock_routes, rx_loop};
 use crate::driver::{Control, Driver, InputKind, Inputs, Packet};
 use crate::effects::Effects;
 use crate::error::VrrpdError;
@@ -31,6 +32,7 @@ use crate::params::{configured_source, destinations, instance_params};
 use crate::socket::VrrpSocket;
 use crate::stats::Stats;
 use crate::track::Trackers;
+use crate::worker::Worker;
 
 /// Packets queued per instance before the receive loop drops them.
 const PACKET_QUEUE: usize = 64;
@@ -58,7 +60,9 @@ pub async fn run(
     let worker = Worker::start()?;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (done_tx, mut done_rx) = oneshot::channel();
-    let handle = worker.handle.clone();
+    // The protocol thread owns the worker and stops it last, after the
+    // STOP hooks ran; also when this future is dropped mid-way (the closed
+    // command channel then reads as shutdown).
     std::thread::Builder::new()
         .name("vrrp-protocol".into())
         .spawn(move || {
@@ -66,16 +70,17 @@ pub async fn run(
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(supervise(cfg, stats, handle, cmd_rx)),
+                Ok(rt) => rt.block_on(supervise(cfg, stats, worker.handle.clone(), cmd_rx)),
                 Err(e) => Err(VrrpdError::Thread(e)),
             };
+            worker.stop();
             let _ = done_tx.send(res);
         })
         .map_err(VrrpdError::Thread)?;
 
     tokio::pin!(shutdown);
     let mut reload_open = true;
-    let res = loop {
+    loop {
         tokio::select! {
             // The protocol thread ended on its own: a startup error.
             r = &mut done_rx => break r.unwrap_or(Err(VrrpdError::ThreadPanicked)),
@@ -88,65 +93,7 @@ pub async fn run(
                 None => reload_open = false,
             },
         }
-    };
-    worker.stop();
-    res
-}
-
-/// The `vrrp-worker` thread's runtime, for hooks and track scripts.
-struct Worker {
-    handle: Handle,
-    stop: oneshot::Sender<()>,
-}
-
-impl Worker {
-    fn start() -> Result<Worker, VrrpdError> {
-        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("vrrp-worker".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => {
-                        let _ = handle_tx.send(Ok(rt.handle().clone()));
-                        let _ = rt.block_on(stop_rx);
-                    }
-                    Err(e) => {
-                        let _ = handle_tx.send(Err(e));
-                    }
-                }
-            })
-            .map_err(VrrpdError::Thread)?;
-        // The thread sends exactly once before anything else can fail.
-        match handle_rx.recv() {
-            Ok(Ok(handle)) => Ok(Worker { handle, stop }),
-            Ok(Err(e)) => Err(VrrpdError::Thread(e)),
-            Err(_) => Err(VrrpdError::ThreadPanicked),
-        }
     }
-
-    fn stop(self) {
-        let _ = self.stop.send(());
-    }
-}
-
-/// Instance routes of one interface: VRID -> (packet queue, own source).
-type Routes = Arc<Mutex<HashMap<u8, (mpsc::Sender<Packet>, Ipv4Addr)>>>;
-
-fn lock_routes(
-    r: &Routes,
-) -> std::sync::MutexGuard<'_, HashMap<u8, (mpsc::Sender<Packet>, Ipv4Addr)>> {
-    // Plain map of channel handles: still consistent after a panic.
-    r.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-struct Iface {
-    socket: Arc<VrrpSocket>,
-    routes: Routes,
-    rx_task: JoinHandle<()>,
 }
 
 struct Running {
@@ -393,44 +340,6 @@ impl Supervisor {
                     inputs,
                 ))
                 .await;
-        }
-    }
-}
-
-async fn rx_loop(socket: Arc<VrrpSocket>, routes: Routes, stats: Stats) {
-    let ifname = socket.interface().to_string();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let r = match socket.recv(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(interface = %ifname, error = %e, "VRRP receive on {ifname} failed: {e}");
-                // Never spin on a persistent error.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Some(vrid) = peek_vrid(r.payload) else {
-            stats.with(|s| *s.runts.entry(ifname.clone()).or_default() += 1);
-            continue;
-        };
-        let route = lock_routes(&routes).get(&vrid).cloned();
-        match route {
-            None => stats.with(|s| *s.unknown_vrid.entry(ifname.clone()).or_default() += 1),
-            // Our own advert (multicast loop is off, but a unicast peer list
-            // could name us): never compare with ourselves.
-            Some((_, own)) if own == r.src => {}
-            Some((tx, _)) => {
-                let p = Packet {
-                    src: r.src,
-                    dst: r.dst,
-                    ttl: r.ttl,
-                    payload: r.payload.to_vec(),
-                };
-                if tx.try_send(p).is_err() {
-                    tracing::debug!(interface = %ifname, vrid, "VRID {vrid} queue full, packet dropped");
-                }
-            }
         }
     }
 }

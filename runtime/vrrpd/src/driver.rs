@@ -132,6 +132,10 @@ impl Driver {
             i.vrid = self.cfg.virtual_router_id;
             i.configured_priority = self.cfg.priority;
         });
+        // A clean slate: VIPs left by a crashed run would duplicate the real
+        // master's. Idempotent, and queued before any add of this run.
+        let vips = self.machine.params().vips.clone();
+        self.effects.push(Effect::Remove(vips));
         let mut effect = track_effect(&self.inputs);
         // Fault and priority first, so Startup lands in the right state.
         let now = Instant::now();
@@ -156,15 +160,20 @@ impl Driver {
                     }
                     Some(Control::Shutdown) | None => break,
                 },
-                // Packets before timers: an advert that arrives with the
-                // Master_Down deadline must count, not lose to it.
+                // Timers before packets, so a packet flood cannot starve the
+                // advert timer; but packets already queued when it fires go
+                // first, so an advert arriving with the Master_Down deadline
+                // still counts.
+                _ = sleep_until(deadline) => {
+                    while let Ok(p) = packets.try_recv() {
+                        self.on_packet(p).await;
+                    }
+                    self.apply(Instant::now(), Event::TimerExpired).await;
+                }
                 p = packets.recv(), if packets_open => match p {
                     Some(p) => self.on_packet(p).await,
                     None => packets_open = false,
                 },
-                _ = sleep_until(deadline) => {
-                    self.apply(Instant::now(), Event::TimerExpired).await;
-                }
                 closed = input_changed(&mut self.inputs) => {
                     if let Some(idx) = closed {
                         self.inputs.swap_remove(idx);

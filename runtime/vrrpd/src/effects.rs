@@ -193,9 +193,13 @@ impl Worker {
             };
             match self.nl.del_vip(&s.dev, link.index, s.net).await {
                 Ok(removed) => {
-                    tracing::info!(instance = %self.instance, vip = %s.net, interface = %s.dev,
-                        "instance {}: {} {} on {}", self.instance,
-                        if removed { "removed" } else { "did not hold" }, s.net, s.dev);
+                    if removed {
+                        tracing::info!(instance = %self.instance, vip = %s.net, interface = %s.dev,
+                            "instance {}: removed {} from {}", self.instance, s.net, s.dev);
+                    } else {
+                        tracing::debug!(instance = %self.instance, vip = %s.net, interface = %s.dev,
+                            "instance {}: {} was not on {}", self.instance, s.net, s.dev);
+                    }
                     self.stats
                         .instance(&self.instance, |i| i.vips_held.retain(|n| *n != s.net));
                 }

@@ -14,14 +14,6 @@ pub enum VrrpdError {
         #[source]
         source: io::Error,
     },
-    #[error("sending VRRP advert of instance {instance} on {interface} to {peer}: {source}")]
-    Send {
-        instance: String,
-        interface: String,
-        peer: Ipv4Addr,
-        #[source]
-        source: io::Error,
-    },
     #[error("netlink: {op} on interface {interface}: {detail}")]
     Netlink {
         interface: String,

@@ -29,11 +29,22 @@ struct Keepalived {
 }
 
 impl Keepalived {
-    fn start(lab: &Lab, i: usize, test: &str, version: u8, priority: u8, auth: Option<&str>) -> Keepalived {
+    fn start(
+        lab: &Lab,
+        i: usize,
+        test: &str,
+        version: u8,
+        priority: u8,
+        auth: Option<&str>,
+    ) -> Keepalived {
         let dir = std::env::temp_dir().join(format!("vrrpd-ka-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let auth = auth
-            .map(|p| format!("    authentication {{\n        auth_type PASS\n        auth_pass {p}\n    }}\n"))
+            .map(|p| {
+                format!(
+                    "    authentication {{\n        auth_type PASS\n        auth_pass {p}\n    }}\n"
+                )
+            })
             .unwrap_or_default();
         let conf = format!(
             "global_defs {{\n    router_id ka_{test}\n}}\n\
@@ -45,7 +56,16 @@ impl Keepalived {
         std::fs::write(&conf_path, conf).expect("write conf");
         let log = std::fs::File::create(dir.join("keepalived.log")).expect("log file");
         let child = Command::new("ip")
-            .args(["netns", "exec", &lab.routers[i], KEEPALIVED, "-n", "-l", "-D", "-f"])
+            .args([
+                "netns",
+                "exec",
+                &lab.routers[i],
+                KEEPALIVED,
+                "-n",
+                "-l",
+                "-D",
+                "-f",
+            ])
             .arg(&conf_path)
             .arg("-p")
             .arg(dir.join("keepalived.pid"))
@@ -81,7 +101,9 @@ impl Drop for Keepalived {
 }
 
 fn ours(node: &str, version: u8, priority: u8, auth: Option<&str>) -> String {
-    let auth = auth.map(|p| format!("    auth_pass: {p}\n")).unwrap_or_default();
+    let auth = auth
+        .map(|p| format!("    auth_pass: {p}\n"))
+        .unwrap_or_default();
     format!(
         "node: {node}
 instances:
@@ -99,23 +121,42 @@ instances:
 }
 
 fn status(n: &Node) -> hadeploy_vrrpd::InstanceStatus {
-    n.stats.status().instances.get("VI_1").cloned().unwrap_or_default()
+    n.stats
+        .status()
+        .instances
+        .get("VI_1")
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// hadeploy master, keepalived backup; then hadeploy stops gracefully.
 fn we_lead(test: &str, version: u8, auth: Option<&str>) {
     let lab = Lab::new(test, 2);
     let a = Node::start(&lab, 0, config(&ours("a", version, 150, auth)));
-    wait_for(Duration::from_secs(6), "hadeploy master", || a.state("VI_1") == StateName::Master);
+    wait_for(Duration::from_secs(6), "hadeploy master", || {
+        a.state("VI_1") == StateName::Master
+    });
     let mut ka = Keepalived::start(&lab, 1, test, version, 100, auth);
-    wait_for(Duration::from_secs(5), "keepalived backup", || ka.log().contains("Entering BACKUP STATE"));
+    wait_for(Duration::from_secs(5), "keepalived backup", || {
+        ka.log().contains("Entering BACKUP STATE")
+    });
     std::thread::sleep(Duration::from_secs(4)); // > keepalived's Master_Down_Interval
-    assert!(!lab.has_vip(1, VIP), "keepalived took the VIP:\n{}", ka.log());
+    assert!(
+        !lab.has_vip(1, VIP),
+        "keepalived took the VIP:\n{}",
+        ka.log()
+    );
     assert!(!ka.log().contains("Entering MASTER STATE"), "{}", ka.log());
     assert_eq!(a.state("VI_1"), StateName::Master);
     a.stop().expect("stop");
-    let took = wait_for(Duration::from_secs(3), "VIP on keepalived", || lab.has_vip(1, VIP));
-    assert!(took < Duration::from_millis(1500), "keepalived took over after {took:?}:\n{}", ka.log());
+    let took = wait_for(Duration::from_secs(3), "VIP on keepalived", || {
+        lab.has_vip(1, VIP)
+    });
+    assert!(
+        took < Duration::from_millis(1500),
+        "keepalived took over after {took:?}:\n{}",
+        ka.log()
+    );
     ka.stop();
 }
 
@@ -124,19 +165,33 @@ fn they_lead(test: &str, version: u8, auth: Option<&str>) {
     let lab = Lab::new(test, 2);
     let ka = Keepalived::start(&lab, 1, test, version, 150, auth);
     let mut ka = ka;
-    wait_for(Duration::from_secs(8), "keepalived master", || lab.has_vip(1, VIP));
+    wait_for(Duration::from_secs(8), "keepalived master", || {
+        lab.has_vip(1, VIP)
+    });
     let a = Node::start(&lab, 0, config(&ours("a", version, 100, auth)));
-    wait_for(Duration::from_secs(4), "hadeploy hears keepalived", || status(&a).adverts_received >= 2);
+    wait_for(Duration::from_secs(4), "hadeploy hears keepalived", || {
+        status(&a).adverts_received >= 2
+    });
     let s = status(&a);
     assert_eq!(s.state, StateName::Backup, "{s:?}");
     assert_eq!(s.master_ip, Some(lab.addr(1)));
     assert_eq!(s.discarded(Discard::BadChecksum), 0, "{s:?}");
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(a.state("VI_1"), StateName::Backup, "hadeploy claimed:\n{}", ka.log());
+    assert_eq!(
+        a.state("VI_1"),
+        StateName::Backup,
+        "hadeploy claimed:\n{}",
+        ka.log()
+    );
     assert!(!lab.has_vip(0, VIP));
     ka.stop();
-    let took = wait_for(Duration::from_secs(3), "VIP on hadeploy", || lab.has_vip(0, VIP));
-    assert!(took < Duration::from_millis(1500), "took over after {took:?}");
+    let took = wait_for(Duration::from_secs(3), "VIP on hadeploy", || {
+        lab.has_vip(0, VIP)
+    });
+    assert!(
+        took < Duration::from_millis(1500),
+        "took over after {took:?}"
+    );
     assert_eq!(a.state("VI_1"), StateName::Master);
 }
 

@@ -49,6 +49,9 @@ fn two_routers_elect_the_higher_priority() {
         b.state("VI_1") == StateName::Backup
     });
     wait_for(Duration::from_secs(2), "VIP on a", || lab.has_vip(0, VIP));
+    wait_for(Duration::from_secs(1), "VIP counted", || {
+        status(&a).vips_held.len() == 1
+    });
     // Stable: b keeps hearing a and never claims.
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(b.state("VI_1"), StateName::Backup);
@@ -130,7 +133,25 @@ fn graceful_stop_hands_over_within_skew_time_and_garps() {
         "client ARP entry on b's MAC",
         || lab::neigh(&lab, 2, VIP).contains(&bmac),
     );
-    assert!(status(&b).garps_sent >= 1);
+    // (Counted right after the send: poll, the client may see it first.)
+    wait_for(Duration::from_secs(1), "GARPs counted", || {
+        status(&b).garps_sent >= 1
+    });
+
+    // a comes back with its higher priority: it starts as BACKUP (never
+    // master at boot), hears b's lower priority and preempts.
+    let a = Node::start(&lab, 0, config(&v2("a", 150, "")));
+    wait_for(Duration::from_secs(2), "a hears b", || {
+        status(&a).adverts_received >= 1
+    });
+    assert_eq!(a.state("VI_1"), StateName::Backup);
+    wait_for(Duration::from_secs(6), "a preempts", || {
+        a.state("VI_1") == StateName::Master
+    });
+    wait_for(Duration::from_secs(2), "VIP back on a", || {
+        lab.has_vip(0, VIP) && !lab.has_vip(1, VIP)
+    });
+    assert_eq!(b.state("VI_1"), StateName::Backup);
 }
 
 #[test]
@@ -396,10 +417,184 @@ fn reload_keeps_mastership_and_adds_vips() {
     assert!(lab.has_vip(0, VIP));
     assert_eq!(a.state("VI_1"), StateName::Master);
     assert_eq!(status(&a).transitions, before, "no transition on reload");
-    assert_eq!(status(&a).priority, 140);
+    wait_for(Duration::from_secs(1), "priority 140", || {
+        status(&a).priority == 140
+    });
     a.reload(config(&v3("a", 150, "")));
     wait_for(Duration::from_secs(2), "second VIP removed", || {
         !lab.has_vip(0, "10.77.0.101")
     });
     assert!(lab.has_vip(0, VIP));
+
+    // An instance replaced by another: the old one stops (VIP released),
+    // the new one starts in BACKUP and claims after Master_Down_Interval.
+    let renamed = v3("a", 150, "")
+        .replace("name: VI_1", "name: VI_9")
+        .replace("virtual_router_id: 51", "virtual_router_id: 59")
+        .replace(VIP, "10.77.0.109");
+    a.reload(config(&renamed));
+    wait_for(Duration::from_secs(2), "VI_1 gone", || !lab.has_vip(0, VIP));
+    wait_for(Duration::from_secs(3), "VI_9 master", || {
+        a.state("VI_9") == StateName::Master
+    });
+    wait_for(Duration::from_secs(2), "VI_9 VIP", || {
+        lab.has_vip(0, "10.77.0.109")
+    });
+    assert!(!a.stats.status().instances.contains_key("VI_1"));
+}
+
+#[test]
+fn track_script_weight_moves_mastership() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("track", 2);
+    let flag = std::env::temp_dir().join(format!("vrrpd-track-{}.ok", std::process::id()));
+    std::fs::write(&flag, "").expect("flag");
+    let track = format!(
+        "    track_script:\n      - name: chk\n\
+         track_scripts:\n  - name: chk\n    script: [/usr/bin/test, -f, {}]\n    \
+         interval: 100ms\n    timeout: 1s\n    weight: -100\n    fall: 2\n    rise: 2\n",
+        flag.display()
+    );
+    let a = Node::start(&lab, 0, config(&v3("a", 150, &track)));
+    let b = Node::start(&lab, 1, config(&v3("b", 100, "")));
+    wait_for(Duration::from_secs(5), "a master", || {
+        a.state("VI_1") == StateName::Master
+    });
+    assert_eq!(status(&a).priority, 150);
+    // The check fails: 150 - 100 = 50 < 100, b preempts.
+    std::fs::remove_file(&flag).expect("remove flag");
+    wait_for(Duration::from_secs(3), "a at 50", || {
+        status(&a).priority == 50
+    });
+    wait_for(Duration::from_secs(3), "b master", || {
+        b.state("VI_1") == StateName::Master
+    });
+    wait_for(Duration::from_secs(2), "VIP on b", || {
+        lab.has_vip(1, VIP) && !lab.has_vip(0, VIP)
+    });
+    // It recovers: a is 150 again and preempts back.
+    std::fs::write(&flag, "").expect("flag");
+    wait_for(Duration::from_secs(3), "a master again", || {
+        a.state("VI_1") == StateName::Master
+    });
+    let _ = std::fs::remove_file(&flag);
+}
+
+#[test]
+fn startup_error_names_the_interface() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("badif", 1);
+    let cfg = config(&v3("a", 150, "").replace("interface: eth0", "interface: nosuch0"));
+    let err = lab
+        .spawn_in(0, move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let (_tx, rx) = tokio::sync::mpsc::channel(1);
+            rt.block_on(hadeploy_vrrpd::run(
+                cfg,
+                hadeploy_vrrpd::Stats::new(),
+                std::future::pending::<()>(),
+                rx,
+            ))
+        })
+        .join()
+        .expect("thread")
+        .expect_err("must fail");
+    assert!(err.to_string().contains("nosuch0"), "{err}");
+}
+
+#[test]
+fn slow_hooks_do_not_delay_adverts_and_stop_is_bounded() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("slowhook", 2);
+    // Hooks that outlive script_timeout (2 s): killed, never waited on by
+    // the protocol.
+    let hooks = "    notify:\n      master: [/bin/sleep, '30']\n      stop: [/bin/sleep, '30']\n";
+    let a = Node::start(&lab, 0, config(&v3("a", 150, hooks)));
+    let b = Node::start(&lab, 1, config(&v3("b", 100, "")));
+    wait_for(Duration::from_secs(5), "a master", || {
+        a.state("VI_1") == StateName::Master
+    });
+    wait_for(Duration::from_secs(2), "b hears a", || {
+        status(&b).adverts_received >= 2
+    });
+    let sent = status(&a).adverts_sent;
+    std::thread::sleep(Duration::from_millis(1500));
+    // 100 ms adverts: ~15 in 1.5 s while the master hook sleeps.
+    assert!(status(&a).adverts_sent >= sent + 10, "{:?}", status(&a));
+    assert_eq!(b.state("VI_1"), StateName::Backup);
+    assert_eq!(status(&b).transitions.get(&StateName::Master), None);
+    let t = std::time::Instant::now();
+    a.stop().expect("stop");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn two_instances_share_one_socket_demuxed_by_vrid() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("demux", 2);
+    // VI_2: VRID 52, its own VIP, RFC 9568 checksum (no pseudo-header).
+    let two = |node: &str, p1: u8, p2: u8| {
+        format!(
+            "{}  - name: VI_2
+    interface: eth0
+    virtual_router_id: 52
+    version: 3
+    priority: {p2}
+    advert_interval: 100ms
+    v3_checksum: vrrp_only
+    virtual_ipaddress:
+      - address: 10.77.0.102/24
+",
+            v3(node, p1, "")
+        )
+    };
+    let a = Node::start(&lab, 0, config(&two("a", 150, 100)));
+    let b = Node::start(&lab, 1, config(&two("b", 100, 150)));
+    let state = |n: &Node, i: &str| n.state(i);
+    wait_for(Duration::from_secs(5), "a master of VI_1", || {
+        state(&a, "VI_1") == StateName::Master
+    });
+    wait_for(Duration::from_secs(5), "b master of VI_2", || {
+        state(&b, "VI_2") == StateName::Master
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(state(&a, "VI_2"), StateName::Backup);
+    assert_eq!(state(&b, "VI_1"), StateName::Backup);
+    assert!(
+        lab.has_vip(0, VIP) && !lab.has_vip(0, "10.77.0.102"),
+        "{}",
+        lab.addrs(0)
+    );
+    assert!(
+        lab.has_vip(1, "10.77.0.102") && !lab.has_vip(1, VIP),
+        "{}",
+        lab.addrs(1)
+    );
+    let sa = a.stats.status();
+    assert!(
+        sa.instances["VI_2"].adverts_received >= 3,
+        "{:?}",
+        sa.instances["VI_2"]
+    );
+    assert!(
+        sa.instances["VI_2"].discards.values().all(|&n| n == 0),
+        "{:?}",
+        sa.instances["VI_2"]
+    );
+    assert_eq!(sa.unknown_vrid.get("eth0").copied().unwrap_or(0), 0);
 }

@@ -30,7 +30,8 @@ pub fn free_port() -> u16 {
 }
 
 pub fn config(yaml: &str) -> ProxyConfig {
-    let (cfg, _warnings) = hadeploy_config::parse_proxy(yaml, Path::new("test-proxy.yaml")).expect("valid config");
+    let (cfg, _warnings) =
+        hadeploy_config::parse_proxy(yaml, Path::new("test-proxy.yaml")).expect("valid config");
     cfg
 }
 
@@ -40,6 +41,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub name: String,
     pub hits: Arc<AtomicUsize>,
+    /// TCP connections accepted.
+    pub conns: Arc<AtomicUsize>,
     /// Status for `/health`.
     pub health: Arc<AtomicU16>,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
@@ -56,10 +59,20 @@ impl Backend {
         let hits = Arc::new(AtomicUsize::new(0));
         let health = Arc::new(AtomicU16::new(200));
         let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let (n, h, hl, t) = (name.to_string(), hits.clone(), health.clone(), tasks.clone());
+        let conns = Arc::new(AtomicUsize::new(0));
+        let (n, h, hl, t, cn) = (
+            name.to_string(),
+            hits.clone(),
+            health.clone(),
+            tasks.clone(),
+            conns.clone(),
+        );
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                cn.fetch_add(1, Ordering::SeqCst);
                 let (n, h, hl) = (n.clone(), h.clone(), hl.clone());
                 let svc = service_fn(move |req| {
                     let (n, h, hl) = (n.clone(), h.clone(), hl.clone());
@@ -79,6 +92,7 @@ impl Backend {
             addr,
             name: name.to_string(),
             hits,
+            conns,
             health,
             tasks,
         }
@@ -102,7 +116,12 @@ impl Drop for Backend {
     }
 }
 
-async fn answer(name: &str, hits: &AtomicUsize, health: &AtomicU16, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(
+    name: &str,
+    hits: &AtomicUsize,
+    health: &AtomicU16,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     if path == "/health" {
         let code = health.load(Ordering::SeqCst);
@@ -136,7 +155,12 @@ async fn answer(name: &str, hits: &AtomicUsize, health: &AtomicU16, req: Request
             .header("proxy-authenticate", "Basic")
             .header("x-end-to-end", "1");
     }
-    let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     text.push_str(&format!("body-len: {}\n", body.len()));
     b.body(Full::new(Bytes::from(text))).expect("response")
 }
@@ -157,7 +181,10 @@ impl Echo {
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for l in lines {
             if let Some((k, v)) = l.split_once(": ") {
-                headers.entry(k.to_string()).or_default().push(v.to_string());
+                headers
+                    .entry(k.to_string())
+                    .or_default()
+                    .push(v.to_string());
             }
         }
         Echo {
@@ -168,7 +195,10 @@ impl Echo {
     }
 
     pub fn header(&self, k: &str) -> Option<&str> {
-        self.headers.get(k).and_then(|v| v.first()).map(String::as_str)
+        self.headers
+            .get(k)
+            .and_then(|v| v.first())
+            .map(String::as_str)
     }
 }
 
@@ -187,7 +217,11 @@ pub struct Got {
 pub async fn send(c: &TestClient, req: Request<Full<Bytes>>) -> Result<Got, String> {
     let resp = c.request(req).await.map_err(|e| format!("{e:?}"))?;
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map_err(|e| format!("{e:?}"))?.to_bytes();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("{e:?}"))?
+        .to_bytes();
     Ok(Got {
         status: parts.status,
         headers: parts.headers,
@@ -205,7 +239,9 @@ pub async fn get(c: &TestClient, port: u16, host: &str, path: &str) -> Got {
 
 /// Sends raw bytes and reads until the server closes or `wait` passes.
 pub async fn raw(port: u16, data: &[u8], wait: Duration) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     s.write_all(data).await.expect("write");
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(wait, s.read_to_end(&mut buf)).await;
@@ -214,7 +250,13 @@ pub async fn raw(port: u16, data: &[u8], wait: Duration) -> String {
 
 /// Starts a proxy and returns it with a stop trigger; the proxy drains when
 /// the sender fires or is dropped.
-pub async fn start_proxy(cfg: ProxyConfig) -> (Proxy, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+pub async fn start_proxy(
+    cfg: ProxyConfig,
+) -> (
+    Proxy,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let proxy = Proxy::bind(cfg).await.expect("proxy bind");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let runner = proxy.clone();

@@ -749,6 +749,24 @@ fn shutdown_as_backup_sends_nothing() {
 }
 
 #[test]
+fn shutdown_from_fault_runs_stop_hooks_only() {
+    let t0 = Instant::now();
+    let mut i = started(params(100), t0);
+    i.handle(t0 + secs(1), Event::LinkDown);
+    let t = t0 + secs(2);
+    assert_eq!(
+        i.handle(t, Event::Shutdown),
+        [
+            tr(State::Fault, State::Initialize, Reason::Shutdown, t),
+            notify(State::Initialize, 100)
+        ]
+    );
+    // The fault condition is remembered across a restart.
+    i.handle(t + secs(1), Event::Startup);
+    assert_eq!(i.state(), State::Fault);
+}
+
+#[test]
 fn graceful_handover_between_two_instances() {
     // Two machines wired back to back through the codec: A (150) is master;
     // A shuts down; B (100) claims Skew_Time (0.609375 s) later.

@@ -1,0 +1,260 @@
+//! Executes one node's plan: atomic writes, remote validation, handlers,
+//! health. Every remote write goes to a temp file in the target directory,
+//! is fsynced, validated when it is a runtime config, then renamed: a remote
+//! file is never half-written, and a config the runtime refuses never
+//! replaces the running one.
+
+use std::time::{Duration, Instant};
+
+use hadeploy_config::paths;
+use hadeploy_inventory::render::Handler;
+
+use crate::error::{DeployError, Step};
+use crate::plan::{Change, MANIFEST, NodePlan};
+use crate::ssh::Remote;
+
+/// $1 dest, $2 mode (octal), $3 validate (1/0), $4 restorecon (1/0); data on stdin.
+const WRITE_FILE: &str = r#"
+set -eu
+dest=$1; mode=$2; validate=$3; selinux=$4
+dir=${dest%/*}
+mkdir -p "$dir"
+tmp=$(mktemp "$dir/.hadeploy.XXXXXX")
+trap 'rm -f "$tmp"' EXIT
+trap 'exit 130' HUP INT TERM
+chmod 600 "$tmp"
+dd of="$tmp" bs=65536 conv=fsync 2>/dev/null
+chown 0:0 "$tmp"
+chmod "$mode" "$tmp"
+if [ "$validate" = 1 ]; then
+  if ! out=$(/usr/local/sbin/hadeploy-runtime check --config "$tmp" 2>&1); then
+    printf '%s\n' "$out" | sed "s|$tmp|$dest|g" >&2
+    exit 3
+  fi
+fi
+mv -f "$tmp" "$dest"
+trap - EXIT
+if [ "$selinux" = 1 ]; then restorecon "$dest" 2>/dev/null || true; fi
+"#;
+
+/// Removes temp files a killed connection or node left behind.
+const CLEAN_TEMPS: &str = r#"
+for d in "$@"; do [ -d "$d" ] && find "$d" -maxdepth 1 -name '.hadeploy.*' -type f -delete 2>/dev/null; done; true
+"#;
+
+pub struct Outcome {
+    /// Tasks done (files, handlers, checks), Ansible's "ok".
+    pub ok: usize,
+    pub changed: usize,
+}
+
+pub async fn write_file(remote: &Remote, dest: &str, mode: u32, validate: bool, selinux: bool, data: &[u8]) -> Result<(), DeployError> {
+    let mode = format!("{mode:o}");
+    let out = remote
+        .sh(
+            Step::Upload,
+            WRITE_FILE,
+            &[dest, &mode, if validate { "1" } else { "0" }, if selinux { "1" } else { "0" }],
+            Some(data),
+        )
+        .await?;
+    match out.status {
+        Some(0) => Ok(()),
+        Some(3) => Err(remote.err(
+            Step::Validate,
+            format!("{dest} rejected by hadeploy-runtime check; the old file and the running service were kept:\n{}", out.stderr.trim()),
+        )),
+        _ => Err(remote.err(Step::Upload, format!("writing {dest} failed: {}", out.stderr.trim()))),
+    }
+}
+
+pub async fn execute(
+    remote: &Remote,
+    plan: &NodePlan,
+    binary: &[u8],
+    selinux: bool,
+    progress: &dyn Fn(&str),
+) -> Result<Outcome, DeployError> {
+    let mut ok = 0;
+    let mut changed = 0;
+    let mut dirs: Vec<String> = plan
+        .files
+        .iter()
+        .filter_map(|f| f.file.path.rsplit_once('/').map(|(d, _)| d.to_string()))
+        .collect();
+    dirs.push("/usr/local/sbin".into());
+    dirs.sort();
+    dirs.dedup();
+    let dir_refs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+    remote.sh_ok(Step::Upload, CLEAN_TEMPS, &dir_refs, None).await?;
+
+    if plan.binary != Change::Unchanged {
+        progress(&format!("upload runtime ({} KiB)", plan.binary_size / 1024));
+        // The binary comes first: configs are validated by the new binary.
+        write_file(remote, paths::RUNTIME_BIN, 0o755, false, selinux, binary).await?;
+        changed += 1;
+    }
+    ok += 1;
+    // Runtime configs first (they can be refused), then everything else, so
+    // a refused config leaves the node's other files untouched.
+    let mut order: Vec<_> = plan.files.iter().filter(|f| f.change != Change::Unchanged).collect();
+    order.sort_by_key(|f| !f.validate);
+    for f in order {
+        progress(&format!("write {}", f.file.path));
+        write_file(remote, &f.file.path, f.file.mode, f.validate, selinux, f.file.content.as_bytes()).await?;
+        changed += 1;
+        ok += 1;
+    }
+    if plan.changed() {
+        let mut manifest: Vec<&str> = plan.files.iter().map(|f| f.file.path.as_str()).collect();
+        manifest.push(paths::RUNTIME_BIN);
+        let text = manifest.join("\n") + "\n";
+        write_file(remote, MANIFEST, 0o644, false, selinux, text.as_bytes()).await?;
+    }
+    for p in &plan.remove {
+        progress(&format!("remove {p}"));
+        remote.sh_ok(Step::Upload, r#"rm -f "$1""#, &[p], None).await?;
+        changed += 1;
+    }
+    let (o, c) = run_handlers(remote, plan, progress).await?;
+    ok += o;
+    changed += c;
+    if plan.changed() {
+        progress("health");
+        wait_healthy(remote, plan).await?;
+        ok += 1;
+    }
+    Ok(Outcome { ok, changed })
+}
+
+/// `systemctl ACTION UNIT`, with the unit's last journal lines on failure.
+async fn systemctl(remote: &Remote, action: &str, unit: &str) -> Result<(), DeployError> {
+    let out = remote.sh(Step::Handlers, r#"systemctl "$1" "$2""#, &[action, unit], None).await?;
+    if out.ok() {
+        return Ok(());
+    }
+    let journal = remote
+        .sh(Step::Handlers, r#"journalctl -q -n 12 --no-pager -u "$1" 2>/dev/null"#, &[unit], None)
+        .await
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    Err(remote.err(
+        Step::Handlers,
+        format!("systemctl {action} {unit} failed: {}
+{}", out.stderr.trim(), journal.trim()),
+    ))
+}
+
+async fn run_handlers(remote: &Remote, plan: &NodePlan, progress: &dyn Fn(&str)) -> Result<(usize, usize), DeployError> {
+    let h = &plan.handlers;
+    let mut ran = 0;
+    let step = Step::Handlers;
+    if h.contains(&Handler::Tmpfiles) {
+        progress("systemd-tmpfiles");
+        remote.sh_ok(step, "systemd-tmpfiles --create /etc/tmpfiles.d/hadeploy.conf", &[], None).await?;
+        ran += 1;
+    }
+    if h.contains(&Handler::Sysctl) {
+        progress("sysctl");
+        remote.sh_ok(step, "sysctl -q -p /etc/sysctl.d/90-hadeploy.conf", &[], None).await?;
+        ran += 1;
+    }
+    if h.contains(&Handler::Firewalld) && plan.tree.facts.firewalld {
+        progress("firewalld");
+        remote
+            .sh_ok(
+                step,
+                "firewall-cmd -q --reload && firewall-cmd -q --permanent --add-service=hadeploy && firewall-cmd -q --add-service=hadeploy",
+                &[],
+                None,
+            )
+            .await?;
+        ran += 1;
+    }
+    let units_changed = h.contains(&Handler::RestartVrrp) || h.contains(&Handler::RestartProxy);
+    if units_changed || !plan.start.is_empty() || !plan.remove.is_empty() {
+        remote.sh_ok(step, "systemctl daemon-reload", &[], None).await?;
+    }
+    for svc in &plan.replace {
+        progress(&format!("stop {svc}"));
+        remote.sh_ok(step, r#"systemctl disable --now "$1" >/dev/null 2>&1"#, &[svc], None).await?;
+        ran += 1;
+    }
+    if !plan.units.is_empty() && (units_changed || !plan.start.is_empty()) {
+        let units: Vec<&str> = plan.units.iter().map(String::as_str).collect();
+        remote.sh_ok(step, r#"systemctl enable -q "$@""#, &units, None).await?;
+    }
+    let has = |u: &str| plan.units.iter().any(|x| x == u);
+    let vrrp = "hadeploy-vrrp.service";
+    let proxy = "hadeploy-proxy.service";
+    let restart_vrrp = has(vrrp) && (h.contains(&Handler::RestartVrrp) || plan.start.iter().any(|u| u == vrrp));
+    let restart_proxy = has(proxy) && (h.contains(&Handler::RestartProxy) || plan.start.iter().any(|u| u == proxy));
+    let reload_vrrp = has(vrrp) && !restart_vrrp && h.contains(&Handler::ReloadVrrp);
+    let reload_proxy = has(proxy) && !restart_proxy && h.contains(&Handler::ReloadProxy);
+    if restart_proxy && plan.holds_vip && has(vrrp) {
+        // Hand the VIP over before the proxy restarts: stopping the VRRP
+        // daemon sends priority 0 and a backup takes over within Skew_Time,
+        // so no client request meets a restarting proxy.
+        progress("hand over VIP, restart proxy");
+        systemctl(remote, "stop", "hadeploy-vrrp.service").await?;
+        systemctl(remote, "restart", "hadeploy-proxy.service").await?;
+        systemctl(remote, "start", "hadeploy-vrrp.service").await?;
+        ran += 2;
+    } else {
+        if restart_proxy {
+            progress("restart proxy");
+            systemctl(remote, "restart", "hadeploy-proxy.service").await?;
+            ran += 1;
+        }
+        if restart_vrrp {
+            progress("restart vrrp");
+            systemctl(remote, "restart", "hadeploy-vrrp.service").await?;
+            ran += 1;
+        }
+    }
+    if reload_proxy {
+        progress("reload proxy");
+        systemctl(remote, "reload", "hadeploy-proxy.service").await?;
+        ran += 1;
+    }
+    if reload_vrrp {
+        progress("reload vrrp");
+        systemctl(remote, "reload", "hadeploy-vrrp.service").await?;
+        ran += 1;
+    }
+    Ok((ran, ran))
+}
+
+/// Units active and the runtime answering on its admin address.
+async fn wait_healthy(remote: &Remote, plan: &NodePlan) -> Result<(), DeployError> {
+    if plan.units.is_empty() {
+        return Ok(());
+    }
+    let units: Vec<&str> = plan.units.iter().map(String::as_str).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let out = remote
+            .sh(
+                Step::Health,
+                r#"systemctl is-active "$@" >/dev/null && /usr/local/sbin/hadeploy-runtime status --brief"#,
+                &units,
+                None,
+            )
+            .await?;
+        if out.ok() {
+            return Ok(());
+        }
+        last = format!("{}{}", out.stdout.trim(), out.stderr.trim());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let journal = remote
+        .sh(Step::Health, r#"journalctl -q -n 8 --no-pager -u hadeploy-vrrp -u hadeploy-proxy 2>/dev/null"#, &[], None)
+        .await
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    Err(remote.err(
+        Step::Health,
+        format!("units not healthy after 20s ({}); last journal lines:\n{}", last.trim(), journal.trim()),
+    ))
+}

@@ -1,0 +1,155 @@
+//! The typed plan: what `apply` will do on each node, computed from the
+//! rendered tree and the gathered facts before anything changes. `--check`
+//! prints it; `apply` executes exactly it.
+
+use std::collections::BTreeSet;
+
+use hadeploy_config::paths;
+use hadeploy_inventory::render::{Handler, NodeTree, RenderedFile};
+use serde::Serialize;
+
+use crate::artifact::Artifact;
+use crate::facts::RemoteFacts;
+
+pub const MANIFEST: &str = "/etc/hadeploy/.manifest";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Create,
+    Update,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FilePlan {
+    #[serde(flatten)]
+    pub file: RenderedFile,
+    pub change: Change,
+    /// Validated on the node with `hadeploy-runtime check` before it
+    /// replaces the old file.
+    pub validate: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodePlan {
+    pub host: String,
+    pub binary: Change,
+    pub binary_size: usize,
+    pub files: Vec<FilePlan>,
+    /// Files installed by an earlier apply that this one no longer renders.
+    pub remove: Vec<String>,
+    pub handlers: BTreeSet<Handler>,
+    /// Services replaced by ours (`--replace-existing`): stopped, disabled.
+    pub replace: Vec<String>,
+    pub units: Vec<String>,
+    /// Units that must be started because they are not running.
+    pub start: Vec<String>,
+    /// This node holds at least one of its VIPs now.
+    pub holds_vip: bool,
+    #[serde(skip)]
+    pub tree: NodeTree,
+}
+
+impl NodePlan {
+    pub fn changed(&self) -> bool {
+        self.binary != Change::Unchanged
+            || self.files.iter().any(|f| f.change != Change::Unchanged)
+            || !self.remove.is_empty()
+            || !self.start.is_empty()
+            || !self.replace.is_empty()
+    }
+
+    pub fn changes(&self) -> usize {
+        usize::from(self.binary != Change::Unchanged)
+            + self.files.iter().filter(|f| f.change != Change::Unchanged).count()
+            + self.remove.len()
+    }
+}
+
+/// Paths whose hashes facts must report for planning.
+pub fn watched_paths(tree: &NodeTree) -> Vec<String> {
+    let mut v: Vec<String> = tree.files.iter().map(|f| f.path.clone()).collect();
+    v.push(paths::RUNTIME_BIN.to_string());
+    v
+}
+
+pub fn plan(tree: NodeTree, facts: &RemoteFacts, artifact: &Artifact, replace_existing: bool) -> NodePlan {
+    let remote_hash = |p: &str| facts.hashes.get(p).cloned().flatten();
+    let change_of = |p: &str, sha: &str| match remote_hash(p) {
+        None => Change::Create,
+        Some(h) if h == sha => Change::Unchanged,
+        Some(_) => Change::Update,
+    };
+    let binary = change_of(paths::RUNTIME_BIN, &artifact.sha256);
+    let mut handlers = BTreeSet::new();
+    let files: Vec<FilePlan> = tree
+        .files
+        .iter()
+        .map(|f| {
+            let change = change_of(&f.path, &f.sha256);
+            if change != Change::Unchanged {
+                handlers.insert(f.handler);
+            }
+            FilePlan {
+                validate: f.path == paths::VRRP_CONFIG || f.path == paths::PROXY_CONFIG,
+                file: f.clone(),
+                change,
+            }
+        })
+        .collect();
+    if binary != Change::Unchanged {
+        for u in &tree.units {
+            handlers.insert(restart_handler(u));
+        }
+    }
+    handlers.remove(&Handler::None);
+    // A restart re-reads the config: a reload on top would be redundant.
+    if handlers.contains(&Handler::RestartVrrp) {
+        handlers.remove(&Handler::ReloadVrrp);
+    }
+    if handlers.contains(&Handler::RestartProxy) {
+        handlers.remove(&Handler::ReloadProxy);
+    }
+    let rendered: BTreeSet<&str> = tree.files.iter().map(|f| f.path.as_str()).collect();
+    let remove: Vec<String> = facts
+        .managed
+        .iter()
+        .filter(|p| !rendered.contains(p.as_str()) && p.as_str() != paths::RUNTIME_BIN && p.as_str() != MANIFEST)
+        .cloned()
+        .collect();
+    let start: Vec<String> = tree.units.iter().filter(|u| !facts.unit_active(u)).cloned().collect();
+    let mut replace = Vec::new();
+    if replace_existing {
+        for (svc, ours) in [("keepalived", "hadeploy-vrrp.service"), ("nginx", "hadeploy-proxy.service")] {
+            if facts.unit_active(svc) && tree.units.iter().any(|u| u == ours) {
+                replace.push(svc.to_string());
+            }
+        }
+    }
+    let holds_vip = tree
+        .vrrp
+        .as_ref()
+        .is_some_and(|v| v.instances.iter().flat_map(|i| &i.virtual_ipaddress).any(|vip| facts.has_addr(vip.address.addr()).is_some()));
+    NodePlan {
+        host: tree.host.clone(),
+        binary,
+        binary_size: artifact.bytes.len(),
+        files,
+        remove,
+        handlers,
+        replace,
+        units: tree.units.clone(),
+        start,
+        holds_vip,
+        tree,
+    }
+}
+
+pub fn restart_handler(unit: &str) -> Handler {
+    if unit.contains("vrrp") {
+        Handler::RestartVrrp
+    } else {
+        Handler::RestartProxy
+    }
+}

@@ -1,0 +1,70 @@
+//! One progress line per host showing its current step (indicatif); hidden
+//! when stderr is not a terminal or output is JSON, where `-v` logs instead.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub struct Progress {
+    multi: MultiProgress,
+    bars: Mutex<BTreeMap<String, ProgressBar>>,
+    enabled: bool,
+}
+
+impl Progress {
+    pub fn new(hosts: &[String], enabled: bool) -> Self {
+        let multi = MultiProgress::with_draw_target(if enabled {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        let width = hosts.iter().map(String::len).max().unwrap_or(4);
+        let style = ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}} {{msg}}"))
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let mut bars = BTreeMap::new();
+        for h in hosts {
+            let b = multi.add(ProgressBar::new_spinner());
+            b.set_style(style.clone());
+            b.set_prefix(h.clone());
+            b.set_message("waiting");
+            if enabled {
+                b.enable_steady_tick(std::time::Duration::from_millis(120));
+            }
+            bars.insert(h.clone(), b);
+        }
+        Progress {
+            multi,
+            bars: Mutex::new(bars),
+            enabled,
+        }
+    }
+
+    pub fn hidden() -> Self {
+        Self::new(&[], false)
+    }
+
+    pub fn step(&self, host: &str, step: &str) {
+        tracing::debug!(host, step, "step");
+        if let Ok(b) = self.bars.lock()
+            && let Some(b) = b.get(host)
+        {
+            b.set_message(step.to_string());
+        }
+    }
+
+    pub fn done(&self, host: &str, what: &str) {
+        tracing::debug!(host, what, "done");
+        if let Ok(b) = self.bars.lock()
+            && let Some(b) = b.get(host)
+        {
+            b.finish_with_message(what.to_string());
+        }
+    }
+
+    pub fn clear(&self) {
+        if self.enabled {
+            let _ = self.multi.clear();
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Ansible-style recap: per host ok / changed / failed / unreachable.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostResult {
+    pub host: String,
+    pub ok: usize,
+    pub changed: usize,
+    pub failed: bool,
+    pub unreachable: bool,
+    /// Not run because an earlier node of its cluster failed, or Ctrl-C.
+    pub skipped: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recap {
+    pub hosts: Vec<HostResult>,
+    pub elapsed_ms: u128,
+    pub runtime: Option<String>,
+    pub runtime_bytes: usize,
+    pub check_mode: bool,
+    pub interrupted: bool,
+}
+
+impl Recap {
+    pub fn success(&self) -> bool {
+        !self.interrupted && self.hosts.iter().all(|h| !h.failed && !h.unreachable && !h.skipped)
+    }
+
+    pub fn total_changed(&self) -> usize {
+        self.hosts.iter().map(|h| h.changed).sum()
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let width = self.hosts.iter().map(|h| h.host.len()).max().unwrap_or(4).max(4);
+        for h in &self.hosts {
+            if let Some(e) = &h.error {
+                s.push_str(&format!("{}: {e}\n", if h.unreachable { "UNREACHABLE" } else { "FAILED" }));
+            }
+        }
+        s.push_str(&format!("\nRECAP {}\n", if self.check_mode { "(check mode: nothing changed)" } else { "" }));
+        for h in &self.hosts {
+            s.push_str(&format!(
+                "{:width$} : ok={:<3} changed={:<3} unreachable={} failed={} skipped={}\n",
+                h.host,
+                h.ok,
+                h.changed,
+                u8::from(h.unreachable),
+                u8::from(h.failed),
+                u8::from(h.skipped),
+            ));
+        }
+        s.push_str(&format!(
+            "{} hosts, {} changed, {:.2}s{}\n",
+            self.hosts.len(),
+            self.total_changed(),
+            Duration::from_millis(u64::try_from(self.elapsed_ms).unwrap_or(u64::MAX)).as_secs_f64(),
+            if self.interrupted { ", interrupted" } else { "" }
+        ));
+        s
+    }
+}

@@ -1,0 +1,88 @@
+//! `hadeploy uninstall`: stop and disable the units (the VRRP daemon sends
+//! priority 0 and releases its VIPs on the way out), remove every file the
+//! manifest lists, and confirm no VIP is left on the node.
+
+use std::sync::Arc;
+
+use hadeploy_inventory::model::{Host, Inventory};
+use tokio::sync::Semaphore;
+
+use crate::error::{DeployError, Step};
+use crate::recap::{HostResult, Recap};
+use crate::ssh::{self, ConnectOptions};
+
+const UNINSTALL: &str = r#"
+set -u
+changed=0
+for u in hadeploy-vrrp hadeploy-proxy; do
+  if systemctl is-enabled -q $u 2>/dev/null || systemctl is-active -q $u 2>/dev/null; then
+    systemctl disable --now $u >/dev/null 2>&1 || { echo "cannot stop $u" >&2; exit 1; }
+    changed=$((changed+1))
+  fi
+done
+if command -v firewall-cmd >/dev/null 2>&1 && systemctl is-active -q firewalld 2>/dev/null; then
+  firewall-cmd -q --permanent --remove-service=hadeploy 2>/dev/null && changed=$((changed+1))
+fi
+if [ -f /etc/hadeploy/.manifest ]; then
+  while IFS= read -r f; do
+    [ -n "$f" ] && [ -e "$f" ] && rm -f "$f" && changed=$((changed+1))
+  done < /etc/hadeploy/.manifest
+  rm -f /etc/hadeploy/.manifest
+fi
+rmdir /etc/hadeploy 2>/dev/null || true
+systemctl daemon-reload
+command -v firewall-cmd >/dev/null 2>&1 && systemctl is-active -q firewalld 2>/dev/null && firewall-cmd -q --reload
+for vip in "$@"; do
+  if ip -o -4 addr | awk '{print $4}' | grep -q "^$vip/"; then echo "VIP $vip is still configured" >&2; exit 2; fi
+done
+echo "changed=$changed"
+"#;
+
+pub async fn uninstall(inv: &Inventory, limit: &[String], copts: ConnectOptions, forks: usize) -> Result<Recap, String> {
+    let started = std::time::Instant::now();
+    let hosts: Vec<Host> = inv.limit(limit)?.into_iter().cloned().collect();
+    let sem = Arc::new(Semaphore::new(forks.max(1)));
+    let tasks = hosts.iter().map(|h| {
+        let sem = sem.clone();
+        async move {
+            let _p = sem.acquire().await;
+            let vips: Vec<String> = inv
+                .lb_clusters(&h.name)
+                .flat_map(|c| c.vips.iter().flat_map(|v| v.addresses.iter().map(|a| a.addr().to_string())))
+                .collect();
+            let remote = ssh::connect(h, copts).await?;
+            let refs: Vec<&str> = vips.iter().map(String::as_str).collect();
+            let r = remote.sh_ok(Step::Uninstall, UNINSTALL, &refs, None).await;
+            remote.close().await;
+            let out = r?;
+            let changed = out
+                .lines()
+                .find_map(|l| l.strip_prefix("changed="))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            Ok::<usize, DeployError>(changed)
+        }
+    });
+    let results = futures::future::join_all(tasks).await;
+    let mut recap = Recap::default();
+    for (h, r) in hosts.iter().zip(results) {
+        let mut hr = HostResult {
+            host: h.name.clone(),
+            ..HostResult::default()
+        };
+        match r {
+            Ok(c) => {
+                hr.ok = 1;
+                hr.changed = c;
+            }
+            Err(e) => {
+                hr.unreachable = e.unreachable;
+                hr.failed = !e.unreachable;
+                hr.error = Some(e.to_string());
+            }
+        }
+        recap.hosts.push(hr);
+    }
+    recap.elapsed_ms = started.elapsed().as_millis();
+    Ok(recap)
+}
