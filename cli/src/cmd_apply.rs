@@ -28,7 +28,9 @@ pub fn load(path: &Path, g: &Global) -> anyhow::Result<Option<Inventory>> {
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 pub fn apply(a: &ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
@@ -51,7 +53,10 @@ pub fn apply(a: &ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|h| h.name.clone())
         .collect();
-    let progress = Progress::new(&hosts, !g.json && !g.quiet && std::io::stderr().is_terminal());
+    let progress = Progress::new(
+        &hosts,
+        !g.json && !g.quiet && std::io::stderr().is_terminal(),
+    );
     let report = runtime()?
         .block_on(run_apply(&inv, &opts, &progress))
         .map_err(anyhow::Error::msg)?;
@@ -67,7 +72,15 @@ pub fn apply(a: &ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         if a.check {
             for p in &report.plans {
                 let lines = hadeploy_deploy::apply::describe(p);
-                println!("{}: {}", p.host, if lines.is_empty() { "no changes".to_string() } else { format!("{} changes", lines.len()) });
+                println!(
+                    "{}: {}",
+                    p.host,
+                    if lines.is_empty() {
+                        "no changes".to_string()
+                    } else {
+                        format!("{} changes", lines.len())
+                    }
+                );
                 for l in lines {
                     println!("  {l}");
                 }
@@ -83,7 +96,10 @@ pub fn apply(a: &ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
             }
         }
         if let (Some(path), false) = (&report.recap.runtime, g.quiet) {
-            eprintln!("runtime: {path} ({} KiB)", report.recap.runtime_bytes / 1024);
+            eprintln!(
+                "runtime: {path} ({} KiB)",
+                report.recap.runtime_bytes / 1024
+            );
         }
         print!("{}", report.recap.render());
     }
@@ -106,11 +122,19 @@ pub fn status(a: &StatusArgs, g: &Global) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_FAILURE));
     };
     let nodes = runtime()?
-        .block_on(hadeploy_deploy::status::status(&inv, &a.conn.limit, copts(a), a.conn.forks))
+        .block_on(hadeploy_deploy::status::status(
+            &inv,
+            &a.conn.limit,
+            copts(a),
+            a.conn.forks,
+        ))
         .map_err(anyhow::Error::msg)?;
     let holders = hadeploy_deploy::status::vip_holders(&nodes);
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes, "vips": holders }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes, "vips": holders }))?
+        );
     } else {
         print!("{}", hadeploy_deploy::status::render(&nodes));
         for (vip, h) in &holders {
@@ -122,8 +146,13 @@ pub fn status(a: &StatusArgs, g: &Global) -> anyhow::Result<ExitCode> {
             println!("VIP {vip}: {who}");
         }
     }
-    let ok = nodes.iter().all(|n| n.reachable && n.error.is_none()) && holders.iter().all(|(_, h)| h.len() == 1);
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
+    let ok = nodes.iter().all(|n| n.reachable && n.error.is_none())
+        && holders.iter().all(|(_, h)| h.len() == 1);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    })
 }
 
 pub fn uninstall(a: &StatusArgs, g: &Global) -> anyhow::Result<ExitCode> {
@@ -131,12 +160,21 @@ pub fn uninstall(a: &StatusArgs, g: &Global) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_FAILURE));
     };
     let recap = runtime()?
-        .block_on(hadeploy_deploy::uninstall::uninstall(&inv, &a.conn.limit, copts(a), a.conn.forks))
+        .block_on(hadeploy_deploy::uninstall::uninstall(
+            &inv,
+            &a.conn.limit,
+            copts(a),
+            a.conn.forks,
+        ))
         .map_err(anyhow::Error::msg)?;
     if g.json {
         println!("{}", serde_json::to_string_pretty(&recap)?);
     } else {
         print!("{}", recap.render());
     }
-    Ok(if recap.success() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
+    Ok(if recap.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    })
 }

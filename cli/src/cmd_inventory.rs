@@ -22,7 +22,10 @@ pub fn run(c: InventoryCommand, _g: &Global) -> anyhow::Result<ExitCode> {
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
             }
-            let text = inventory_from_ssh_config(&String::from_utf8_lossy(&out.stdout), &VagrantOptions::default())?;
+            let text = inventory_from_ssh_config(
+                &String::from_utf8_lossy(&out.stdout),
+                &VagrantOptions::default(),
+            )?;
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }

@@ -25,15 +25,23 @@ pub fn run(c: LabCommand, g: &Global) -> anyhow::Result<ExitCode> {
             let path = lab.state_dir.join(INVENTORY_YAML);
             std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
             // The inventory must be valid: check it now, not at apply time.
-            hadeploy_inventory::parse(&text, &path).map_err(|e| anyhow::anyhow!("generated inventory is invalid: {e}"))?;
+            hadeploy_inventory::parse(&text, &path)
+                .map_err(|e| anyhow::anyhow!("generated inventory is invalid: {e}"))?;
             if g.json {
                 println!("{}", serde_json::to_string_pretty(&lab)?);
             } else if !g.quiet {
-                eprintln!("lab {} is up on bridge {} ({}):", lab.name, lab.bridge, lab.subnet);
+                eprintln!(
+                    "lab {} is up on bridge {} ({}):",
+                    lab.name, lab.bridge, lab.subnet
+                );
                 for n in &lab.nodes {
                     eprintln!("  {:10} {:?} {}", n.name, n.role, n.address);
                 }
-                eprintln!("  ssh: ssh -F {} {}", lab.ssh_config.display(), lab.nodes.first().map_or("", |n| n.name.as_str()));
+                eprintln!(
+                    "  ssh: ssh -F {} {}",
+                    lab.ssh_config.display(),
+                    lab.nodes.first().map_or("", |n| n.name.as_str())
+                );
                 println!("{}", path.display());
             }
             Ok(ExitCode::SUCCESS)
@@ -57,7 +65,12 @@ pub fn run(c: LabCommand, g: &Global) -> anyhow::Result<ExitCode> {
                     if g.json {
                         println!("{}", serde_json::to_string_pretty(&st)?);
                     } else {
-                        println!("lab {} bridge {} {}", st.name, st.bridge, if st.bridge_present { "up" } else { "MISSING" });
+                        println!(
+                            "lab {} bridge {} {}",
+                            st.name,
+                            st.bridge,
+                            if st.bridge_present { "up" } else { "MISSING" }
+                        );
                         for n in &st.nodes {
                             println!(
                                 "  {:10} {:?} {} running={} link={} ssh={}",
@@ -65,7 +78,11 @@ pub fn run(c: LabCommand, g: &Global) -> anyhow::Result<ExitCode> {
                             );
                         }
                     }
-                    Ok(if st.healthy() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
+                    Ok(if st.healthy() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(EXIT_FAILURE)
+                    })
                 }
             }
         }

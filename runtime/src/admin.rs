@@ -55,9 +55,17 @@ pub async fn serve(listener: TcpListener, source: Arc<dyn Source>) {
 
 fn respond(req: &Request<Incoming>, source: &dyn Source) -> Response<Full<Bytes>> {
     let (status, ctype, body) = match req.uri().path() {
-        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", source.metrics()),
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            source.metrics(),
+        ),
         "/status" => (StatusCode::OK, "application/json", source.status_json()),
-        _ => (StatusCode::NOT_FOUND, "text/plain", "try /metrics or /status\n".to_string()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "try /metrics or /status\n".to_string(),
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;

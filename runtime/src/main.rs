@@ -20,7 +20,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "hadeploy-runtime", version, about = "hadeploy node runtime: VRRP daemon and reverse proxy")]
+#[command(
+    name = "hadeploy-runtime",
+    version,
+    about = "hadeploy node runtime: VRRP daemon and reverse proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -19,8 +19,14 @@ fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     let mut text = String::new();
     s.read_to_string(&mut text)?;
     match text.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") => Ok(body.to_string()),
-        _ => Err(std::io::Error::other(format!("unexpected answer from {addr}{path}"))),
+        Some((head, body))
+            if head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200") =>
+        {
+            Ok(body.to_string())
+        }
+        _ => Err(std::io::Error::other(format!(
+            "unexpected answer from {addr}{path}"
+        ))),
     }
 }
 
@@ -31,8 +37,11 @@ fn query(config: &str, admin: Option<SocketAddr>) -> Result<Option<RuntimeStatus
     let Some(addr) = admin else {
         return Err(format!("{config} sets no admin address"));
     };
-    let body = get(addr, "/status").map_err(|e| format!("daemon for {config} not answering on {addr}: {e}"))?;
-    serde_json::from_str(&body).map(Some).map_err(|e| format!("bad status from {addr}: {e}"))
+    let body = get(addr, "/status")
+        .map_err(|e| format!("daemon for {config} not answering on {addr}: {e}"))?;
+    serde_json::from_str(&body)
+        .map(Some)
+        .map_err(|e| format!("bad status from {addr}: {e}"))
 }
 
 pub fn run(json: bool, brief: bool) -> anyhow::Result<ExitCode> {
@@ -76,11 +85,22 @@ pub fn run(json: bool, brief: bool) -> anyhow::Result<ExitCode> {
             parts.push(format!("proxy requests={}", p.requests));
         }
         if !brief || problems.is_empty() {
-            println!("{}", if parts.is_empty() { "nothing configured".to_string() } else { parts.join(" ") });
+            println!(
+                "{}",
+                if parts.is_empty() {
+                    "nothing configured".to_string()
+                } else {
+                    parts.join(" ")
+                }
+            );
         }
         for p in &problems {
             eprintln!("{p}");
         }
     }
-    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -61,7 +61,9 @@ fn load(path: &Path) -> anyhow::Result<hadeploy_config::vrrp::VrrpConfig> {
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let cfg = load(path)?;
     // The control runtime is small: the protocol has its own threads.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let stats = Stats::new();
         let admin = match cfg.admin {

@@ -4,7 +4,11 @@ use hadeploy_tests::{run, stderr, stdout};
 
 #[test]
 fn check_accepts_the_shipped_inventories() {
-    for inv in ["inventory/lab.yaml", "inventory/seed.yaml", "inventory/reference.yaml"] {
+    for inv in [
+        "inventory/lab.yaml",
+        "inventory/seed.yaml",
+        "inventory/reference.yaml",
+    ] {
         let o = run("hadeploy", &["check", inv]);
         assert!(o.status.success(), "{inv}: {}", stderr(&o));
         assert!(stdout(&o).contains(": ok:"), "{}", stdout(&o));
@@ -34,11 +38,17 @@ fn check_json_lists_diagnostics() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, "al:\n  hosts: {}\n").expect("write");
-    let o = run("hadeploy", &["--json", "check", path.to_str().expect("utf8")]);
+    let o = run(
+        "hadeploy",
+        &["--json", "check", path.to_str().expect("utf8")],
+    );
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
     assert!(out.contains("\"ok\": false"), "{out}");
-    assert!(out.contains("unknown key `al` (did you mean `all`?)"), "{out}");
+    assert!(
+        out.contains("unknown key `al` (did you mean `all`?)"),
+        "{out}"
+    );
     assert!(out.contains("\"line\": 1"), "{out}");
 }
 
@@ -55,12 +65,23 @@ fn render_out_writes_trees_and_show_masks_secrets() {
     let o = run("hadeploy", &["render", "inventory/seed.yaml", "--out", out]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(dir.path().join("lb1/etc/hadeploy/vrrp.yaml").exists());
-    assert!(dir.path().join("lb2/etc/systemd/system/hadeploy-proxy.service").exists());
+    assert!(
+        dir.path()
+            .join("lb2/etc/systemd/system/hadeploy-proxy.service")
+            .exists()
+    );
     // The plan listing never shows the secret.
     assert!(!stdout(&o).contains("changeme"));
     let o = run(
         "hadeploy",
-        &["render", "inventory/seed.yaml", "--host", "lb1", "--show", "/etc/hadeploy/vrrp.yaml"],
+        &[
+            "render",
+            "inventory/seed.yaml",
+            "--host",
+            "lb1",
+            "--show",
+            "/etc/hadeploy/vrrp.yaml",
+        ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("auth_pass: \"****\""), "{}", stdout(&o));
@@ -69,9 +90,16 @@ fn render_out_writes_trees_and_show_masks_secrets() {
 
 #[test]
 fn render_unknown_host_fails() {
-    let o = run("hadeploy", &["render", "inventory/seed.yaml", "--host", "nope"]);
+    let o = run(
+        "hadeploy",
+        &["render", "inventory/seed.yaml", "--host", "nope"],
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("--host nope: no such host"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--host nope: no such host"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -8,16 +8,26 @@ use hadeploy_tests::{run, stderr, stdout};
 fn every_rendered_runtime_config_passes_runtime_check() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut checked = 0;
-    for inv in ["inventory/lab.yaml", "inventory/seed.yaml", "inventory/reference.yaml"] {
+    for inv in [
+        "inventory/lab.yaml",
+        "inventory/seed.yaml",
+        "inventory/reference.yaml",
+    ] {
         let out = dir.path().join(inv.replace('/', "_"));
-        let o = run("hadeploy", &["render", inv, "--out", out.to_str().expect("utf8")]);
+        let o = run(
+            "hadeploy",
+            &["render", inv, "--out", out.to_str().expect("utf8")],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
         for host in std::fs::read_dir(&out).expect("out") {
             let etc = host.expect("entry").path().join("etc/hadeploy");
             for name in ["vrrp.yaml", "proxy.yaml"] {
                 let f = etc.join(name);
                 if f.exists() {
-                    let o = run("hadeploy-runtime", &["check", "--config", f.to_str().expect("utf8")]);
+                    let o = run(
+                        "hadeploy-runtime",
+                        &["check", "--config", f.to_str().expect("utf8")],
+                    );
                     assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
                     assert!(stdout(&o).contains("test is successful"));
                     checked += 1;
@@ -37,10 +47,15 @@ fn runtime_check_reports_file_line_column() {
         "node: n\ninstances:\n  - name: V\n    interface: eth0\n    virtual_router_id: 0\n    version: 2\n    priority: 100\n    advert_interval: 1s\n    virtual_ipaddress: [{address: 10.0.0.9/24}]\n",
     )
     .expect("write");
-    let o = run("hadeploy-runtime", &["check", "--config", f.to_str().expect("utf8")]);
+    let o = run(
+        "hadeploy-runtime",
+        &["check", "--config", f.to_str().expect("utf8")],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("vrrp.yaml:5:5: error: instances[0].virtual_router_id: virtual_router_id must be 1..255"),
+        stderr(&o).contains(
+            "vrrp.yaml:5:5: error: instances[0].virtual_router_id: virtual_router_id must be 1..255"
+        ),
         "{}",
         stderr(&o)
     );
@@ -50,9 +65,20 @@ fn runtime_check_reports_file_line_column() {
 fn runtime_check_rejects_unknown_keys_with_suggestion() {
     let dir = tempfile::tempdir().expect("tmp");
     let f = dir.path().join("proxy.yaml");
-    std::fs::write(&f, "node: n\nsites:\n  - name: s\n    listen: [\"0.0.0.0:80\"]\n    rooot: /srv\n").expect("write");
-    let o = run("hadeploy-runtime", &["check", "--config", f.to_str().expect("utf8")]);
+    std::fs::write(
+        &f,
+        "node: n\nsites:\n  - name: s\n    listen: [\"0.0.0.0:80\"]\n    rooot: /srv\n",
+    )
+    .expect("write");
+    let o = run(
+        "hadeploy-runtime",
+        &["check", "--config", f.to_str().expect("utf8")],
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("unknown key `rooot` (did you mean `root`?)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown key `rooot` (did you mean `root`?)"),
+        "{}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("proxy.yaml:5:"), "{}", stderr(&o));
 }

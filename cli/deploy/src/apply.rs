@@ -48,7 +48,11 @@ struct Node {
     facts: RemoteFacts,
 }
 
-pub async fn apply(inv: &Inventory, opts: &ApplyOptions, progress: &Progress) -> Result<ApplyReport, String> {
+pub async fn apply(
+    inv: &Inventory,
+    opts: &ApplyOptions,
+    progress: &Progress,
+) -> Result<ApplyReport, String> {
     let started = Instant::now();
     let artifact = artifact::find(opts.runtime.as_deref()).map_err(|e| e.to_string())?;
     let hosts: Vec<Host> = inv.limit(&opts.limit)?.into_iter().cloned().collect();
@@ -127,7 +131,8 @@ pub async fn apply(inv: &Inventory, opts: &ApplyOptions, progress: &Progress) ->
         });
     }
     // 3. Execute in rolling lanes.
-    let interrupted = execute_lanes(inv, &nodes, &plans, &artifact, opts, progress, &mut results).await;
+    let interrupted =
+        execute_lanes(inv, &nodes, &plans, &artifact, opts, progress, &mut results).await;
     recap.interrupted = interrupted;
     finish(&mut recap, results, started, nodes).await;
     progress.clear();
@@ -139,7 +144,12 @@ pub async fn apply(inv: &Inventory, opts: &ApplyOptions, progress: &Progress) ->
     })
 }
 
-async fn finish(recap: &mut Recap, results: BTreeMap<String, HostResult>, started: Instant, nodes: Vec<Node>) {
+async fn finish(
+    recap: &mut Recap,
+    results: BTreeMap<String, HostResult>,
+    started: Instant,
+    nodes: Vec<Node>,
+) {
     for n in nodes {
         n.remote.close().await;
     }
@@ -214,7 +224,11 @@ async fn file_diffs(remote: &Remote, p: &NodePlan) -> Vec<String> {
     let mut out = Vec::new();
     for f in p.files.iter().filter(|f| f.change != Change::Unchanged) {
         let old = if f.change == Change::Update {
-            remote.sh(Step::Plan, r#"cat "$1""#, &[&f.file.path], None).await.ok().map(|o| o.stdout)
+            remote
+                .sh(Step::Plan, r#"cat "$1""#, &[&f.file.path], None)
+                .await
+                .ok()
+                .map(|o| o.stdout)
         } else {
             None
         };
@@ -226,7 +240,10 @@ async fn file_diffs(remote: &Remote, p: &NodePlan) -> Vec<String> {
         ));
     }
     if p.binary != Change::Unchanged {
-        out.push(format!("--- {}: /usr/local/sbin/hadeploy-runtime (binary, {} bytes)\n", p.host, p.binary_size));
+        out.push(format!(
+            "--- {}: /usr/local/sbin/hadeploy-runtime (binary, {} bytes)\n",
+            p.host, p.binary_size
+        ));
     }
     out
 }
@@ -245,7 +262,12 @@ fn lanes(inv: &Inventory, plans: &[NodePlan]) -> Vec<Vec<usize>> {
         // Backups first; among them the lowest priority first.
         lbs.sort_by_key(|&i| {
             let p = &plans[i];
-            let prio = p.tree.vrrp.as_ref().and_then(|v| v.instances.iter().map(|x| x.priority).max()).unwrap_or(0);
+            let prio = p
+                .tree
+                .vrrp
+                .as_ref()
+                .and_then(|v| v.instances.iter().map(|x| x.priority).max())
+                .unwrap_or(0);
             (p.holds_vip, prio)
         });
         for i in backends.filter_map(|h| idx(h)).chain(lbs) {
@@ -290,7 +312,14 @@ async fn execute_lanes(
                     continue;
                 }
                 let step = |s: &str| progress.step(&p.host, s);
-                let r = execute::execute(&node.remote, p, &artifact.bytes, node.facts.selinux_enforcing, &step).await;
+                let r = execute::execute(
+                    &node.remote,
+                    p,
+                    &artifact.bytes,
+                    node.facts.selinux_enforcing,
+                    &step,
+                )
+                .await;
                 progress.done(&p.host, if r.is_ok() { "changed" } else { "failed" });
                 out.push((i, r));
             }
@@ -342,7 +371,11 @@ async fn execute_lanes(
 pub fn describe(p: &NodePlan) -> Vec<String> {
     let mut v = Vec::new();
     if p.binary != Change::Unchanged {
-        v.push(format!("{:?} /usr/local/sbin/hadeploy-runtime ({} KiB)", p.binary, p.binary_size / 1024));
+        v.push(format!(
+            "{:?} /usr/local/sbin/hadeploy-runtime ({} KiB)",
+            p.binary,
+            p.binary_size / 1024
+        ));
     }
     for f in p.files.iter().filter(|f| f.change != Change::Unchanged) {
         v.push(format!(
@@ -351,7 +384,11 @@ pub fn describe(p: &NodePlan) -> Vec<String> {
             f.file.path,
             f.file.mode,
             if f.file.secret { ", secret" } else { "" },
-            if f.validate { ", validated on the node" } else { "" }
+            if f.validate {
+                ", validated on the node"
+            } else {
+                ""
+            }
         ));
     }
     for r in &p.remove {

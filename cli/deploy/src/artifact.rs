@@ -26,7 +26,9 @@ pub enum ArtifactError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {reason}; CentOS 7 (glibc 2.17) needs a static x86_64 build (x86_64-unknown-linux-musl)")]
+    #[error(
+        "{path}: {reason}; CentOS 7 (glibc 2.17) needs a static x86_64 build (x86_64-unknown-linux-musl)"
+    )]
     NotStatic { path: PathBuf, reason: String },
 }
 
@@ -47,7 +49,12 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
         // target/<profile>/hadeploy -> target/x86_64-unknown-linux-musl/<profile>/
         if let Some(target) = dir.parent() {
             for profile in ["release", "debug"] {
-                out.push(target.join("x86_64-unknown-linux-musl").join(profile).join("hadeploy-runtime"));
+                out.push(
+                    target
+                        .join("x86_64-unknown-linux-musl")
+                        .join(profile)
+                        .join("hadeploy-runtime"),
+                );
             }
         }
         out.push(dir.join("hadeploy-runtime"));
@@ -57,18 +64,14 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
 
 pub fn find(explicit: Option<&Path>) -> Result<Artifact, ArtifactError> {
     let list = candidates(explicit);
-    let path = list
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| {
-            ArtifactError::NotFound(
-                list.iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )
-        })?;
+    let path = list.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        ArtifactError::NotFound(
+            list.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    })?;
     load(&path)
 }
 
@@ -115,13 +118,16 @@ pub fn check_static_x86_64(b: &[u8]) -> Result<(), String> {
     if machine != 62 {
         return Err(format!("built for ELF machine {machine}, not x86_64 (62)"));
     }
-    let phoff = usize::try_from(u64_at(b, 32).ok_or("truncated ELF header")?).map_err(|e| e.to_string())?;
+    let phoff =
+        usize::try_from(u64_at(b, 32).ok_or("truncated ELF header")?).map_err(|e| e.to_string())?;
     let phentsize = usize::from(u16_at(b, 54).ok_or("truncated ELF header")?);
     let phnum = usize::from(u16_at(b, 56).ok_or("truncated ELF header")?);
     for i in 0..phnum {
         let p_type = u32_at(b, phoff + i * phentsize).ok_or("truncated program headers")?;
         if p_type == PT_INTERP {
-            return Err("dynamically linked (it has a program interpreter, e.g. a glibc loader)".into());
+            return Err(
+                "dynamically linked (it has a program interpreter, e.g. a glibc loader)".into(),
+            );
         }
     }
     Ok(())

@@ -41,7 +41,12 @@ mod tests {
 
     #[test]
     fn secrets_are_masked_in_diffs() {
-        let d = unified("/etc/hadeploy/vrrp.yaml", Some("    auth_pass: \"old1\"\n"), "    auth_pass: \"new2\"\n", true);
+        let d = unified(
+            "/etc/hadeploy/vrrp.yaml",
+            Some("    auth_pass: \"old1\"\n"),
+            "    auth_pass: \"new2\"\n",
+            true,
+        );
         assert!(!d.contains("old1") && !d.contains("new2"), "{d}");
     }
 

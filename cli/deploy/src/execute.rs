@@ -48,13 +48,25 @@ pub struct Outcome {
     pub changed: usize,
 }
 
-pub async fn write_file(remote: &Remote, dest: &str, mode: u32, validate: bool, selinux: bool, data: &[u8]) -> Result<(), DeployError> {
+pub async fn write_file(
+    remote: &Remote,
+    dest: &str,
+    mode: u32,
+    validate: bool,
+    selinux: bool,
+    data: &[u8],
+) -> Result<(), DeployError> {
     let mode = format!("{mode:o}");
     let out = remote
         .sh(
             Step::Upload,
             WRITE_FILE,
-            &[dest, &mode, if validate { "1" } else { "0" }, if selinux { "1" } else { "0" }],
+            &[
+                dest,
+                &mode,
+                if validate { "1" } else { "0" },
+                if selinux { "1" } else { "0" },
+            ],
             Some(data),
         )
         .await?;
@@ -86,7 +98,9 @@ pub async fn execute(
     dirs.sort();
     dirs.dedup();
     let dir_refs: Vec<&str> = dirs.iter().map(String::as_str).collect();
-    remote.sh_ok(Step::Upload, CLEAN_TEMPS, &dir_refs, None).await?;
+    remote
+        .sh_ok(Step::Upload, CLEAN_TEMPS, &dir_refs, None)
+        .await?;
 
     if plan.binary != Change::Unchanged {
         progress(&format!("upload runtime ({} KiB)", plan.binary_size / 1024));
@@ -97,11 +111,23 @@ pub async fn execute(
     ok += 1;
     // Runtime configs first (they can be refused), then everything else, so
     // a refused config leaves the node's other files untouched.
-    let mut order: Vec<_> = plan.files.iter().filter(|f| f.change != Change::Unchanged).collect();
+    let mut order: Vec<_> = plan
+        .files
+        .iter()
+        .filter(|f| f.change != Change::Unchanged)
+        .collect();
     order.sort_by_key(|f| !f.validate);
     for f in order {
         progress(&format!("write {}", f.file.path));
-        write_file(remote, &f.file.path, f.file.mode, f.validate, selinux, f.file.content.as_bytes()).await?;
+        write_file(
+            remote,
+            &f.file.path,
+            f.file.mode,
+            f.validate,
+            selinux,
+            f.file.content.as_bytes(),
+        )
+        .await?;
         changed += 1;
         ok += 1;
     }
@@ -113,7 +139,9 @@ pub async fn execute(
     }
     for p in &plan.remove {
         progress(&format!("remove {p}"));
-        remote.sh_ok(Step::Upload, r#"rm -f "$1""#, &[p], None).await?;
+        remote
+            .sh_ok(Step::Upload, r#"rm -f "$1""#, &[p], None)
+            .await?;
         changed += 1;
     }
     let (o, c) = run_handlers(remote, plan, progress).await?;
@@ -129,34 +157,68 @@ pub async fn execute(
 
 /// `systemctl ACTION UNIT`, with the unit's last journal lines on failure.
 async fn systemctl(remote: &Remote, action: &str, unit: &str) -> Result<(), DeployError> {
-    let out = remote.sh(Step::Handlers, r#"systemctl "$1" "$2""#, &[action, unit], None).await?;
+    let out = remote
+        .sh(
+            Step::Handlers,
+            r#"systemctl "$1" "$2""#,
+            &[action, unit],
+            None,
+        )
+        .await?;
     if out.ok() {
         return Ok(());
     }
     let journal = remote
-        .sh(Step::Handlers, r#"journalctl -q -n 12 --no-pager -u "$1" 2>/dev/null"#, &[unit], None)
+        .sh(
+            Step::Handlers,
+            r#"journalctl -q -n 12 --no-pager -u "$1" 2>/dev/null"#,
+            &[unit],
+            None,
+        )
         .await
         .map(|o| o.stdout)
         .unwrap_or_default();
     Err(remote.err(
         Step::Handlers,
-        format!("systemctl {action} {unit} failed: {}
-{}", out.stderr.trim(), journal.trim()),
+        format!(
+            "systemctl {action} {unit} failed: {}
+{}",
+            out.stderr.trim(),
+            journal.trim()
+        ),
     ))
 }
 
-async fn run_handlers(remote: &Remote, plan: &NodePlan, progress: &dyn Fn(&str)) -> Result<(usize, usize), DeployError> {
+async fn run_handlers(
+    remote: &Remote,
+    plan: &NodePlan,
+    progress: &dyn Fn(&str),
+) -> Result<(usize, usize), DeployError> {
     let h = &plan.handlers;
     let mut ran = 0;
     let step = Step::Handlers;
     if h.contains(&Handler::Tmpfiles) {
         progress("systemd-tmpfiles");
-        remote.sh_ok(step, "systemd-tmpfiles --create /etc/tmpfiles.d/hadeploy.conf", &[], None).await?;
+        remote
+            .sh_ok(
+                step,
+                "systemd-tmpfiles --create /etc/tmpfiles.d/hadeploy.conf",
+                &[],
+                None,
+            )
+            .await?;
         ran += 1;
     }
     if h.contains(&Handler::Sysctl) {
         progress("sysctl");
-        remote.sh_ok(step, "sysctl -q -p /etc/sysctl.d/90-hadeploy.conf", &[], None).await?;
+        remote
+            .sh_ok(
+                step,
+                "sysctl -q -p /etc/sysctl.d/90-hadeploy.conf",
+                &[],
+                None,
+            )
+            .await?;
         ran += 1;
     }
     if h.contains(&Handler::Firewalld) && plan.tree.facts.firewalld {
@@ -173,22 +235,35 @@ async fn run_handlers(remote: &Remote, plan: &NodePlan, progress: &dyn Fn(&str))
     }
     let units_changed = h.contains(&Handler::RestartVrrp) || h.contains(&Handler::RestartProxy);
     if units_changed || !plan.start.is_empty() || !plan.remove.is_empty() {
-        remote.sh_ok(step, "systemctl daemon-reload", &[], None).await?;
+        remote
+            .sh_ok(step, "systemctl daemon-reload", &[], None)
+            .await?;
     }
     for svc in &plan.replace {
         progress(&format!("stop {svc}"));
-        remote.sh_ok(step, r#"systemctl disable --now "$1" >/dev/null 2>&1"#, &[svc], None).await?;
+        remote
+            .sh_ok(
+                step,
+                r#"systemctl disable --now "$1" >/dev/null 2>&1"#,
+                &[svc],
+                None,
+            )
+            .await?;
         ran += 1;
     }
     if !plan.units.is_empty() && (units_changed || !plan.start.is_empty()) {
         let units: Vec<&str> = plan.units.iter().map(String::as_str).collect();
-        remote.sh_ok(step, r#"systemctl enable -q "$@""#, &units, None).await?;
+        remote
+            .sh_ok(step, r#"systemctl enable -q "$@""#, &units, None)
+            .await?;
     }
     let has = |u: &str| plan.units.iter().any(|x| x == u);
     let vrrp = "hadeploy-vrrp.service";
     let proxy = "hadeploy-proxy.service";
-    let restart_vrrp = has(vrrp) && (h.contains(&Handler::RestartVrrp) || plan.start.iter().any(|u| u == vrrp));
-    let restart_proxy = has(proxy) && (h.contains(&Handler::RestartProxy) || plan.start.iter().any(|u| u == proxy));
+    let restart_vrrp =
+        has(vrrp) && (h.contains(&Handler::RestartVrrp) || plan.start.iter().any(|u| u == vrrp));
+    let restart_proxy =
+        has(proxy) && (h.contains(&Handler::RestartProxy) || plan.start.iter().any(|u| u == proxy));
     let reload_vrrp = has(vrrp) && !restart_vrrp && h.contains(&Handler::ReloadVrrp);
     let reload_proxy = has(proxy) && !restart_proxy && h.contains(&Handler::ReloadProxy);
     if restart_proxy && plan.holds_vip && has(vrrp) {
@@ -249,12 +324,21 @@ async fn wait_healthy(remote: &Remote, plan: &NodePlan) -> Result<(), DeployErro
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let journal = remote
-        .sh(Step::Health, r#"journalctl -q -n 8 --no-pager -u hadeploy-vrrp -u hadeploy-proxy 2>/dev/null"#, &[], None)
+        .sh(
+            Step::Health,
+            r#"journalctl -q -n 8 --no-pager -u hadeploy-vrrp -u hadeploy-proxy 2>/dev/null"#,
+            &[],
+            None,
+        )
         .await
         .map(|o| o.stdout)
         .unwrap_or_default();
     Err(remote.err(
         Step::Health,
-        format!("units not healthy after 20s ({}); last journal lines:\n{}", last.trim(), journal.trim()),
+        format!(
+            "units not healthy after 20s ({}); last journal lines:\n{}",
+            last.trim(),
+            journal.trim()
+        ),
     ))
 }

@@ -65,14 +65,20 @@ impl RemoteFacts {
     }
 
     pub fn has_addr(&self, a: Ipv4Addr) -> Option<&str> {
-        self.addrs.iter().find(|(_, x, _)| *x == a).map(|(i, _, _)| i.as_str())
+        self.addrs
+            .iter()
+            .find(|(_, x, _)| *x == a)
+            .map(|(i, _, _)| i.as_str())
     }
 }
 
 pub async fn gather(remote: &Remote, paths: &[&str]) -> Result<RemoteFacts, DeployError> {
     let out = remote.sh(Step::Facts, GATHER, paths, None).await?;
     if !out.ok() {
-        return Err(remote.err(Step::Facts, format!("fact script failed: {}", out.stderr.trim())));
+        return Err(remote.err(
+            Step::Facts,
+            format!("fact script failed: {}", out.stderr.trim()),
+        ));
     }
     parse(&out.stdout).map_err(|m| remote.err(Step::Facts, m))
 }
@@ -80,7 +86,9 @@ pub async fn gather(remote: &Remote, paths: &[&str]) -> Result<RemoteFacts, Depl
 pub fn parse(text: &str) -> Result<RemoteFacts, String> {
     let mut f = RemoteFacts::default();
     for line in text.lines() {
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         match k {
             "uid" => f.uid = v.trim().parse().map_err(|_| format!("bad uid {v:?}"))?,
             "os" => f.os = v.trim().to_string(),
@@ -116,11 +124,13 @@ pub fn parse(text: &str) -> Result<RemoteFacts, String> {
             "managed" => f.managed.push(v.trim().to_string()),
             "hash" => {
                 if let Some((h, p)) = v.split_once(' ') {
-                    f.hashes.insert(p.to_string(), (h != "-").then(|| h.to_string()));
+                    f.hashes
+                        .insert(p.to_string(), (h != "-").then(|| h.to_string()));
                 }
             }
             _ if k.starts_with("unit.") => {
-                f.units.insert(k["unit.".len()..].to_string(), v.trim() == "active");
+                f.units
+                    .insert(k["unit.".len()..].to_string(), v.trim() == "active");
             }
             _ => {}
         }
@@ -151,7 +161,10 @@ hash=abc /etc/hadeploy/proxy.yaml\nhash=- /etc/hadeploy/vrrp.yaml\n";
         assert!(f.firewalld && f.selinux_enforcing);
         assert!(f.unit_active("nginx") && !f.unit_active("keepalived"));
         assert_eq!(f.links.get("eth1"), Some(&false));
-        assert_eq!(f.has_addr("192.168.10.10".parse().expect("ip")), Some("eth0"));
+        assert_eq!(
+            f.has_addr("192.168.10.10".parse().expect("ip")),
+            Some("eth0")
+        );
         assert_eq!(f.listeners[0].1, "nginx");
         assert_eq!(f.listeners[1].0.port(), 22);
         assert_eq!(f.hashes["/etc/hadeploy/proxy.yaml"].as_deref(), Some("abc"));

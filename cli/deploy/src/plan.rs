@@ -62,7 +62,11 @@ impl NodePlan {
 
     pub fn changes(&self) -> usize {
         usize::from(self.binary != Change::Unchanged)
-            + self.files.iter().filter(|f| f.change != Change::Unchanged).count()
+            + self
+                .files
+                .iter()
+                .filter(|f| f.change != Change::Unchanged)
+                .count()
             + self.remove.len()
     }
 }
@@ -74,7 +78,12 @@ pub fn watched_paths(tree: &NodeTree) -> Vec<String> {
     v
 }
 
-pub fn plan(tree: NodeTree, facts: &RemoteFacts, artifact: &Artifact, replace_existing: bool) -> NodePlan {
+pub fn plan(
+    tree: NodeTree,
+    facts: &RemoteFacts,
+    artifact: &Artifact,
+    replace_existing: bool,
+) -> NodePlan {
     let remote_hash = |p: &str| facts.hashes.get(p).cloned().flatten();
     let change_of = |p: &str, sha: &str| match remote_hash(p) {
         None => Change::Create,
@@ -115,22 +124,36 @@ pub fn plan(tree: NodeTree, facts: &RemoteFacts, artifact: &Artifact, replace_ex
     let remove: Vec<String> = facts
         .managed
         .iter()
-        .filter(|p| !rendered.contains(p.as_str()) && p.as_str() != paths::RUNTIME_BIN && p.as_str() != MANIFEST)
+        .filter(|p| {
+            !rendered.contains(p.as_str())
+                && p.as_str() != paths::RUNTIME_BIN
+                && p.as_str() != MANIFEST
+        })
         .cloned()
         .collect();
-    let start: Vec<String> = tree.units.iter().filter(|u| !facts.unit_active(u)).cloned().collect();
+    let start: Vec<String> = tree
+        .units
+        .iter()
+        .filter(|u| !facts.unit_active(u))
+        .cloned()
+        .collect();
     let mut replace = Vec::new();
     if replace_existing {
-        for (svc, ours) in [("keepalived", "hadeploy-vrrp.service"), ("nginx", "hadeploy-proxy.service")] {
+        for (svc, ours) in [
+            ("keepalived", "hadeploy-vrrp.service"),
+            ("nginx", "hadeploy-proxy.service"),
+        ] {
             if facts.unit_active(svc) && tree.units.iter().any(|u| u == ours) {
                 replace.push(svc.to_string());
             }
         }
     }
-    let holds_vip = tree
-        .vrrp
-        .as_ref()
-        .is_some_and(|v| v.instances.iter().flat_map(|i| &i.virtual_ipaddress).any(|vip| facts.has_addr(vip.address.addr()).is_some()));
+    let holds_vip = tree.vrrp.as_ref().is_some_and(|v| {
+        v.instances
+            .iter()
+            .flat_map(|i| &i.virtual_ipaddress)
+            .any(|vip| facts.has_addr(vip.address.addr()).is_some())
+    });
     NodePlan {
         host: tree.host.clone(),
         binary,

@@ -29,7 +29,10 @@ pub fn check(c: &Context<'_>) -> Vec<String> {
         ));
     }
     if f.arch != "x86_64" {
-        out.push(format!("architecture is {}, the runtime binary is x86_64", f.arch));
+        out.push(format!(
+            "architecture is {}, the runtime binary is x86_64",
+            f.arch
+        ));
     }
     let need_kb = (c.artifact.bytes.len() as u64 * 2) / 1024 + 10 * 1024;
     if f.disk_free_kb < need_kb {
@@ -42,7 +45,12 @@ pub fn check(c: &Context<'_>) -> Vec<String> {
         for i in &v.instances {
             for iface in std::iter::once(&i.interface).chain(i.track_interface.iter()) {
                 if !f.links.contains_key(iface) {
-                    let have: Vec<&str> = f.links.keys().map(String::as_str).filter(|n| *n != "lo").collect();
+                    let have: Vec<&str> = f
+                        .links
+                        .keys()
+                        .map(String::as_str)
+                        .filter(|n| *n != "lo")
+                        .collect();
                     out.push(format!(
                         "VRRP instance {}: interface {iface} does not exist (interfaces: {})",
                         i.name,
@@ -72,20 +80,37 @@ pub fn check(c: &Context<'_>) -> Vec<String> {
             for l in &site.listen {
                 for (sa, proc_) in &f.listeners {
                     let overlaps = sa.port() == l.port()
-                        && (sa.ip().is_unspecified() || l.ip().is_unspecified() || sa.ip() == l.ip());
+                        && (sa.ip().is_unspecified()
+                            || l.ip().is_unspecified()
+                            || sa.ip() == l.ip());
                     if !overlaps || proc_ == RUNTIME_COMM {
                         continue;
                     }
                     if proc_ == "nginx" && c.replace_existing {
                         continue;
                     }
-                    let who = if proc_.is_empty() { "another process".to_string() } else { format!("`{proc_}`") };
-                    let hint = if proc_ == "nginx" { " (pass --replace-existing to replace nginx)" } else { "" };
-                    out.push(format!("port {} (site {}) is held by {who}{hint}", l.port(), site.name));
+                    let who = if proc_.is_empty() {
+                        "another process".to_string()
+                    } else {
+                        format!("`{proc_}`")
+                    };
+                    let hint = if proc_ == "nginx" {
+                        " (pass --replace-existing to replace nginx)"
+                    } else {
+                        ""
+                    };
+                    out.push(format!(
+                        "port {} (site {}) is held by {who}{hint}",
+                        l.port(),
+                        site.name
+                    ));
                 }
             }
         }
-        if f.unit_active("nginx") && !c.replace_existing && c.tree.units.iter().any(|u| u == "hadeploy-proxy.service") {
+        if f.unit_active("nginx")
+            && !c.replace_existing
+            && c.tree.units.iter().any(|u| u == "hadeploy-proxy.service")
+        {
             let msg = "nginx is running: pass --replace-existing to stop and disable it in favour of hadeploy-proxy".to_string();
             if !out.contains(&msg) {
                 out.push(msg);

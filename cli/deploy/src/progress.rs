@@ -20,8 +20,9 @@ impl Progress {
             ProgressDrawTarget::hidden()
         });
         let width = hosts.iter().map(String::len).max().unwrap_or(4);
-        let style = ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}} {{msg}}"))
-            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let style =
+            ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}} {{msg}}"))
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
         let mut bars = BTreeMap::new();
         for h in hosts {
             let b = multi.add(ProgressBar::new_spinner());

@@ -28,7 +28,11 @@ pub struct Recap {
 
 impl Recap {
     pub fn success(&self) -> bool {
-        !self.interrupted && self.hosts.iter().all(|h| !h.failed && !h.unreachable && !h.skipped)
+        !self.interrupted
+            && self
+                .hosts
+                .iter()
+                .all(|h| !h.failed && !h.unreachable && !h.skipped)
     }
 
     pub fn total_changed(&self) -> usize {
@@ -37,13 +41,33 @@ impl Recap {
 
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let width = self.hosts.iter().map(|h| h.host.len()).max().unwrap_or(4).max(4);
+        let width = self
+            .hosts
+            .iter()
+            .map(|h| h.host.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         for h in &self.hosts {
             if let Some(e) = &h.error {
-                s.push_str(&format!("{}: {e}\n", if h.unreachable { "UNREACHABLE" } else { "FAILED" }));
+                s.push_str(&format!(
+                    "{}: {e}\n",
+                    if h.unreachable {
+                        "UNREACHABLE"
+                    } else {
+                        "FAILED"
+                    }
+                ));
             }
         }
-        s.push_str(&format!("\nRECAP {}\n", if self.check_mode { "(check mode: nothing changed)" } else { "" }));
+        s.push_str(&format!(
+            "\nRECAP {}\n",
+            if self.check_mode {
+                "(check mode: nothing changed)"
+            } else {
+                ""
+            }
+        ));
         for h in &self.hosts {
             s.push_str(&format!(
                 "{:width$} : ok={:<3} changed={:<3} unreachable={} failed={} skipped={}\n",
@@ -60,7 +84,11 @@ impl Recap {
             self.hosts.len(),
             self.total_changed(),
             Duration::from_millis(u64::try_from(self.elapsed_ms).unwrap_or(u64::MAX)).as_secs_f64(),
-            if self.interrupted { ", interrupted" } else { "" }
+            if self.interrupted {
+                ", interrupted"
+            } else {
+                ""
+            }
         ));
         s
     }

@@ -86,11 +86,16 @@ fn explain_connect(e: &openssh::Error, host: &Host) -> String {
         _ => text.clone(),
     };
     let target = format!("{}@{}:{}", host.ssh.user, host.ssh.host, host.ssh.port);
-    let hint = if detail.contains("Host key verification failed") || detail.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+    let hint = if detail.contains("Host key verification failed")
+        || detail.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+    {
         "host key not known or changed: check known_hosts, or pass --trust-new-host-keys on first contact"
     } else if detail.contains("Permission denied") {
         "authentication failed: check ssh_user and ssh_key"
-    } else if detail.contains("timed out") || detail.contains("No route") || detail.contains("refused") {
+    } else if detail.contains("timed out")
+        || detail.contains("No route")
+        || detail.contains("refused")
+    {
         "sshd not reachable: check ssh_host, ssh_port and the network"
     } else {
         "ssh could not connect"
@@ -100,7 +105,10 @@ fn explain_connect(e: &openssh::Error, host: &Host) -> String {
 
 /// Quotes one word for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&c)) {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&c))
+    {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -109,8 +117,18 @@ pub fn sh_quote(s: &str) -> String {
 impl Remote {
     /// Runs `script` with `sh -c` as root (via `sudo -n` when needed), with
     /// `args` as $1.., optionally feeding `stdin`.
-    pub async fn sh(&self, step: Step, script: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Out, DeployError> {
-        let _permit = self.channels.acquire().await.map_err(|_| self.err(step, "connection closed"))?;
+    pub async fn sh(
+        &self,
+        step: Step,
+        script: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<Out, DeployError> {
+        let _permit = self
+            .channels
+            .acquire()
+            .await
+            .map_err(|_| self.err(step, "connection closed"))?;
         let mut words: Vec<String> = Vec::new();
         if self.sudo {
             words.extend(["sudo", "-n"].map(String::from));
@@ -119,16 +137,31 @@ impl Remote {
         words.push(script.to_string());
         words.push("hadeploy".to_string());
         words.extend(args.iter().map(|a| a.to_string()));
-        let line = words.iter().map(|w| sh_quote(w)).collect::<Vec<_>>().join(" ");
+        let line = words
+            .iter()
+            .map(|w| sh_quote(w))
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut cmd = self.session.raw_command(line);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        let mut child = cmd.spawn().await.map_err(|e| self.err(step, format!("cannot start remote command: {e}")))?;
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd
+            .spawn()
+            .await
+            .map_err(|e| self.err(step, format!("cannot start remote command: {e}")))?;
         if let Some(data) = stdin
             && let Some(mut w) = child.stdin().take()
         {
-            w.write_all(data).await.map_err(|e| self.err(step, format!("sending data: {e}")))?;
-            w.shutdown().await.map_err(|e| self.err(step, format!("sending data: {e}")))?;
+            w.write_all(data)
+                .await
+                .map_err(|e| self.err(step, format!("sending data: {e}")))?;
+            w.shutdown()
+                .await
+                .map_err(|e| self.err(step, format!("sending data: {e}")))?;
             drop(w);
         }
         let out = child
@@ -143,14 +176,30 @@ impl Remote {
     }
 
     /// Like [`Remote::sh`], failing on a non-zero exit with stderr in the message.
-    pub async fn sh_ok(&self, step: Step, script: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<String, DeployError> {
+    pub async fn sh_ok(
+        &self,
+        step: Step,
+        script: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<String, DeployError> {
         let out = self.sh(step, script, args, stdin).await?;
         if out.ok() {
             Ok(out.stdout)
         } else {
             let msg = out.stderr.trim();
-            let msg = if msg.is_empty() { out.stdout.trim() } else { msg };
-            Err(self.err(step, format!("exit {}: {msg}", out.status.map_or("signal".to_string(), |c| c.to_string()))))
+            let msg = if msg.is_empty() {
+                out.stdout.trim()
+            } else {
+                msg
+            };
+            Err(self.err(
+                step,
+                format!(
+                    "exit {}: {msg}",
+                    out.status.map_or("signal".to_string(), |c| c.to_string())
+                ),
+            ))
         }
     }
 

@@ -28,14 +28,19 @@ if [ -x /usr/local/sbin/hadeploy-runtime ]; then
 fi
 "#;
 
-pub async fn query(remote: &Remote) -> Result<(Vec<(String, String)>, Option<RuntimeStatus>), DeployError> {
+pub async fn query(
+    remote: &Remote,
+) -> Result<(Vec<(String, String)>, Option<RuntimeStatus>), DeployError> {
     let out = remote.sh_ok(Step::Status, QUERY, &[], None).await?;
     let mut units = Vec::new();
     let mut runtime = None;
     for line in out.lines() {
         if let Some(rest) = line.strip_prefix("unit ") {
             let mut it = rest.splitn(2, ' ');
-            units.push((it.next().unwrap_or("").to_string(), it.next().unwrap_or("").to_string()));
+            units.push((
+                it.next().unwrap_or("").to_string(),
+                it.next().unwrap_or("").to_string(),
+            ));
         } else if let Some(json) = line.strip_prefix("json ") {
             runtime = serde_json::from_str(json).ok();
         }
@@ -43,7 +48,12 @@ pub async fn query(remote: &Remote) -> Result<(Vec<(String, String)>, Option<Run
     Ok((units, runtime))
 }
 
-pub async fn status(inv: &Inventory, limit: &[String], copts: ConnectOptions, forks: usize) -> Result<Vec<NodeStatus>, String> {
+pub async fn status(
+    inv: &Inventory,
+    limit: &[String],
+    copts: ConnectOptions,
+    forks: usize,
+) -> Result<Vec<NodeStatus>, String> {
     let hosts: Vec<Host> = inv.limit(limit)?.into_iter().cloned().collect();
     let sem = Arc::new(Semaphore::new(forks.max(1)));
     let tasks = hosts.iter().map(|h| {
@@ -89,8 +99,21 @@ pub async fn status(inv: &Inventory, limit: &[String], copts: ConnectOptions, fo
 pub fn render(nodes: &[NodeStatus]) -> String {
     let mut s = String::new();
     for n in nodes {
-        let units = n.units.iter().map(|(u, st)| format!("{u}={st}")).collect::<Vec<_>>().join(" ");
-        s.push_str(&format!("{}: {}\n", n.host, if n.reachable { units } else { "UNREACHABLE".to_string() }));
+        let units = n
+            .units
+            .iter()
+            .map(|(u, st)| format!("{u}={st}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        s.push_str(&format!(
+            "{}: {}\n",
+            n.host,
+            if n.reachable {
+                units
+            } else {
+                "UNREACHABLE".to_string()
+            }
+        ));
         if let Some(e) = &n.error {
             s.push_str(&format!("  error: {e}\n"));
         }
@@ -104,8 +127,14 @@ pub fn render(nodes: &[NodeStatus]) -> String {
                         i.state,
                         i.effective_priority,
                         i.priority,
-                        if i.holds_vips { format!(", holds {}", i.vips.join(" ")) } else { String::new() },
-                        i.master.map(|m| format!(", master {m}")).unwrap_or_default(),
+                        if i.holds_vips {
+                            format!(", holds {}", i.vips.join(" "))
+                        } else {
+                            String::new()
+                        },
+                        i.master
+                            .map(|m| format!(", master {m}"))
+                            .unwrap_or_default(),
                     ));
                 }
             }
@@ -114,7 +143,14 @@ pub fn render(nodes: &[NodeStatus]) -> String {
                     let servers = u
                         .servers
                         .iter()
-                        .map(|x| format!("{}{}{}", x.address, if x.backup { "(backup)" } else { "" }, if x.healthy { " up" } else { " DOWN" }))
+                        .map(|x| {
+                            format!(
+                                "{}{}{}",
+                                x.address,
+                                if x.backup { "(backup)" } else { "" },
+                                if x.healthy { " up" } else { " DOWN" }
+                            )
+                        })
                         .collect::<Vec<_>>()
                         .join(", ");
                     s.push_str(&format!("  upstream {}: {servers}\n", u.name));

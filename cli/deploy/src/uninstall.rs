@@ -38,7 +38,12 @@ done
 echo "changed=$changed"
 "#;
 
-pub async fn uninstall(inv: &Inventory, limit: &[String], copts: ConnectOptions, forks: usize) -> Result<Recap, String> {
+pub async fn uninstall(
+    inv: &Inventory,
+    limit: &[String],
+    copts: ConnectOptions,
+    forks: usize,
+) -> Result<Recap, String> {
     let started = std::time::Instant::now();
     let hosts: Vec<Host> = inv.limit(limit)?.into_iter().cloned().collect();
     let sem = Arc::new(Semaphore::new(forks.max(1)));
@@ -48,7 +53,11 @@ pub async fn uninstall(inv: &Inventory, limit: &[String], copts: ConnectOptions,
             let _p = sem.acquire().await;
             let vips: Vec<String> = inv
                 .lb_clusters(&h.name)
-                .flat_map(|c| c.vips.iter().flat_map(|v| v.addresses.iter().map(|a| a.addr().to_string())))
+                .flat_map(|c| {
+                    c.vips
+                        .iter()
+                        .flat_map(|v| v.addresses.iter().map(|a| a.addr().to_string()))
+                })
                 .collect();
             let remote = ssh::connect(h, copts).await?;
             let refs: Vec<&str> = vips.iter().map(String::as_str).collect();

@@ -204,7 +204,9 @@ impl Inventory {
                 v.extend(c.backends.iter().flat_map(|b| b.hosts.clone()));
                 v
             } else {
-                return Err(format!("--limit {p}: no host, group or cluster by that name"));
+                return Err(format!(
+                    "--limit {p}: no host, group or cluster by that name"
+                ));
             };
             for n in names {
                 if let Some(h) = self.hosts.get(&n)
@@ -214,7 +216,11 @@ impl Inventory {
                 }
             }
         }
-        let managed: Vec<&str> = self.managed_hosts().iter().map(|h| h.name.as_str()).collect();
+        let managed: Vec<&str> = self
+            .managed_hosts()
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect();
         out.retain(|h| managed.contains(&h.name.as_str()));
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)

@@ -86,7 +86,9 @@ pub enum RenderError {
         #[source]
         source: ConfigError,
     },
-    #[error("{host}: rendered {file} does not load back to what was rendered (template bug): {detail}")]
+    #[error(
+        "{host}: rendered {file} does not load back to what was rendered (template bug): {detail}"
+    )]
     RoundTrip {
         host: String,
         file: String,
@@ -140,7 +142,13 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
         None
     } else {
         let cfg = vrrp_config(h, &lb_clusters, inv);
-        r.runtime_file("runtime/vrrp.yaml.j2", paths::VRRP_CONFIG, &cfg, true, Handler::ReloadVrrp)?;
+        r.runtime_file(
+            "runtime/vrrp.yaml.j2",
+            paths::VRRP_CONFIG,
+            &cfg,
+            true,
+            Handler::ReloadVrrp,
+        )?;
         r.unit("hadeploy-vrrp.service", paths::VRRP_CONFIG, &[])?;
         r.template_file(
             "hooks/notify.sh.j2",
@@ -162,12 +170,19 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
     let proxy = if lb_clusters.is_empty() && backend_clusters.is_empty() {
         None
     } else {
-        let cfg = proxy_config(h, &lb_clusters, &backend_clusters)
-            .map_err(|message| RenderError::Conflict {
+        let cfg = proxy_config(h, &lb_clusters, &backend_clusters).map_err(|message| {
+            RenderError::Conflict {
                 host: host.to_string(),
                 message,
-            })?;
-        r.runtime_file("runtime/proxy.yaml.j2", paths::PROXY_CONFIG, &cfg, false, Handler::ReloadProxy)?;
+            }
+        })?;
+        r.runtime_file(
+            "runtime/proxy.yaml.j2",
+            paths::PROXY_CONFIG,
+            &cfg,
+            false,
+            Handler::ReloadProxy,
+        )?;
         let log_dirs = log_dirs(&cfg);
         r.unit("hadeploy-proxy.service", paths::PROXY_CONFIG, &log_dirs)?;
         r.template_file(
@@ -211,7 +226,11 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
     if facts.firewalld {
         let mut ports: BTreeSet<u16> = BTreeSet::new();
         if let Some(p) = &proxy {
-            ports.extend(p.sites.iter().flat_map(|s| s.listen.iter().map(SocketAddr::port)));
+            ports.extend(
+                p.sites
+                    .iter()
+                    .flat_map(|s| s.listen.iter().map(SocketAddr::port)),
+            );
         }
         r.template_file(
             "firewalld/hadeploy.xml.j2",
@@ -265,7 +284,11 @@ impl Renderer<'_> {
             template: template.to_string(),
             source,
         };
-        self.env.get_template(template).map_err(err)?.render(ctx).map_err(err)
+        self.env
+            .get_template(template)
+            .map_err(err)?
+            .render(ctx)
+            .map_err(err)
     }
 
     fn push(&mut self, path: &str, mode: u32, secret: bool, content: String, handler: Handler) {
@@ -298,7 +321,7 @@ impl Renderer<'_> {
 
     /// Renders a runtime config and proves the runtime will accept it and
     /// read back exactly `cfg`.
-    fn runtime_file<T: Serialize + PartialEq + std::fmt::Debug>(
+    fn runtime_file<T>(
         &mut self,
         template: &str,
         path: &str,
@@ -307,7 +330,7 @@ impl Renderer<'_> {
         handler: Handler,
     ) -> Result<(), RenderError>
     where
-        T: LoadBack,
+        T: LoadBack + Serialize + PartialEq + std::fmt::Debug,
     {
         let ctx = minijinja::context! { cfg => cfg, ..self.base_ctx() };
         let content = self.render_text(template, ctx)?;
@@ -369,7 +392,12 @@ fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
                 v.members
                     .iter()
                     .filter(|m| m.host != h.name)
-                    .filter_map(|m| inv.hosts.get(&m.host).and_then(|o| o.address).map(|a| a.addr()))
+                    .filter_map(|m| {
+                        inv.hosts
+                            .get(&m.host)
+                            .and_then(|o| o.address)
+                            .map(|a| a.addr())
+                    })
                     .collect()
             };
             let unicast = match (&v.transport, my_addr) {
@@ -389,14 +417,16 @@ fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
             };
             let hook = |state: &str, explicit: &Option<Vec<String>>| {
                 explicit.clone().or_else(|| {
-                    v.notify.builtin.then(|| {
-                        vec![NOTIFY_HOOK.to_string(), state.to_string(), v.name.clone()]
-                    })
+                    v.notify
+                        .builtin
+                        .then(|| vec![NOTIFY_HOOK.to_string(), state.to_string(), v.name.clone()])
                 })
             };
             for name in v.track_script.iter().map(|(n, _)| n) {
                 if let Some(ts) = c.track_scripts.iter().find(|t| &t.name == name)
-                    && !track_scripts.iter().any(|t: &hadeploy_config::vrrp::TrackScript| t.name == ts.name)
+                    && !track_scripts
+                        .iter()
+                        .any(|t: &hadeploy_config::vrrp::TrackScript| t.name == ts.name)
                 {
                     track_scripts.push(ts.clone());
                 }
@@ -446,18 +476,17 @@ fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
     }
     VrrpConfig {
         node: h.name.clone(),
-        admin: admin_or(clusters.iter().find_map(|c| c.admin_vrrp), DEFAULT_ADMIN_VRRP),
+        admin: admin_or(
+            clusters.iter().find_map(|c| c.admin_vrrp),
+            DEFAULT_ADMIN_VRRP,
+        ),
         script_timeout: std::time::Duration::from_secs(10),
         instances,
         track_scripts,
     }
 }
 
-fn proxy_config(
-    h: &Host,
-    lb: &[&Cluster],
-    backends: &[&Cluster],
-) -> Result<ProxyConfig, String> {
+fn proxy_config(h: &Host, lb: &[&Cluster], backends: &[&Cluster]) -> Result<ProxyConfig, String> {
     let mut upstreams = std::collections::BTreeMap::new();
     let mut sites = Vec::new();
     let first = lb.first().or(backends.first());

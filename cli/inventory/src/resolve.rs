@@ -8,8 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use hadeploy_config::Diagnostic;
-use hadeploy_config::proxy::{Keepalive, Upstream, UpstreamServer};
-use hadeploy_config::vrrp::{Garp, TrackScript, V3Checksum, Version, advert_interval_problem};
+use hadeploy_config::proxy::{Upstream, UpstreamServer};
+use hadeploy_config::vrrp::{TrackScript, V3Checksum, Version, advert_interval_problem};
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::model::*;
@@ -35,14 +35,24 @@ impl Ctx<'_> {
             Some(t) => match humantime::parse_duration(t) {
                 Ok(d) => d,
                 Err(e) => {
-                    self.err(path, format!("`{t}` is not a duration ({e}); write e.g. 1s, 500ms, 2m"));
+                    self.err(
+                        path,
+                        format!("`{t}` is not a duration ({e}); write e.g. 1s, 500ms, 2m"),
+                    );
                     default
                 }
             },
         }
     }
 
-    fn ranged<T: TryFrom<i64>>(&mut self, path: &str, v: i64, lo: i64, hi: i64, what: &str) -> Option<T> {
+    fn ranged<T: TryFrom<i64>>(
+        &mut self,
+        path: &str,
+        v: i64,
+        lo: i64,
+        hi: i64,
+        what: &str,
+    ) -> Option<T> {
         if v < lo || v > hi {
             self.err(path, format!("{what} must be {lo}..{hi}, not {v}"));
             return None;
@@ -57,7 +67,9 @@ fn check_ifname(ctx: &mut Ctx<'_>, path: &str, name: &str) {
     if name.is_empty() || name.len() > IFNAMSIZ || name.contains(['/', ' ', ':']) {
         ctx.err(
             path,
-            format!("`{name}` is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)"),
+            format!(
+                "`{name}` is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)"
+            ),
         );
     }
 }
@@ -96,7 +108,10 @@ fn resolve_host(name: &str, m: vars::Merged, ctx: &mut Ctx<'_>) -> Option<Host> 
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        ctx.err(&p, format!("host name `{name}` may only hold letters, digits, '-', '_' and '.'"));
+        ctx.err(
+            &p,
+            format!("host name `{name}` may only hold letters, digits, '-', '_' and '.'"),
+        );
     }
     let ssh_port = match v.ssh_port {
         None => 22,
@@ -115,7 +130,9 @@ fn resolve_host(name: &str, m: vars::Merged, ctx: &mut Ctx<'_>) -> Option<Host> 
             None => {
                 ctx.err(
                     format!("{p}.address"),
-                    format!("`{t}` is not an IPv4 address (write 192.168.10.10 or 192.168.10.10/24)"),
+                    format!(
+                        "`{t}` is not an IPv4 address (write 192.168.10.10 or 192.168.10.10/24)"
+                    ),
                 );
                 (None, false)
             }
@@ -124,7 +141,10 @@ fn resolve_host(name: &str, m: vars::Merged, ctx: &mut Ctx<'_>) -> Option<Host> 
     let ssh_host = match v.ssh_host.or_else(|| address.map(|a| a.addr().to_string())) {
         Some(h) => h,
         None => {
-            ctx.err(&p, format!("host `{name}` has no ssh_host (or address) to connect to"));
+            ctx.err(
+                &p,
+                format!("host `{name}` has no ssh_host (or address) to connect to"),
+            );
             return None;
         }
     };
@@ -139,7 +159,13 @@ fn resolve_host(name: &str, m: vars::Merged, ctx: &mut Ctx<'_>) -> Option<Host> 
         assumed.os = os;
     }
     if let Some(sv) = v.systemd_version
-        && let Some(sv) = ctx.ranged::<u32>(&format!("{p}.systemd_version"), sv, 200, 999, "systemd_version")
+        && let Some(sv) = ctx.ranged::<u32>(
+            &format!("{p}.systemd_version"),
+            sv,
+            200,
+            999,
+            "systemd_version",
+        )
     {
         assumed.systemd_version = sv;
     }
@@ -226,11 +252,20 @@ fn resolve_cluster(
     ctx: &mut Ctx<'_>,
 ) -> Cluster {
     let p = format!("clusters.{name}");
-    let lbs = select_hosts(&rc.load_balancers, &format!("{p}.load_balancers"), groups, hosts, ctx);
+    let lbs = select_hosts(
+        &rc.load_balancers,
+        &format!("{p}.load_balancers"),
+        groups,
+        hosts,
+        ctx,
+    );
     // A group may name hosts that failed to resolve; keep only real ones.
     let lbs: Vec<String> = lbs.into_iter().filter(|h| hosts.contains_key(h)).collect();
     if lbs.is_empty() {
-        ctx.err(format!("{p}.load_balancers"), "the cluster has no load balancers");
+        ctx.err(
+            format!("{p}.load_balancers"),
+            "the cluster has no load balancers",
+        );
     } else if lbs.len() == 1 {
         ctx.warn(
             format!("{p}.load_balancers"),
@@ -242,10 +277,15 @@ fn resolve_cluster(
         let list = select_hosts(&b.hosts, &format!("{bp}.hosts"), groups, hosts, ctx);
         for h in &list {
             if lbs.contains(h) {
-                ctx.err(format!("{bp}.hosts"), format!("host `{h}` cannot be both a load balancer and a backend"));
+                ctx.err(
+                    format!("{bp}.hosts"),
+                    format!("host `{h}` cannot be both a load balancer and a backend"),
+                );
             }
         }
-        let port = ctx.ranged(&format!("{bp}.port"), b.port, 1, 65535, "port").unwrap_or(8080);
+        let port = ctx
+            .ranged(&format!("{bp}.port"), b.port, 1, 65535, "port")
+            .unwrap_or(8080);
         if !b.root.starts_with('/') {
             ctx.err(format!("{bp}.root"), "root must be an absolute path");
         }
@@ -259,37 +299,69 @@ fn resolve_cluster(
     let track_scripts = collect_track_scripts(rc, &p, ctx);
     let mut vips = Vec::new();
     for (i, rv) in rc.vips.iter().enumerate() {
-        if let Some(v) = resolve_vip(rv, &format!("{p}.vips[{i}]"), &format!("{p}.vrrp"), &rc.vrrp, &lbs, hosts, ctx) {
+        if let Some(v) = resolve_vip(
+            rv,
+            &format!("{p}.vips[{i}]"),
+            &format!("{p}.vrrp"),
+            &rc.vrrp,
+            &lbs,
+            hosts,
+            ctx,
+        ) {
             vips.push(v);
         }
     }
     if rc.vips.is_empty() {
-        ctx.err(format!("{p}.vips"), "a cluster needs at least one VIP group");
+        ctx.err(
+            format!("{p}.vips"),
+            "a cluster needs at least one VIP group",
+        );
     }
     let mut upstreams = BTreeMap::new();
     for (un, ru) in &rc.upstreams {
-        upstreams.insert(un.clone(), resolve_upstream(ru, &format!("{p}.upstreams.{un}"), ctx));
+        upstreams.insert(
+            un.clone(),
+            resolve_upstream(ru, &format!("{p}.upstreams.{un}"), ctx),
+        );
     }
-    let vip_addrs: Vec<Ipv4Addr> = vips.iter().flat_map(|v| v.addresses.iter().map(|a| a.addr())).collect();
+    let vip_addrs: Vec<Ipv4Addr> = vips
+        .iter()
+        .flat_map(|v| v.addresses.iter().map(|a| a.addr()))
+        .collect();
     let mut sites = Vec::new();
     for (i, rs) in rc.sites.iter().enumerate() {
-        sites.push(resolve_site(rs, &format!("{p}.sites[{i}]"), &vip_addrs, &upstreams, ctx));
+        sites.push(resolve_site(
+            rs,
+            &format!("{p}.sites[{i}]"),
+            &vip_addrs,
+            &upstreams,
+            ctx,
+        ));
     }
-    let admin_vrrp = rc.admin.as_ref().and_then(|a| a.vrrp.as_ref()).and_then(|s| {
-        parse_socket(ctx, &format!("{p}.admin.vrrp"), s)
-    });
-    let admin_proxy = rc.admin.as_ref().and_then(|a| a.proxy.as_ref()).and_then(|s| {
-        parse_socket(ctx, &format!("{p}.admin.proxy"), s)
-    });
+    let admin_vrrp = rc
+        .admin
+        .as_ref()
+        .and_then(|a| a.vrrp.as_ref())
+        .and_then(|s| parse_socket(ctx, &format!("{p}.admin.vrrp"), s));
+    let admin_proxy = rc
+        .admin
+        .as_ref()
+        .and_then(|a| a.proxy.as_ref())
+        .and_then(|s| parse_socket(ctx, &format!("{p}.admin.proxy"), s));
     let workers = match rc.workers {
         None => 0,
-        Some(w) => ctx.ranged(&format!("{p}.workers"), w, 0, 1024, "workers").unwrap_or(0),
+        Some(w) => ctx
+            .ranged(&format!("{p}.workers"), w, 0, 1024, "workers")
+            .unwrap_or(0),
     };
     let mut trusted_proxies = Vec::new();
     for (i, t) in rc.trusted_proxies.iter().enumerate() {
         match IpNet::from_str(t).or_else(|_| IpAddr::from_str(t).map(IpNet::from)) {
             Ok(n) => trusted_proxies.push(n),
-            Err(_) => ctx.err(format!("{p}.trusted_proxies[{i}]"), format!("`{t}` is not an address or network")),
+            Err(_) => ctx.err(
+                format!("{p}.trusted_proxies[{i}]"),
+                format!("`{t}` is not an address or network"),
+            ),
         }
     }
     Cluster {
@@ -312,7 +384,10 @@ fn parse_socket(ctx: &mut Ctx<'_>, path: &str, s: &str) -> Option<SocketAddr> {
     match SocketAddr::from_str(s) {
         Ok(a) if a.port() != 0 => Some(a),
         _ => {
-            ctx.err(path, format!("`{s}` is not an ip:port address with a port 1..65535"));
+            ctx.err(
+                path,
+                format!("`{s}` is not an ip:port address with a port 1..65535"),
+            );
             None
         }
     }
@@ -325,14 +400,28 @@ fn collect_track_scripts(rc: &RawCluster, p: &str, ctx: &mut Ctx<'_>) -> Vec<Tra
             let sp = format!("{p}.vips[{i}].track_script[{j}]");
             let argv = s.script.argv();
             check_command(ctx, &format!("{sp}.script"), &argv);
-            let weight = ctx.ranged::<i32>(&format!("{sp}.weight"), s.weight, -253, 253, "weight").unwrap_or(0);
-            let rise = s.rise.map_or(Some(1), |r| ctx.ranged(&format!("{sp}.rise"), r, 1, 1000, "rise"));
-            let fall = s.fall.map_or(Some(1), |r| ctx.ranged(&format!("{sp}.fall"), r, 1, 1000, "fall"));
+            let weight = ctx
+                .ranged::<i32>(&format!("{sp}.weight"), s.weight, -253, 253, "weight")
+                .unwrap_or(0);
+            let rise = s.rise.map_or(Some(1), |r| {
+                ctx.ranged(&format!("{sp}.rise"), r, 1, 1000, "rise")
+            });
+            let fall = s.fall.map_or(Some(1), |r| {
+                ctx.ranged(&format!("{sp}.fall"), r, 1, 1000, "fall")
+            });
             let ts = TrackScript {
                 name: s.name.clone(),
                 script: argv,
-                interval: ctx.duration(&format!("{sp}.interval"), s.interval.as_ref(), Duration::from_secs(1)),
-                timeout: ctx.duration(&format!("{sp}.timeout"), s.timeout.as_ref(), Duration::from_secs(2)),
+                interval: ctx.duration(
+                    &format!("{sp}.interval"),
+                    s.interval.as_ref(),
+                    Duration::from_secs(1),
+                ),
+                timeout: ctx.duration(
+                    &format!("{sp}.timeout"),
+                    s.timeout.as_ref(),
+                    Duration::from_secs(2),
+                ),
                 weight,
                 rise: rise.unwrap_or(1),
                 fall: fall.unwrap_or(1),
@@ -340,7 +429,10 @@ fn collect_track_scripts(rc: &RawCluster, p: &str, ctx: &mut Ctx<'_>) -> Vec<Tra
             match out.iter().find(|o| o.name == ts.name) {
                 Some(prev) if *prev != ts => ctx.err(
                     format!("{sp}.name"),
-                    format!("track script `{}` is defined twice with different settings", ts.name),
+                    format!(
+                        "track script `{}` is defined twice with different settings",
+                        ts.name
+                    ),
                 ),
                 Some(_) => {}
                 None => out.push(ts),
@@ -381,10 +473,23 @@ fn resolve_vip(
     hosts: &BTreeMap<String, Host>,
     ctx: &mut Ctx<'_>,
 ) -> Option<VipGroup> {
-    let vrid = ctx.ranged::<u8>(&format!("{p}.virtual_router_id"), rv.virtual_router_id, 1, 255, "virtual_router_id");
+    let vrid = ctx.ranged::<u8>(
+        &format!("{p}.virtual_router_id"),
+        rv.virtual_router_id,
+        1,
+        255,
+        "virtual_router_id",
+    );
     let mut addresses = Vec::new();
-    for (i, t) in std::iter::once(&rv.address).chain(rv.extra_addresses.iter()).enumerate() {
-        let ap = if i == 0 { format!("{p}.address") } else { format!("{p}.extra_addresses[{}]", i - 1) };
+    for (i, t) in std::iter::once(&rv.address)
+        .chain(rv.extra_addresses.iter())
+        .enumerate()
+    {
+        let ap = if i == 0 {
+            format!("{p}.address")
+        } else {
+            format!("{p}.extra_addresses[{}]", i - 1)
+        };
         match Ipv4Net::from_str(t) {
             Ok(n) => addresses.push(n),
             Err(_) => match Ipv4Addr::from_str(t) {
@@ -392,7 +497,10 @@ fn resolve_vip(
                     ctx.warn(&ap, format!("`{t}` has no prefix; using {a}/32 (keepalived's default); write {a}/24 to match the subnet"));
                     addresses.push(Ipv4Net::from(a));
                 }
-                Err(_) => ctx.err(&ap, format!("`{t}` is not an IPv4 address with prefix, like 192.168.10.100/24")),
+                Err(_) => ctx.err(
+                    &ap,
+                    format!("`{t}` is not an IPv4 address with prefix, like 192.168.10.100/24"),
+                ),
             },
         }
     }
@@ -401,19 +509,38 @@ fn resolve_vip(
         Ok(v) => v,
         Err(_) => {
             let vp = origin(p, dp, "version", rv.version.is_some(), d.version.is_some());
-            ctx.err(vp, format!("VRRP version must be 2 or 3, not {version_raw}"));
+            ctx.err(
+                vp,
+                format!("VRRP version must be 2 or 3, not {version_raw}"),
+            );
             Version::V2
         }
     };
-    let ai_path = origin(p, dp, "advert_interval", rv.advert_interval.is_some(), d.advert_interval.is_some());
-    let advert_interval = ctx.duration(&ai_path, rv.advert_interval.as_ref().or(d.advert_interval.as_ref()), Duration::from_secs(1));
+    let ai_path = origin(
+        p,
+        dp,
+        "advert_interval",
+        rv.advert_interval.is_some(),
+        d.advert_interval.is_some(),
+    );
+    let advert_interval = ctx.duration(
+        &ai_path,
+        rv.advert_interval.as_ref().or(d.advert_interval.as_ref()),
+        Duration::from_secs(1),
+    );
     if let Some(msg) = advert_interval_problem(version, advert_interval) {
         ctx.err(&ai_path, msg);
     }
     let auth_pass = match rv.auth_pass.as_ref().or(d.auth_pass.as_ref()) {
         None => None,
         Some(src) => {
-            let ap = origin(p, dp, "auth_pass", rv.auth_pass.is_some(), d.auth_pass.is_some());
+            let ap = origin(
+                p,
+                dp,
+                "auth_pass",
+                rv.auth_pass.is_some(),
+                d.auth_pass.is_some(),
+            );
             match src.resolve(ctx.base) {
                 Err(msg) => {
                     ctx.err(&ap, msg);
@@ -422,7 +549,10 @@ fn resolve_vip(
                 Ok(secret) => {
                     let n = secret.expose().len();
                     if version == Version::V3 {
-                        ctx.err(&ap, "VRRPv3 has no authentication: remove auth_pass or use version 2");
+                        ctx.err(
+                            &ap,
+                            "VRRPv3 has no authentication: remove auth_pass or use version 2",
+                        );
                     } else if n == 0 || n > 8 {
                         ctx.err(
                             &ap,
@@ -435,25 +565,41 @@ fn resolve_vip(
         }
     };
     let preempt = rv.preempt.or(d.preempt).unwrap_or(true);
-    let pd_path = origin(p, dp, "preempt_delay", rv.preempt_delay.is_some(), d.preempt_delay.is_some());
-    let preempt_delay = ctx.duration(&pd_path, rv.preempt_delay.as_ref().or(d.preempt_delay.as_ref()), Duration::ZERO);
+    let pd_path = origin(
+        p,
+        dp,
+        "preempt_delay",
+        rv.preempt_delay.is_some(),
+        d.preempt_delay.is_some(),
+    );
+    let preempt_delay = ctx.duration(
+        &pd_path,
+        rv.preempt_delay.as_ref().or(d.preempt_delay.as_ref()),
+        Duration::ZERO,
+    );
     if !preempt && !preempt_delay.is_zero() {
         ctx.warn(&pd_path, "preempt_delay has no effect with preempt: false");
     }
     // Members and priorities.
     let mut members = Vec::new();
-    for (h, _) in &rv.priorities {
+    for h in rv.priorities.keys() {
         if !lbs.contains(h) {
             let names: Vec<&str> = lbs.iter().map(String::as_str).collect();
             let hint = crate::hint(h, &names);
-            ctx.err(format!("{p}.priorities.{h}"), format!("`{h}` is not a load balancer of this cluster{hint}"));
+            ctx.err(
+                format!("{p}.priorities.{h}"),
+                format!("`{h}` is not a load balancer of this cluster{hint}"),
+            );
         }
     }
     let mut by_prio: BTreeMap<u8, String> = BTreeMap::new();
     for h in lbs {
         let Some(host) = hosts.get(h) else { continue };
         let (prio, pp) = match rv.priorities.get(h) {
-            Some(pr) => (ctx.ranged::<u8>(&format!("{p}.priorities.{h}"), *pr, 1, 255, "priority"), format!("{p}.priorities.{h}")),
+            Some(pr) => (
+                ctx.ranged::<u8>(&format!("{p}.priorities.{h}"), *pr, 1, 255, "priority"),
+                format!("{p}.priorities.{h}"),
+            ),
             None => match host.vrrp_priority {
                 Some(pr) => (Some(pr), format!("{}.vrrp_priority", host.path)),
                 None => {
@@ -464,7 +610,9 @@ fn resolve_vip(
         };
         let Some(prio) = prio else { continue };
         if prio == 255 {
-            let owns = host.address.is_some_and(|a| addresses.iter().any(|v| v.addr() == a.addr()));
+            let owns = host
+                .address
+                .is_some_and(|a| addresses.iter().any(|v| v.addr() == a.addr()));
             if !owns {
                 ctx.err(&pp, format!("priority 255 is reserved for the owner of the VIP address; `{h}` does not own it (use 1..254)"));
             }
@@ -472,21 +620,41 @@ fn resolve_vip(
         if let Some(other) = by_prio.insert(prio, h.clone()) {
             ctx.err(&pp, format!("priority {prio} of `{h}` equals that of `{other}`: priorities must differ within a VIP group, or the election depends on IP order"));
         }
-        let interface = rv.interface.clone().unwrap_or_else(|| host.vrrp_interface.clone());
-        members.push(Member { host: h.clone(), priority: prio, interface });
+        let interface = rv
+            .interface
+            .clone()
+            .unwrap_or_else(|| host.vrrp_interface.clone());
+        members.push(Member {
+            host: h.clone(),
+            priority: prio,
+            interface,
+        });
     }
     if let Some(i) = &rv.interface {
         check_ifname(ctx, &format!("{p}.interface"), i);
     }
     // VIP vs node addresses and subnets.
     for (i, net) in addresses.iter().enumerate() {
-        let ap = if i == 0 { format!("{p}.address") } else { format!("{p}.extra_addresses[{}]", i - 1) };
+        let ap = if i == 0 {
+            format!("{p}.address")
+        } else {
+            format!("{p}.extra_addresses[{}]", i - 1)
+        };
         for host in hosts.values() {
             if let Some(a) = host.address
                 && a.addr() == net.addr()
-                && !members.iter().any(|m| m.host == host.name && m.priority == 255)
+                && !members
+                    .iter()
+                    .any(|m| m.host == host.name && m.priority == 255)
             {
-                ctx.err(&ap, format!("VIP {} is the address of host `{}`: a VIP must be an unused address", net.addr(), host.name));
+                ctx.err(
+                    &ap,
+                    format!(
+                        "VIP {} is the address of host `{}`: a VIP must be an unused address",
+                        net.addr(),
+                        host.name
+                    ),
+                );
             }
         }
         for m in &members {
@@ -495,7 +663,15 @@ fn resolve_vip(
                 && let Some(a) = host.address
                 && !a.contains(&net.addr())
             {
-                ctx.err(&ap, format!("VIP {} is outside the subnet {} of load balancer `{}`", net.addr(), a.trunc(), m.host));
+                ctx.err(
+                    &ap,
+                    format!(
+                        "VIP {} is outside the subnet {} of load balancer `{}`",
+                        net.addr(),
+                        a.trunc(),
+                        m.host
+                    ),
+                );
             }
         }
     }
@@ -512,7 +688,10 @@ fn resolve_vip(
                 for (i, t) in peers.iter().enumerate() {
                     match Ipv4Addr::from_str(t) {
                         Ok(a) => list.push(a),
-                        Err(_) => ctx.err(format!("{p}.unicast.peers[{i}]"), format!("`{t}` is not an IPv4 address")),
+                        Err(_) => ctx.err(
+                            format!("{p}.unicast.peers[{i}]"),
+                            format!("`{t}` is not an IPv4 address"),
+                        ),
                     }
                 }
                 Transport::UnicastPeers(list)
@@ -520,7 +699,8 @@ fn resolve_vip(
             _ => {
                 for m in &members {
                     if hosts.get(&m.host).is_some_and(|h| h.address.is_none()) {
-                        let up = origin(p, dp, "unicast", rv.unicast.is_some(), d.unicast.is_some());
+                        let up =
+                            origin(p, dp, "unicast", rv.unicast.is_some(), d.unicast.is_some());
                         ctx.err(up, format!("unicast needs the address of `{}`: set its address (or an IP ssh_host)", m.host));
                     }
                 }
@@ -533,18 +713,38 @@ fn resolve_vip(
             None => Ipv4Addr::new(224, 0, 0, 18),
             Some(Ok(a)) if a.is_multicast() => a,
             Some(_) => {
-                let mp = origin(p, dp, "multicast_group", rv.multicast_group.is_some(), d.multicast_group.is_some());
-                ctx.err(mp, format!("`{}` is not a multicast address", g.map(String::as_str).unwrap_or("")));
+                let mp = origin(
+                    p,
+                    dp,
+                    "multicast_group",
+                    rv.multicast_group.is_some(),
+                    d.multicast_group.is_some(),
+                );
+                ctx.err(
+                    mp,
+                    format!(
+                        "`{}` is not a multicast address",
+                        g.map(String::as_str).unwrap_or("")
+                    ),
+                );
                 Ipv4Addr::new(224, 0, 0, 18)
             }
         };
         Transport::Multicast(group)
     };
-    let track_interface = rv.track_interface.clone().or_else(|| d.track_interface.clone()).unwrap_or_default();
+    let track_interface = rv
+        .track_interface
+        .clone()
+        .or_else(|| d.track_interface.clone())
+        .unwrap_or_default();
     for (i, t) in track_interface.iter().enumerate() {
         check_ifname(ctx, &format!("{p}.track_interface[{i}]"), t);
     }
-    let notify_raw = rv.notify.clone().or_else(|| d.notify.clone()).unwrap_or_default();
+    let notify_raw = rv
+        .notify
+        .clone()
+        .or_else(|| d.notify.clone())
+        .unwrap_or_default();
     let np = format!("{p}.notify");
     let cmd = |ctx: &mut Ctx<'_>, k: &str, c: &Option<Command>| {
         c.as_ref().map(|c| {
@@ -564,7 +764,10 @@ fn resolve_vip(
     if let Some(label) = &rv.label
         && (label.len() > IFNAMSIZ || label.is_empty())
     {
-        ctx.err(format!("{p}.label"), format!("label `{label}` must be 1 to 15 characters"));
+        ctx.err(
+            format!("{p}.label"),
+            format!("label `{label}` must be 1 to 15 characters"),
+        );
     }
     Some(VipGroup {
         name: rv.name.clone(),
@@ -578,10 +781,21 @@ fn resolve_vip(
         preempt_delay,
         members,
         transport,
-        v3_checksum: rv.v3_checksum.or(d.v3_checksum).unwrap_or(V3Checksum::PseudoHeader),
-        garp: rv.garp.clone().or_else(|| d.garp.clone()).unwrap_or_else(Garp::default),
+        v3_checksum: rv
+            .v3_checksum
+            .or(d.v3_checksum)
+            .unwrap_or(V3Checksum::PseudoHeader),
+        garp: rv
+            .garp
+            .clone()
+            .or_else(|| d.garp.clone())
+            .unwrap_or_default(),
         track_interface,
-        track_script: rv.track_script.iter().map(|t| (t.name.clone(), None)).collect(),
+        track_script: rv
+            .track_script
+            .iter()
+            .map(|t| (t.name.clone(), None))
+            .collect(),
         notify,
     })
 }
@@ -589,7 +803,10 @@ fn resolve_vip(
 fn resolve_upstream(ru: &RawUpstream, p: &str, ctx: &mut Ctx<'_>) -> Upstream {
     let mut servers = Vec::new();
     if ru.servers.is_empty() {
-        ctx.err(format!("{p}.servers"), "an upstream needs at least one server");
+        ctx.err(
+            format!("{p}.servers"),
+            "an upstream needs at least one server",
+        );
     }
     for (i, s) in ru.servers.iter().enumerate() {
         let sp = format!("{p}.servers[{i}]");
@@ -604,13 +821,21 @@ fn resolve_upstream(ru: &RawUpstream, p: &str, ctx: &mut Ctx<'_>) -> Upstream {
                 continue;
             }
         };
-        let weight = s.weight.map_or(Some(1), |w| ctx.ranged(&format!("{sp}.weight"), w, 1, 1000, "weight"));
-        let max_fails = s.max_fails.map_or(Some(1), |w| ctx.ranged(&format!("{sp}.max_fails"), w, 0, 1000, "max_fails"));
+        let weight = s.weight.map_or(Some(1), |w| {
+            ctx.ranged(&format!("{sp}.weight"), w, 1, 1000, "weight")
+        });
+        let max_fails = s.max_fails.map_or(Some(1), |w| {
+            ctx.ranged(&format!("{sp}.max_fails"), w, 0, 1000, "max_fails")
+        });
         servers.push(UpstreamServer {
             address,
             weight: weight.unwrap_or(1),
             max_fails: max_fails.unwrap_or(1),
-            fail_timeout: ctx.duration(&format!("{sp}.fail_timeout"), s.fail_timeout.as_ref(), Duration::from_secs(10)),
+            fail_timeout: ctx.duration(
+                &format!("{sp}.fail_timeout"),
+                s.fail_timeout.as_ref(),
+                Duration::from_secs(10),
+            ),
             backup: s.backup,
             down: s.down,
         });
@@ -619,13 +844,33 @@ fn resolve_upstream(ru: &RawUpstream, p: &str, ctx: &mut Ctx<'_>) -> Upstream {
     Upstream {
         servers,
         health_check: ru.health_check.clone(),
-        keepalive: ru.keepalive.clone().unwrap_or_else(Keepalive::default),
-        connect_timeout: ctx.duration(&format!("{p}.connect_timeout"), ru.connect_timeout.as_ref(), sixty),
-        read_timeout: ctx.duration(&format!("{p}.read_timeout"), ru.read_timeout.as_ref(), sixty),
-        send_timeout: ctx.duration(&format!("{p}.send_timeout"), ru.send_timeout.as_ref(), sixty),
+        keepalive: ru.keepalive.clone().unwrap_or_default(),
+        connect_timeout: ctx.duration(
+            &format!("{p}.connect_timeout"),
+            ru.connect_timeout.as_ref(),
+            sixty,
+        ),
+        read_timeout: ctx.duration(
+            &format!("{p}.read_timeout"),
+            ru.read_timeout.as_ref(),
+            sixty,
+        ),
+        send_timeout: ctx.duration(
+            &format!("{p}.send_timeout"),
+            ru.send_timeout.as_ref(),
+            sixty,
+        ),
         next_upstream_tries: ru
             .next_upstream_tries
-            .and_then(|t| ctx.ranged(&format!("{p}.next_upstream_tries"), t, 0, 100, "next_upstream_tries"))
+            .and_then(|t| {
+                ctx.ranged(
+                    &format!("{p}.next_upstream_tries"),
+                    t,
+                    0,
+                    100,
+                    "next_upstream_tries",
+                )
+            })
             .unwrap_or(0),
     }
 }
@@ -643,7 +888,11 @@ fn resolve_site(
     };
     let mut listen = Vec::new();
     for (i, l) in list.iter().enumerate() {
-        let lp = if matches!(rs.listen, ListenList::One(_)) { format!("{p}.listen") } else { format!("{p}.listen[{i}]") };
+        let lp = if matches!(rs.listen, ListenList::One(_)) {
+            format!("{p}.listen")
+        } else {
+            format!("{p}.listen[{i}]")
+        };
         match l {
             Listen::Port(port) => {
                 if let Some(port) = ctx.ranged::<u16>(&lp, *port, 1, 65535, "port") {
@@ -653,7 +902,9 @@ fn resolve_site(
             Listen::Addr(s) => {
                 if let Some(port) = s.strip_prefix("vip:") {
                     match port.parse::<u16>() {
-                        Ok(port) if port > 0 => listen.extend(vips.iter().map(|a| SocketAddr::from((*a, port)))),
+                        Ok(port) if port > 0 => {
+                            listen.extend(vips.iter().map(|a| SocketAddr::from((*a, port))))
+                        }
                         _ => ctx.err(&lp, format!("`{s}`: port must be 1..65535")),
                     }
                 } else if let Ok(port) = s.parse::<i64>() {
@@ -674,7 +925,10 @@ fn resolve_site(
         let ep = format!("{p}.error_pages.{code}");
         if let Some(c) = ctx.ranged::<u16>(&ep, *code, 300, 599, "error page status") {
             if !uri.starts_with('/') {
-                ctx.err(&ep, format!("error page `{uri}` must be a URI starting with /"));
+                ctx.err(
+                    &ep,
+                    format!("error page `{uri}` must be a URI starting with /"),
+                );
             }
             error_pages.insert(c, uri.clone());
         }
@@ -688,20 +942,29 @@ fn resolve_site(
     for (i, rl) in rs.locations.iter().enumerate() {
         let lp = format!("{p}.locations[{i}]");
         if !rl.path.starts_with('/') {
-            ctx.err(format!("{lp}.path"), format!("location `{}` must start with /", rl.path));
+            ctx.err(
+                format!("{lp}.path"),
+                format!("location `{}` must start with /", rl.path),
+            );
         }
         if let Some(pp) = &rl.proxy
             && !upstreams.contains_key(&pp.upstream)
         {
             let names: Vec<&str> = upstreams.keys().map(String::as_str).collect();
             let hint = crate::hint(&pp.upstream, &names);
-            ctx.err(format!("{lp}.proxy.upstream"), format!("no upstream named `{}` in this cluster{hint}", pp.upstream));
+            ctx.err(
+                format!("{lp}.proxy.upstream"),
+                format!("no upstream named `{}` in this cluster{hint}", pp.upstream),
+            );
         }
         if rl.proxy.is_some() && rl.root.is_some() {
             ctx.err(&lp, "a location either proxies or serves a root, not both");
         }
         if rl.proxy.is_none() && rl.root.is_none() && rs.root.is_none() {
-            ctx.err(&lp, "location neither proxies nor has a root (set proxy, or root here or on the site)");
+            ctx.err(
+                &lp,
+                "location neither proxies nor has a root (set proxy, or root here or on the site)",
+            );
         }
         if let Some(root) = &rl.root
             && !root.starts_with('/')
@@ -725,19 +988,31 @@ fn resolve_site(
         .name
         .clone()
         .or_else(|| rs.server_names.first().cloned())
-        .unwrap_or_else(|| if rs.default_server { "default".to_string() } else { format!("site{}", p.len()) });
+        .unwrap_or_else(|| {
+            if rs.default_server {
+                "default".to_string()
+            } else {
+                format!("site{}", p.len())
+            }
+        });
     Site {
         name,
         listen,
         server_names: rs.server_names.clone(),
         default_server: rs.default_server,
         root: rs.root.as_ref().map(PathBuf::from),
-        index: rs.index.clone().unwrap_or_else(|| vec!["index.html".to_string()]),
+        index: rs
+            .index
+            .clone()
+            .unwrap_or_else(|| vec!["index.html".to_string()]),
         error_pages,
-        access_log: rs.access_log.as_ref().map(|a| hadeploy_config::proxy::AccessLog {
-            path: PathBuf::from(&a.path),
-            format: a.format,
-        }),
+        access_log: rs
+            .access_log
+            .as_ref()
+            .map(|a| hadeploy_config::proxy::AccessLog {
+                path: PathBuf::from(&a.path),
+                format: a.format,
+            }),
         locations,
     }
 }
@@ -758,20 +1033,29 @@ fn cross_checks(inv: &Inventory, raw: &RawInventory, ctx: &mut Ctx<'_>) {
                 if let Some(prev) = vrid_use.insert(key, here) {
                     ctx.err(
                         format!("{p}.virtual_router_id"),
-                        format!("virtual_router_id {} is already used by {prev} on {} of `{}`", v.vrid, m.interface, m.host),
+                        format!(
+                            "virtual_router_id {} is already used by {prev} on {} of `{}`",
+                            v.vrid, m.interface, m.host
+                        ),
                     );
                 }
             }
             for a in &v.addresses {
                 if let Some(prev) = vip_use.insert(a.addr(), format!("{}/{}", c.name, v.name)) {
-                    ctx.err(format!("{p}.address"), format!("VIP {} is already managed by {prev}", a.addr()));
+                    ctx.err(
+                        format!("{p}.address"),
+                        format!("VIP {} is already managed by {prev}", a.addr()),
+                    );
                 }
             }
         }
         let mut names = BTreeSet::new();
         for v in &c.vips {
             if !names.insert(v.name.as_str()) {
-                ctx.err(format!("clusters.{}.vips", c.name), format!("VIP group name `{}` is used twice", v.name));
+                ctx.err(
+                    format!("clusters.{}.vips", c.name),
+                    format!("VIP group name `{}` is used twice", v.name),
+                );
             }
         }
         // Sites: listen + server_name unique; one default per listen.
@@ -782,11 +1066,19 @@ fn cross_checks(inv: &Inventory, raw: &RawInventory, ctx: &mut Ctx<'_>) {
             for l in &s.listen {
                 for n in &s.server_names {
                     if let Some(prev) = seen.insert((*l, n.to_ascii_lowercase()), i) {
-                        ctx.err(format!("{p}.server_names"), format!("`{n}` on {l} is already served by sites[{prev}]"));
+                        ctx.err(
+                            format!("{p}.server_names"),
+                            format!("`{n}` on {l} is already served by sites[{prev}]"),
+                        );
                     }
                 }
-                if s.default_server && let Some(prev) = defaults.insert(*l, i) {
-                    ctx.err(format!("{p}.default_server"), format!("{l} already has a default_server: sites[{prev}]"));
+                if s.default_server
+                    && let Some(prev) = defaults.insert(*l, i)
+                {
+                    ctx.err(
+                        format!("{p}.default_server"),
+                        format!("{l} already has a default_server: sites[{prev}]"),
+                    );
                 }
             }
         }

@@ -57,7 +57,14 @@ fn walk<'a>(
     });
     for (child, g) in &group.children {
         if let Some(g) = g {
-            walk(child, &format!("{path}.children.{child}"), depth + 1, g, out, diags);
+            walk(
+                child,
+                &format!("{path}.children.{child}"),
+                depth + 1,
+                g,
+                out,
+                diags,
+            );
         }
     }
 }

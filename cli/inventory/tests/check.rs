@@ -79,12 +79,22 @@ fn base_is_valid() {
 
 #[test]
 fn vrid_zero() {
-    assert_error(&replaced("virtual_router_id: 1", "virtual_router_id: 0"), 18, 9, "virtual_router_id must be 1..255");
+    assert_error(
+        &replaced("virtual_router_id: 1", "virtual_router_id: 0"),
+        18,
+        9,
+        "virtual_router_id must be 1..255",
+    );
 }
 
 #[test]
 fn vrid_too_large() {
-    assert_error(&replaced("virtual_router_id: 1", "virtual_router_id: 256"), 18, 9, "virtual_router_id must be 1..255, not 256");
+    assert_error(
+        &replaced("virtual_router_id: 1", "virtual_router_id: 256"),
+        18,
+        9,
+        "virtual_router_id must be 1..255, not 256",
+    );
 }
 
 #[test]
@@ -93,7 +103,12 @@ fn vrid_reused_on_same_interface() {
         "        auth_pass: secret\n",
         "        auth_pass: secret\n      - name: W\n        address: 10.0.0.101/24\n        virtual_router_id: 1\n",
     );
-    assert_error(&t, 22, 9, "virtual_router_id 1 is already used by c/V on eth0");
+    assert_error(
+        &t,
+        22,
+        9,
+        "virtual_router_id 1 is already used by c/V on eth0",
+    );
 }
 
 #[test]
@@ -107,49 +122,90 @@ fn vip_address_reused() {
 
 #[test]
 fn host_priority_zero() {
-    assert_error(&replaced("vrrp_priority: 150", "vrrp_priority: 0"), 5, 7, "vrrp_priority must be 1..255, not 0");
+    assert_error(
+        &replaced("vrrp_priority: 150", "vrrp_priority: 0"),
+        5,
+        7,
+        "vrrp_priority must be 1..255, not 0",
+    );
 }
 
 #[test]
 fn vip_priority_out_of_range() {
-    let t = replaced("        auth_pass: secret\n", "        auth_pass: secret\n        priorities: {lb1: 300}\n");
+    let t = replaced(
+        "        auth_pass: secret\n",
+        "        auth_pass: secret\n        priorities: {lb1: 300}\n",
+    );
     assert_error(&t, 20, 22, "priority must be 1..255, not 300");
 }
 
 #[test]
 fn priority_255_only_for_owner() {
-    assert_error(&replaced("vrrp_priority: 150", "vrrp_priority: 255"), 5, 7, "priority 255 is reserved for the owner");
+    assert_error(
+        &replaced("vrrp_priority: 150", "vrrp_priority: 255"),
+        5,
+        7,
+        "priority 255 is reserved for the owner",
+    );
 }
 
 #[test]
 fn priorities_must_differ() {
-    assert_error(&replaced("vrrp_priority: 100", "vrrp_priority: 150"), 8, 7, "priority 150 of `lb2` equals that of `lb1`");
+    assert_error(
+        &replaced("vrrp_priority: 100", "vrrp_priority: 150"),
+        8,
+        7,
+        "priority 150 of `lb2` equals that of `lb1`",
+    );
 }
 
 #[test]
 fn priority_for_a_host_that_is_not_a_load_balancer() {
-    let t = replaced("        auth_pass: secret\n", "        auth_pass: secret\n        priorities: {lb1: 150, lbx: 10}\n");
+    let t = replaced(
+        "        auth_pass: secret\n",
+        "        auth_pass: secret\n        priorities: {lb1: 150, lbx: 10}\n",
+    );
     assert_error(&t, 20, 32, "`lbx` is not a load balancer of this cluster");
 }
 
 #[test]
 fn vip_equal_to_node_address() {
-    assert_error(&replaced("address: 10.0.0.100/24", "address: 10.0.0.11/24"), 17, 9, "VIP 10.0.0.11 is the address of host `lb1`");
+    assert_error(
+        &replaced("address: 10.0.0.100/24", "address: 10.0.0.11/24"),
+        17,
+        9,
+        "VIP 10.0.0.11 is the address of host `lb1`",
+    );
 }
 
 #[test]
 fn vip_outside_node_subnet() {
-    assert_error(&replaced("address: 10.0.0.100/24", "address: 10.0.1.100/24"), 17, 9, "outside the subnet 10.0.0.0/24 of load balancer `lb1`");
+    assert_error(
+        &replaced("address: 10.0.0.100/24", "address: 10.0.1.100/24"),
+        17,
+        9,
+        "outside the subnet 10.0.0.0/24 of load balancer `lb1`",
+    );
 }
 
 #[test]
 fn vip_not_an_address() {
-    assert_error(&replaced("address: 10.0.0.100/24", "address: 10.0.0.300/24"), 17, 9, "is not an IPv4 address with prefix");
+    assert_error(
+        &replaced("address: 10.0.0.100/24", "address: 10.0.0.300/24"),
+        17,
+        9,
+        "is not an IPv4 address with prefix",
+    );
 }
 
 #[test]
 fn pass_longer_than_8_bytes() {
-    assert_error(&replaced("auth_pass: secret", "auth_pass: secret123456"), 19, 9, "PASS password must be 1 to 8 bytes, this one is 12");
+    assert_error(
+        &replaced("auth_pass: secret", "auth_pass: secret123456"),
+        19,
+        9,
+        "PASS password must be 1 to 8 bytes, this one is 12",
+    );
 }
 
 #[test]
@@ -166,12 +222,22 @@ fn auth_with_vrrp_v3() {
 
 #[test]
 fn vrrp_version_4() {
-    assert_error(&replaced("      version: 2", "      version: 4"), 13, 7, "VRRP version must be 2 or 3, not 4");
+    assert_error(
+        &replaced("      version: 2", "      version: 4"),
+        13,
+        7,
+        "VRRP version must be 2 or 3, not 4",
+    );
 }
 
 #[test]
 fn v2_interval_not_whole_seconds() {
-    assert_error(&replaced("advert_interval: 1s", "advert_interval: 1500ms"), 14, 7, "VRRPv2 advert interval must be whole seconds");
+    assert_error(
+        &replaced("advert_interval: 1s", "advert_interval: 1500ms"),
+        14,
+        7,
+        "VRRPv2 advert interval must be whole seconds",
+    );
 }
 
 #[test]
@@ -179,18 +245,36 @@ fn v3_interval_below_10ms() {
     let t = replaced("      version: 2", "      version: 3")
         .replacen("advert_interval: 1s", "advert_interval: 5ms", 1)
         .replacen("        auth_pass: secret\n", "", 1);
-    assert_error(&t, 14, 7, "VRRPv3 advert interval must be a multiple of 10ms");
+    assert_error(
+        &t,
+        14,
+        7,
+        "VRRPv3 advert interval must be a multiple of 10ms",
+    );
 }
 
 #[test]
 fn interval_not_a_duration() {
-    assert_error(&replaced("advert_interval: 1s", "advert_interval: often"), 14, 7, "`often` is not a duration");
+    assert_error(
+        &replaced("advert_interval: 1s", "advert_interval: often"),
+        14,
+        7,
+        "`often` is not a duration",
+    );
 }
 
 #[test]
 fn secret_from_unset_env() {
-    let t = replaced("auth_pass: secret", "auth_pass: {env: HADEPLOY_TEST_SURELY_UNSET}");
-    assert_error(&t, 19, 9, "environment variable `HADEPLOY_TEST_SURELY_UNSET` is not set");
+    let t = replaced(
+        "auth_pass: secret",
+        "auth_pass: {env: HADEPLOY_TEST_SURELY_UNSET}",
+    );
+    assert_error(
+        &t,
+        19,
+        9,
+        "environment variable `HADEPLOY_TEST_SURELY_UNSET` is not set",
+    );
 }
 
 #[test]
@@ -201,62 +285,115 @@ fn secret_from_missing_file() {
 
 #[test]
 fn upstream_weight_zero() {
-    assert_error(&replaced("weight: 1", "weight: 0"), 24, 13, "weight must be 1..1000, not 0");
+    assert_error(
+        &replaced("weight: 1", "weight: 0"),
+        24,
+        13,
+        "weight must be 1..1000, not 0",
+    );
 }
 
 #[test]
 fn upstream_port_zero() {
-    assert_error(&replaced("10.0.0.21:80", "10.0.0.21:0"), 23, 13, "port must be 1..65535");
+    assert_error(
+        &replaced("10.0.0.21:80", "10.0.0.21:0"),
+        23,
+        13,
+        "port must be 1..65535",
+    );
 }
 
 #[test]
 fn upstream_address_is_a_name() {
-    assert_error(&replaced("10.0.0.21:80", "backend.local:80"), 23, 13, "is not ip:port");
+    assert_error(
+        &replaced("10.0.0.21:80", "backend.local:80"),
+        23,
+        13,
+        "is not ip:port",
+    );
 }
 
 #[test]
 fn listen_port_out_of_range() {
-    assert_error(&replaced("listen: 80", "listen: 70000"), 27, 9, "port must be 1..65535, not 70000");
+    assert_error(
+        &replaced("listen: 80", "listen: 70000"),
+        27,
+        9,
+        "port must be 1..65535, not 70000",
+    );
 }
 
 #[test]
 fn ssh_port_out_of_range() {
-    let t = replaced("      vrrp_priority: 150\n", "      vrrp_priority: 150\n      ssh_port: 0\n");
+    let t = replaced(
+        "      vrrp_priority: 150\n",
+        "      vrrp_priority: 150\n      ssh_port: 0\n",
+    );
     assert_error(&t, 6, 7, "ssh_port must be 1..65535, not 0");
 }
 
 #[test]
 fn same_listen_and_server_name_twice() {
-    let t = format!("{BASE}      - name: s2\n        listen: 80\n        server_names: [A.example.com]\n        root: /srv\n");
-    assert_error(&t, 35, 9, "`A.example.com` on 0.0.0.0:80 is already served by sites[0]");
+    let t = format!(
+        "{BASE}      - name: s2\n        listen: 80\n        server_names: [A.example.com]\n        root: /srv\n"
+    );
+    assert_error(
+        &t,
+        35,
+        9,
+        "`A.example.com` on 0.0.0.0:80 is already served by sites[0]",
+    );
 }
 
 #[test]
 fn two_default_servers_on_one_listen() {
-    let t = replaced("        server_names: [a.example.com]\n", "        server_names: [a.example.com]\n        default_server: true\n")
-        + "      - name: s2\n        listen: 80\n        default_server: true\n        root: /srv\n";
-    assert_error(&t, 36, 9, "0.0.0.0:80 already has a default_server: sites[0]");
+    let t = replaced(
+        "        server_names: [a.example.com]\n",
+        "        server_names: [a.example.com]\n        default_server: true\n",
+    ) + "      - name: s2\n        listen: 80\n        default_server: true\n        root: /srv\n";
+    assert_error(
+        &t,
+        36,
+        9,
+        "0.0.0.0:80 already has a default_server: sites[0]",
+    );
 }
 
 #[test]
 fn location_references_unknown_upstream() {
-    assert_error(&replaced("upstream: u\n", "upstream: uu\n"), 32, 15, "no upstream named `uu` in this cluster (did you mean `u`?)");
+    assert_error(
+        &replaced("upstream: u\n", "upstream: uu\n"),
+        32,
+        15,
+        "no upstream named `uu` in this cluster (did you mean `u`?)",
+    );
 }
 
 #[test]
 fn location_path_without_slash() {
-    assert_error(&replaced("- path: /", "- path: api"), 30, 13, "location `api` must start with /");
+    assert_error(
+        &replaced("- path: /", "- path: api"),
+        30,
+        13,
+        "location `api` must start with /",
+    );
 }
 
 #[test]
 fn error_page_status_out_of_range() {
-    let t = replaced("        locations:\n", "        root: /srv\n        error_pages: {200: /x.html}\n        locations:\n");
+    let t = replaced(
+        "        locations:\n",
+        "        root: /srv\n        error_pages: {200: /x.html}\n        locations:\n",
+    );
     assert_error(&t, 30, 23, "error page status must be 300..599, not 200");
 }
 
 #[test]
 fn hook_path_not_absolute() {
-    let t = replaced("        auth_pass: secret\n", "        auth_pass: secret\n        notify: {master: notify.sh master}\n");
+    let t = replaced(
+        "        auth_pass: secret\n",
+        "        auth_pass: secret\n        notify: {master: notify.sh master}\n",
+    );
     assert_error(&t, 20, 18, "`notify.sh` must be an absolute path");
 }
 
@@ -271,17 +408,32 @@ fn track_script_path_not_absolute() {
 
 #[test]
 fn unknown_key_suggests_the_right_one() {
-    assert_error(&replaced("virtual_router_id: 1", "virtual_routr_id: 1"), 18, 9, "unknown key `virtual_routr_id` (did you mean `virtual_router_id`?)");
+    assert_error(
+        &replaced("virtual_router_id: 1", "virtual_routr_id: 1"),
+        18,
+        9,
+        "unknown key `virtual_routr_id` (did you mean `virtual_router_id`?)",
+    );
 }
 
 #[test]
 fn unknown_top_level_key() {
-    assert_error(&replaced("clusters:", "clusterz:"), 9, 1, "unknown key `clusterz` (did you mean `clusters`?)");
+    assert_error(
+        &replaced("clusters:", "clusterz:"),
+        9,
+        1,
+        "unknown key `clusterz` (did you mean `clusters`?)",
+    );
 }
 
 #[test]
 fn wrong_type() {
-    assert_error(&replaced("vrrp_priority: 150", "vrrp_priority: high"), 5, 22, "invalid type: string \"high\"");
+    assert_error(
+        &replaced("vrrp_priority: 150", "vrrp_priority: high"),
+        5,
+        22,
+        "invalid type: string \"high\"",
+    );
 }
 
 #[test]
@@ -293,30 +445,53 @@ fn yaml_syntax_error() {
 
 #[test]
 fn unknown_group_for_load_balancers() {
-    assert_error(&replaced("load_balancers: [lb1, lb2]", "load_balancers: lbs"), 11, 5, "no group named `lbs`");
+    assert_error(
+        &replaced("load_balancers: [lb1, lb2]", "load_balancers: lbs"),
+        11,
+        5,
+        "no group named `lbs`",
+    );
 }
 
 #[test]
 fn unknown_host_in_list() {
-    assert_error(&replaced("load_balancers: [lb1, lb2]", "load_balancers: [lb1, lb3]"), 11, 27, "no host named `lb3` (did you mean `lb2`?)");
+    assert_error(
+        &replaced("load_balancers: [lb1, lb2]", "load_balancers: [lb1, lb3]"),
+        11,
+        27,
+        "no host named `lb3` (did you mean `lb2`?)",
+    );
 }
 
 #[test]
 fn interface_name_too_long() {
-    let t = replaced("      vrrp_priority: 150\n", "      vrrp_priority: 150\n      vrrp_interface: averyveryverylongname\n");
+    let t = replaced(
+        "      vrrp_priority: 150\n",
+        "      vrrp_priority: 150\n      vrrp_interface: averyveryverylongname\n",
+    );
     assert_error(&t, 6, 7, "is not a valid interface name");
 }
 
 #[test]
 fn multicast_group_not_multicast() {
-    let t = replaced("      advert_interval: 1s\n", "      advert_interval: 1s\n      multicast_group: 10.0.0.5\n");
+    let t = replaced(
+        "      advert_interval: 1s\n",
+        "      advert_interval: 1s\n      multicast_group: 10.0.0.5\n",
+    );
     assert_error(&t, 15, 7, "`10.0.0.5` is not a multicast address");
 }
 
 #[test]
 fn unicast_needs_addresses() {
-    let t = replaced("      address: 10.0.0.12/24\n", "      ssh_host: lb2.example.com\n")
-        .replacen("      advert_interval: 1s\n", "      advert_interval: 1s\n      unicast: true\n", 1);
+    let t = replaced(
+        "      address: 10.0.0.12/24\n",
+        "      ssh_host: lb2.example.com\n",
+    )
+    .replacen(
+        "      advert_interval: 1s\n",
+        "      advert_interval: 1s\n      unicast: true\n",
+        1,
+    );
     assert_error(&t, 15, 7, "unicast needs the address of `lb2`");
 }
 
@@ -328,20 +503,36 @@ fn host_without_any_address() {
 
 #[test]
 fn host_both_lb_and_backend() {
-    let t = replaced("    vrrp:\n", "    backends:\n      hosts: [lb2]\n    vrrp:\n");
-    assert_error(&t, 13, 7, "host `lb2` cannot be both a load balancer and a backend");
+    let t = replaced(
+        "    vrrp:\n",
+        "    backends:\n      hosts: [lb2]\n    vrrp:\n",
+    );
+    assert_error(
+        &t,
+        13,
+        7,
+        "host `lb2` cannot be both a load balancer and a backend",
+    );
 }
 
 #[test]
 fn warnings_do_not_fail() {
     let t = replaced("load_balancers: [lb1, lb2]", "load_balancers: [lb1]");
-    let (_, warnings) = hadeploy_inventory::parse(&t, Path::new("inv.yaml")).expect("warnings only");
-    assert!(warnings.iter().any(|w| w.message.contains("only one load balancer")));
+    let (_, warnings) =
+        hadeploy_inventory::parse(&t, Path::new("inv.yaml")).expect("warnings only");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.message.contains("only one load balancer"))
+    );
 }
 
 #[test]
 fn ansible_aliases_are_accepted() {
-    let t = replaced("      address: 10.0.0.11/24\n", "      ansible_host: 10.0.0.11\n      ansible_port: 2222\n      address: 10.0.0.11/24\n");
+    let t = replaced(
+        "      address: 10.0.0.11/24\n",
+        "      ansible_host: 10.0.0.11\n      ansible_port: 2222\n      address: 10.0.0.11/24\n",
+    );
     let (inv, _) = hadeploy_inventory::parse(&t, Path::new("inv.yaml")).expect("valid");
     assert_eq!(inv.hosts["lb1"].ssh.port, 2222);
 }

@@ -7,7 +7,9 @@ use hadeploy_inventory::facts::Facts;
 use hadeploy_inventory::render::{self, NodeTree};
 
 fn inventory(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../inventory").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../inventory")
+        .join(name)
 }
 
 fn render_assumed(name: &str) -> Vec<NodeTree> {
@@ -132,13 +134,20 @@ fn firewalld_rules_only_where_firewalld_runs() {
     assert!(fw.content.contains(r#"<port protocol="tcp" port="80"/>"#));
     assert!(fw.content.contains(r#"<protocol value="vrrp"/>"#));
     let lab = render_assumed("lab.yaml"); // firewalld: false
-    assert!(lab.iter().all(|t| t.files.iter().all(|f| !f.path.contains("firewalld"))));
+    assert!(
+        lab.iter()
+            .all(|t| t.files.iter().all(|f| !f.path.contains("firewalld")))
+    );
 }
 
 #[test]
 fn secret_files_are_0600() {
     for t in render_assumed("seed.yaml") {
-        let f = t.files.iter().find(|f| f.path == "/etc/hadeploy/vrrp.yaml").expect("vrrp");
+        let f = t
+            .files
+            .iter()
+            .find(|f| f.path == "/etc/hadeploy/vrrp.yaml")
+            .expect("vrrp");
         assert!(f.secret);
         assert_eq!(f.mode, 0o600);
     }
@@ -152,7 +161,11 @@ fn written_trees_keep_secret_modes() {
     render::write_trees(&trees, dir.path()).expect("write");
     let meta = std::fs::metadata(dir.path().join("lb1/etc/hadeploy/vrrp.yaml")).expect("file");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    let unit = std::fs::read_to_string(dir.path().join("lb2/etc/systemd/system/hadeploy-vrrp.service")).expect("unit");
+    let unit = std::fs::read_to_string(
+        dir.path()
+            .join("lb2/etc/systemd/system/hadeploy-vrrp.service"),
+    )
+    .expect("unit");
     assert!(unit.contains("ExecStart=/usr/local/sbin/hadeploy-runtime vrrp"));
 }
 
@@ -162,5 +175,8 @@ fn seed_unicast_peers_are_the_other_load_balancer() {
     let lb1 = trees[0].vrrp.as_ref().expect("vrrp");
     let u = lb1.instances[0].unicast.as_ref().expect("unicast");
     assert_eq!(u.src_ip.to_string(), "192.168.10.10");
-    assert_eq!(u.peers.iter().map(ToString::to_string).collect::<Vec<_>>(), ["192.168.10.11"]);
+    assert_eq!(
+        u.peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["192.168.10.11"]
+    );
 }

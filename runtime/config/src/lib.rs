@@ -11,11 +11,11 @@
 
 pub mod diag;
 pub mod duration;
+mod load;
 pub mod locate;
 pub mod proxy;
 pub mod status;
 pub mod vrrp;
-mod load;
 
 pub use diag::{ConfigError, Diagnostic, Severity};
 pub use load::{did_you_mean, load_proxy, load_vrrp, locate, parse_proxy, parse_vrrp, parse_yaml};

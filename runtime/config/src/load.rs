@@ -91,7 +91,12 @@ pub fn locate(diags: &mut [Diagnostic], map: &SourceMap, file: &Path) {
     }
 }
 
-fn finish<T>(value: T, mut diags: Vec<Diagnostic>, text: &str, file: &Path) -> Result<(T, Vec<Diagnostic>), ConfigError> {
+fn finish<T>(
+    value: T,
+    mut diags: Vec<Diagnostic>,
+    text: &str,
+    file: &Path,
+) -> Result<(T, Vec<Diagnostic>), ConfigError> {
     let map = SourceMap::build(text);
     locate(&mut diags, &map, file);
     diags.sort_by_key(|d| (d.severity, d.line, d.column));
@@ -117,10 +122,7 @@ pub fn parse_vrrp(text: &str, file: &Path) -> Result<(VrrpConfig, Vec<Diagnostic
 }
 
 /// Parses and validates a proxy config. Returns warnings beside the value.
-pub fn parse_proxy(
-    text: &str,
-    file: &Path,
-) -> Result<(ProxyConfig, Vec<Diagnostic>), ConfigError> {
+pub fn parse_proxy(text: &str, file: &Path) -> Result<(ProxyConfig, Vec<Diagnostic>), ConfigError> {
     let cfg: ProxyConfig = parse_yaml(text, file).map_err(|d| ConfigError::Invalid(vec![d]))?;
     let diags = cfg.validate();
     finish(cfg, diags, text, file)

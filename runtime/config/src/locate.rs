@@ -24,8 +24,14 @@ pub struct SourceMap {
 }
 
 enum Frame {
-    Map { path: String, pending_key: Option<String> },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        pending_key: Option<String>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 fn join(parent: &str, key: &str) -> String {
@@ -145,6 +151,12 @@ mod tests {
     #[test]
     fn flow_style_is_indexed_too() {
         let m = SourceMap::build("hosts: {lb1: {port: 22}}\n");
-        assert_eq!(m.key("hosts.lb1.port"), Some(Pos { line: 1, column: 15 }));
+        assert_eq!(
+            m.key("hosts.lb1.port"),
+            Some(Pos {
+                line: 1,
+                column: 15
+            })
+        );
     }
 }

@@ -316,15 +316,24 @@ impl ProxyConfig {
         for (name, up) in &self.upstreams {
             let p = format!("upstreams.{name}");
             if up.servers.is_empty() {
-                out.push(Diagnostic::error(format!("{p}.servers"), "an upstream needs at least one server"));
+                out.push(Diagnostic::error(
+                    format!("{p}.servers"),
+                    "an upstream needs at least one server",
+                ));
             }
             let mut seen = BTreeSet::new();
             for (i, s) in up.servers.iter().enumerate() {
                 if s.weight == 0 {
-                    out.push(Diagnostic::error(format!("{p}.servers[{i}].weight"), "weight must be at least 1"));
+                    out.push(Diagnostic::error(
+                        format!("{p}.servers[{i}].weight"),
+                        "weight must be at least 1",
+                    ));
                 }
                 if s.address.port() == 0 {
-                    out.push(Diagnostic::error(format!("{p}.servers[{i}].address"), "port must be 1..65535"));
+                    out.push(Diagnostic::error(
+                        format!("{p}.servers[{i}].address"),
+                        "port must be 1..65535",
+                    ));
                 }
                 if !seen.insert(s.address) {
                     out.push(Diagnostic::error(
@@ -341,13 +350,22 @@ impl ProxyConfig {
             }
             if let Some(hc) = &up.health_check {
                 if hc.rise == 0 || hc.fall == 0 {
-                    out.push(Diagnostic::error(format!("{p}.health_check"), "rise and fall must be at least 1"));
+                    out.push(Diagnostic::error(
+                        format!("{p}.health_check"),
+                        "rise and fall must be at least 1",
+                    ));
                 }
                 if !hc.path.starts_with('/') {
-                    out.push(Diagnostic::error(format!("{p}.health_check.path"), "path must start with /"));
+                    out.push(Diagnostic::error(
+                        format!("{p}.health_check.path"),
+                        "path must start with /",
+                    ));
                 }
                 if hc.interval.is_zero() {
-                    out.push(Diagnostic::error(format!("{p}.health_check.interval"), "interval must be above 0"));
+                    out.push(Diagnostic::error(
+                        format!("{p}.health_check.interval"),
+                        "interval must be above 0",
+                    ));
                 }
             }
         }
@@ -356,21 +374,31 @@ impl ProxyConfig {
         for (i, site) in self.sites.iter().enumerate() {
             let p = format!("sites[{i}]");
             if site.listen.is_empty() {
-                out.push(Diagnostic::error(format!("{p}.listen"), "a site needs at least one listen address"));
+                out.push(Diagnostic::error(
+                    format!("{p}.listen"),
+                    "a site needs at least one listen address",
+                ));
             }
             for (j, addr) in site.listen.iter().enumerate() {
                 if addr.port() == 0 {
-                    out.push(Diagnostic::error(format!("{p}.listen[{j}]"), "port must be 1..65535"));
+                    out.push(Diagnostic::error(
+                        format!("{p}.listen[{j}]"),
+                        "port must be 1..65535",
+                    ));
                 }
                 for name in &site.server_names {
                     if let Some(prev) = vhosts.insert((*addr, name.to_ascii_lowercase()), i) {
                         out.push(Diagnostic::error(
                             format!("{p}.server_names"),
-                            format!("server_name `{name}` on {addr} is already served by sites[{prev}]"),
+                            format!(
+                                "server_name `{name}` on {addr} is already served by sites[{prev}]"
+                            ),
                         ));
                     }
                 }
-                if site.default_server && let Some(prev) = defaults.insert(*addr, i) {
+                if site.default_server
+                    && let Some(prev) = defaults.insert(*addr, i)
+                {
                     out.push(Diagnostic::error(
                         format!("{p}.default_server"),
                         format!("{addr} already has a default_server: sites[{prev}]"),
@@ -379,28 +407,44 @@ impl ProxyConfig {
             }
             for (code, uri) in &site.error_pages {
                 if !(300..=599).contains(code) {
-                    out.push(Diagnostic::error(format!("{p}.error_pages.{code}"), "status must be 300..599"));
+                    out.push(Diagnostic::error(
+                        format!("{p}.error_pages.{code}"),
+                        "status must be 300..599",
+                    ));
                 }
                 if !uri.starts_with('/') {
-                    out.push(Diagnostic::error(format!("{p}.error_pages.{code}"), "error page URI must start with /"));
+                    out.push(Diagnostic::error(
+                        format!("{p}.error_pages.{code}"),
+                        "error page URI must start with /",
+                    ));
                 }
             }
             if !site.error_pages.is_empty() && site.root.is_none() {
-                out.push(Diagnostic::error(format!("{p}.error_pages"), "error pages are served from root: set root"));
+                out.push(Diagnostic::error(
+                    format!("{p}.error_pages"),
+                    "error pages are served from root: set root",
+                ));
             }
             let mut seen = BTreeSet::new();
             for (j, loc) in site.locations.iter().enumerate() {
                 let lp = format!("{p}.locations[{j}]");
                 if !loc.path.starts_with('/') {
-                    out.push(Diagnostic::error(format!("{lp}.path"), "location path must start with /"));
+                    out.push(Diagnostic::error(
+                        format!("{lp}.path"),
+                        "location path must start with /",
+                    ));
                 }
                 if !seen.insert((loc.match_kind, loc.path.clone())) {
-                    out.push(Diagnostic::error(format!("{lp}.path"), format!("duplicate location `{}`", loc.path)));
+                    out.push(Diagnostic::error(
+                        format!("{lp}.path"),
+                        format!("duplicate location `{}`", loc.path),
+                    ));
                 }
                 match &loc.proxy {
                     Some(pp) => {
                         if !self.upstreams.contains_key(&pp.upstream) {
-                            let names: Vec<&str> = self.upstreams.keys().map(String::as_str).collect();
+                            let names: Vec<&str> =
+                                self.upstreams.keys().map(String::as_str).collect();
                             let hint = crate::load::did_you_mean(&pp.upstream, &names)
                                 .map(|s| format!(" (did you mean `{s}`?)"))
                                 .unwrap_or_default();
@@ -412,7 +456,10 @@ impl ProxyConfig {
                         if let Some(uri) = &pp.uri
                             && !uri.starts_with('/')
                         {
-                            out.push(Diagnostic::error(format!("{lp}.proxy.uri"), "uri must start with /"));
+                            out.push(Diagnostic::error(
+                                format!("{lp}.proxy.uri"),
+                                "uri must start with /",
+                            ));
                         }
                     }
                     None => {
@@ -426,7 +473,10 @@ impl ProxyConfig {
                 }
             }
             if site.locations.is_empty() && site.root.is_none() {
-                out.push(Diagnostic::error(p.clone(), "site has no locations and no root: it would serve nothing"));
+                out.push(Diagnostic::error(
+                    p.clone(),
+                    "site has no locations and no root: it would serve nothing",
+                ));
             }
         }
         out

@@ -292,7 +292,9 @@ fn check_argv(path: &str, argv: &[String], out: &mut Vec<Diagnostic>) {
         None => out.push(Diagnostic::error(path, "command is empty")),
         Some(prog) if !prog.starts_with('/') => out.push(Diagnostic::error(
             path,
-            format!("command `{prog}` must be an absolute path (hooks run without a shell or PATH)"),
+            format!(
+                "command `{prog}` must be an absolute path (hooks run without a shell or PATH)"
+            ),
         )),
         _ => {}
     }
@@ -303,7 +305,10 @@ impl VrrpConfig {
     pub fn validate(&self) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         if self.instances.is_empty() {
-            out.push(Diagnostic::error("instances", "at least one VRRP instance is required"));
+            out.push(Diagnostic::error(
+                "instances",
+                "at least one VRRP instance is required",
+            ));
         }
         let mut names = BTreeSet::new();
         let mut vrids: BTreeMap<(&str, u8), usize> = BTreeMap::new();
@@ -373,7 +378,10 @@ impl VrrpConfig {
                 if u.peers.contains(&u.src_ip) {
                     out.push(Diagnostic::error(
                         format!("{p}.unicast.peers"),
-                        format!("peer list contains this node's own source address {}", u.src_ip),
+                        format!(
+                            "peer list contains this node's own source address {}",
+                            u.src_ip
+                        ),
                     ));
                 }
             } else if !inst.multicast_group.is_multicast() {

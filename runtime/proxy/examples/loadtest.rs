@@ -19,13 +19,17 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 async fn backend() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             tokio::spawn(async move {
                 let svc = service_fn(|_req| async {
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(&[b'x'; 512]))))
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                        &[b'x'; 512],
+                    ))))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(s), svc)
@@ -47,7 +51,9 @@ async fn load(port: u16, clients: usize, secs: u64) -> (f64, u64) {
             let c: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
             let uri: hyper::Uri = format!("http://127.0.0.1:{port}/").parse().expect("uri");
             while Instant::now() < end {
-                let req = hyper::Request::get(uri.clone()).body(Full::new(Bytes::new())).expect("req");
+                let req = hyper::Request::get(uri.clone())
+                    .body(Full::new(Bytes::new()))
+                    .expect("req");
                 match c.request(req).await {
                     Ok(r) if r.status() == 200 => {
                         let _ = r.into_body().collect().await;
@@ -63,7 +69,10 @@ async fn load(port: u16, clients: usize, secs: u64) -> (f64, u64) {
     for t in tasks {
         let _ = t.await;
     }
-    (ok.load(Ordering::Relaxed) as f64 / secs as f64, failed.load(Ordering::Relaxed))
+    (
+        ok.load(Ordering::Relaxed) as f64 / secs as f64,
+        failed.load(Ordering::Relaxed),
+    )
 }
 
 #[tokio::main]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use hadeploy_config::proxy::{Location, LogFormat, ProxyPass, Site};
@@ -185,6 +185,8 @@ async fn route(
         && let Some(len) = content_length(&req)
         && len > limits.max_body_bytes
     {
+        let expects = req.headers().contains_key(header::EXPECT);
+        linger(req.into_body(), expects);
         return Err(StatusCode::PAYLOAD_TOO_LARGE);
     }
     let loc: Option<&Location> = site_rt
@@ -321,6 +323,28 @@ async fn proxy(
     upstream::forward(up, pp, out).await
 }
 
+/// nginx's lingering close: after refusing a body (413), read and discard
+/// what the client is still sending for a while, so the kernel does not
+/// answer its upload with a reset that destroys the 413 before the client
+/// reads it. Nothing is read when the client waits for `100 Continue`
+/// (reading would invite the upload).
+fn linger(mut body: Incoming, expects_continue: bool) {
+    if expects_continue {
+        return;
+    }
+    const LINGER_GAP: Duration = Duration::from_secs(5);
+    const LINGER_TOTAL: Duration = Duration::from_secs(30);
+    tokio::spawn(async move {
+        let end = tokio::time::Instant::now() + LINGER_TOTAL;
+        while tokio::time::Instant::now() < end {
+            match tokio::time::timeout(LINGER_GAP, body.frame()).await {
+                Ok(Some(Ok(_))) => {}
+                _ => return,
+            }
+        }
+    });
+}
+
 /// Reads the whole body (nginx's request buffering) within `max` bytes and
 /// with at most `gap` between two reads.
 async fn read_body(
@@ -337,6 +361,7 @@ async fn read_body(
             Ok(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
                     if buf.len() as u64 + d.len() as u64 > max {
+                        linger(body, false);
                         return Err(StatusCode::PAYLOAD_TOO_LARGE);
                     }
                     buf.extend_from_slice(d);

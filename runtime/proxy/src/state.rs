@@ -63,7 +63,11 @@ impl State {
         }
         let mut upstreams = HashMap::new();
         for (name, up) in &cfg.upstreams {
-            let old = prev.and_then(|p| p.upstreams.get(name));
+            // Without health checks nothing would ever clear an old "failing"
+            // verdict, so only checked upstreams inherit it.
+            let old = prev
+                .and_then(|p| p.upstreams.get(name))
+                .filter(|_| up.health_check.is_some());
             let rt = UpstreamRt::new(name, up, |addr| {
                 let old = old?;
                 let i = old.balancer.addrs.iter().position(|a| *a == addr)?;

@@ -369,3 +369,38 @@ async fn unlimited_body_is_streamed() {
     assert_eq!(g.status, 200);
     assert_eq!(Echo::parse(&g.body).header("body-len"), Some("3145728"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_verdict_survives_reload() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let port = free_port();
+    let servers = format!("{}{}", server(a.addr, ""), server(b.addr, ""));
+    let hc = "    health_check:\n      interval: 50ms\n      path: /health\n      rise: 2\n      fall: 1\n";
+    let with_hc = simple_yaml(port, &servers, hc, LIMITS);
+    let (p, _stop, _h) = start_proxy(config(&with_hc)).await;
+    let c = client();
+    a.health.store(500, Ordering::SeqCst);
+    let down = format!(
+        "hadeploy_proxy_upstream_up{{upstream=\"backend\",server=\"{}\"}} 0",
+        a.addr
+    );
+    wait_for(|| p.metrics_text().contains(&down)).await;
+    p.reload(config(&with_hc)).expect("reload");
+    assert!(
+        p.metrics_text().contains(&down),
+        "reload forgot the failing check"
+    );
+    let before = a.hits();
+    for _ in 0..6 {
+        get(&c, port, "x", "/").await;
+    }
+    assert_eq!(a.hits(), before);
+    // Dropping the health check drops its verdict too.
+    p.reload(config(&simple_yaml(port, &servers, "", LIMITS)))
+        .expect("reload");
+    for _ in 0..6 {
+        get(&c, port, "x", "/").await;
+    }
+    assert_eq!(a.hits(), before + 3);
+}

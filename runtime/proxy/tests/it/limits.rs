@@ -87,6 +87,13 @@ async fn body_limit_gives_413() {
             .expect("req")
     };
     assert_eq!(send(&c, post(1001)).await.expect("r").status, 413);
+    // A large declared body: the 413 must still reach the client.
+    for _ in 0..5 {
+        assert_eq!(
+            send(&client(), post(8_000_000)).await.expect("big").status,
+            413
+        );
+    }
     let g = send(&c, post(1000)).await.expect("r");
     assert_eq!(g.status, 200);
     assert_eq!(Echo::parse(&g.body).header("body-len"), Some("1000"));
