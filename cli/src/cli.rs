@@ -55,6 +55,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Stop, disable and remove everything apply installed (VIPs released)
     Uninstall(StatusArgs),
+    /// Prove failover under HTTP load: switchover, kill -9, power cut, cable
+    /// pull, backend failure, split brain; prints a timed table
+    TestFailover(FailoverArgs),
     /// The local lab: systemd-nspawn containers on a private bridge (root)
     #[command(subcommand)]
     Lab(LabCommand),
@@ -134,6 +137,26 @@ pub struct StatusArgs {
     pub inventory: PathBuf,
     #[command(flatten)]
     pub conn: ConnArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FailoverArgs {
+    /// Inventory file (YAML)
+    pub inventory: PathBuf,
+    /// Cluster to test (default: the first)
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Only steps whose name starts with this (repeatable), e.g. "planned", "split"
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Milliseconds allowed above the RFC bound (Master_Down_Interval, Skew_Time)
+    #[arg(long, default_value_t = 100)]
+    pub slack_ms: u64,
+    /// Requests per second sent to the VIP during the test
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    #[arg(long)]
+    pub trust_new_host_keys: bool,
 }
 
 #[derive(Debug, Subcommand)]

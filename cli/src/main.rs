@@ -5,6 +5,7 @@
 mod cli;
 mod cmd_apply;
 mod cmd_check;
+mod cmd_failover;
 mod cmd_inventory;
 mod cmd_lab;
 mod cmd_render;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         cli::Command::Apply(a) => cmd_apply::apply(&a, &args.global),
         cli::Command::Status(a) => cmd_apply::status(&a, &args.global),
         cli::Command::Uninstall(a) => cmd_apply::uninstall(&a, &args.global),
+        cli::Command::TestFailover(a) => cmd_failover::run(&a, &args.global),
         cli::Command::Lab(c) => cmd_lab::run(c, &args.global),
         cli::Command::Inventory(c) => cmd_inventory::run(c, &args.global),
         cli::Command::Completions { shell } => cli::completions(shell),

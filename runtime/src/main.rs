@@ -7,6 +7,7 @@
 mod admin;
 mod check;
 mod logging;
+mod proxy;
 mod status;
 mod vrrp;
 
@@ -43,6 +44,12 @@ enum Command {
         #[arg(long, short, default_value = hadeploy_config::paths::VRRP_CONFIG)]
         config: PathBuf,
     },
+    /// Run the reverse proxy and web server (nginx's job). SIGHUP reloads,
+    /// SIGUSR1 reopens logs, SIGQUIT/SIGTERM drain and stop
+    Proxy {
+        #[arg(long, short, default_value = hadeploy_config::paths::PROXY_CONFIG)]
+        config: PathBuf,
+    },
     /// Ask the local daemons for their status (from their admin addresses)
     Status {
         /// Print the status document as JSON
@@ -62,6 +69,10 @@ fn main() -> ExitCode {
         Command::Vrrp { config } => {
             logging::init();
             vrrp::run(&config)
+        }
+        Command::Proxy { config } => {
+            logging::init();
+            proxy::run(&config)
         }
         Command::Status { json, brief } => status::run(json, brief),
     };

@@ -60,8 +60,10 @@ impl RemoteFacts {
         }
     }
 
+    /// Whether `unit` (with or without `.service`) is active.
     pub fn unit_active(&self, unit: &str) -> bool {
-        self.units.get(unit).copied().unwrap_or(false)
+        let name = unit.strip_suffix(".service").unwrap_or(unit);
+        self.units.get(name).copied().unwrap_or(false)
     }
 
     pub fn has_addr(&self, a: Ipv4Addr) -> Option<&str> {
@@ -160,6 +162,7 @@ hash=abc /etc/hadeploy/proxy.yaml\nhash=- /etc/hadeploy/vrrp.yaml\n";
         assert_eq!(f.systemd_version, 219);
         assert!(f.firewalld && f.selinux_enforcing);
         assert!(f.unit_active("nginx") && !f.unit_active("keepalived"));
+        assert!(f.unit_active("nginx.service"));
         assert_eq!(f.links.get("eth1"), Some(&false));
         assert_eq!(
             f.has_addr("192.168.10.10".parse().expect("ip")),

@@ -4,6 +4,9 @@
 //! the backend and the proxy share the same cores).
 //!
 //! `cargo run --release -p hadeploy-proxy --example loadtest -- [clients] [seconds]`
+//!
+//! For an A/B against nginx with wrk, run the pieces as processes:
+//! `loadtest backend PORT` and `loadtest proxy PORT BACKEND_PORT`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,8 +21,8 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-async fn backend() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+async fn backend(port: u16) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind");
     let addr = l.local_addr().expect("addr");
@@ -75,27 +78,52 @@ async fn load(port: u16, clients: usize, secs: u64) -> (f64, u64) {
     )
 }
 
-#[tokio::main]
-async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let clients: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(32);
-    let secs: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3);
-    let be = backend().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+fn proxy_config(port: u16, be: SocketAddr) -> hadeploy_config::proxy::ProxyConfig {
     let yaml = format!(
         "node: bench\nupstreams:\n  b:\n    servers: [{{address: \"{be}\"}}]\nsites:\n  - name: s\n    listen: [\"127.0.0.1:{port}\"]\n    locations:\n      - path: /\n        proxy: {{upstream: b}}\n"
     );
-    let (cfg, _) = hadeploy_config::parse_proxy(&yaml, Path::new("bench.yaml")).expect("config");
-    let _proxy = hadeploy_proxy::Proxy::bind(cfg).await.expect("proxy");
-    for round in 0..2 {
-        let (direct, df) = load(be.port(), clients, secs).await;
-        let (proxied, pf) = load(port, clients, secs).await;
-        println!(
-            "round {round}: direct {direct:.0} req/s ({df} failed), proxied {proxied:.0} req/s ({pf} failed), ratio {:.2}",
-            proxied / direct
-        );
+    hadeploy_config::parse_proxy(&yaml, Path::new("bench.yaml"))
+        .expect("config")
+        .0
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let num = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    match args.get(1).map(String::as_str) {
+        Some("backend") => {
+            backend(num(2, 18080) as u16).await;
+            std::future::pending::<()>().await;
+        }
+        Some("proxy") => {
+            let be: SocketAddr = format!("127.0.0.1:{}", num(3, 18080))
+                .parse()
+                .expect("addr");
+            let p = hadeploy_proxy::Proxy::bind(proxy_config(num(2, 18081) as u16, be))
+                .await
+                .expect("proxy");
+            p.run(std::future::pending::<()>()).await;
+        }
+        _ => {
+            let clients = num(1, 32) as usize;
+            let secs = num(2, 3);
+            let be = backend(0).await;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("port")
+                .port();
+            let _proxy = hadeploy_proxy::Proxy::bind(proxy_config(port, be))
+                .await
+                .expect("proxy");
+            for round in 0..2 {
+                let (direct, df) = load(be.port(), clients, secs).await;
+                let (proxied, pf) = load(port, clients, secs).await;
+                println!(
+                    "round {round}: direct {direct:.0} req/s ({df} failed), proxied {proxied:.0} req/s ({pf} failed), ratio {:.2}",
+                    proxied / direct
+                );
+            }
+        }
     }
 }

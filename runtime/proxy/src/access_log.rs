@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
 
 use hadeploy_config::proxy::LogFormat;
 
@@ -137,6 +137,10 @@ pub(crate) struct Entry {
 /// $body_bytes_sent "$http_referer" "$http_user_agent"`, plus
 /// `"$http_x_forwarded_for"` for `main`; missing values are `-`.
 pub(crate) fn format_line(e: &Entry, format: LogFormat) -> String {
+    format_line_in(e, format, local_zone())
+}
+
+fn format_line_in(e: &Entry, format: LogFormat, tz: &jiff::tz::TimeZone) -> String {
     let mut s = String::with_capacity(256);
     let dash = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_else(|| "-".to_string());
     let _ = write!(
@@ -144,7 +148,7 @@ pub(crate) fn format_line(e: &Entry, format: LogFormat) -> String {
         "{} - {} [{}] \"{}\" {} {} \"{}\" \"{}\"",
         e.remote_addr,
         dash(&e.remote_user),
-        time_local(e.time),
+        time_in(e.time, tz),
         escape(&e.request),
         e.status,
         e.body_bytes_sent,
@@ -212,58 +216,43 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// `$time_local` as `10/Oct/2000:13:55:36 +0000`. The proxy logs in UTC:
-/// reading the local zone safely in a threaded process needs a tz database
-/// parser, and nodes are expected to run in UTC anyway.
-pub(crate) fn time_local(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000",
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+/// The zone `$time_local` is written in: the system's (TZ, then
+/// /etc/localtime), read once; UTC when it cannot be determined.
+fn local_zone() -> &'static jiff::tz::TimeZone {
+    static TZ: OnceLock<jiff::tz::TimeZone> = OnceLock::new();
+    TZ.get_or_init(jiff::tz::TimeZone::system)
 }
 
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// `$time_local` as nginx writes it: `10/Oct/2000:13:55:36 -0700`.
+fn time_in(t: SystemTime, tz: &jiff::tz::TimeZone) -> String {
+    match jiff::Timestamp::try_from(t) {
+        Ok(ts) => ts
+            .to_zoned_datetime(tz.clone())
+            .strftime("%d/%b/%Y:%H:%M:%S %z")
+            .to_string(),
+        // Out of jiff's range (years beyond 9999): not a real clock.
+        Err(_) => "01/Jan/1970:00:00:00 +0000".to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn time_local_matches_nginx_format() {
+        let utc = jiff::tz::TimeZone::UTC;
         // 2000-10-10 13:55:36 UTC, nginx's documentation example.
         let t = UNIX_EPOCH + Duration::from_secs(971_186_136);
-        assert_eq!(time_local(t), "10/Oct/2000:13:55:36 +0000");
+        assert_eq!(time_in(t, &utc), "10/Oct/2000:13:55:36 +0000");
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(time_local(t), "29/Feb/2000:00:00:00 +0000");
+        assert_eq!(time_in(t, &utc), "29/Feb/2000:00:00:00 +0000");
+        let pdt = jiff::tz::TimeZone::fixed(jiff::tz::offset(-7));
+        let t = UNIX_EPOCH + Duration::from_secs(971_186_136 + 7 * 3600);
+        assert_eq!(time_in(t, &pdt), "10/Oct/2000:13:55:36 -0700");
+        let cst = jiff::tz::TimeZone::fixed(jiff::tz::offset(8));
+        assert_eq!(time_in(UNIX_EPOCH, &cst), "01/Jan/1970:08:00:00 +0800");
     }
 
     #[test]
@@ -291,11 +280,11 @@ mod tests {
             forwarded_for: Some("1.2.3.4".into()),
         };
         assert_eq!(
-            format_line(&e, LogFormat::Combined),
+            format_line_in(&e, LogFormat::Combined, &jiff::tz::TimeZone::UTC),
             "127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"GET /a\\x22b HTTP/1.1\" 200 12 \"-\" \"curl/8\"\n"
         );
         assert_eq!(
-            format_line(&e, LogFormat::Main),
+            format_line_in(&e, LogFormat::Main, &jiff::tz::TimeZone::UTC),
             "127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"GET /a\\x22b HTTP/1.1\" 200 12 \"-\" \"curl/8\" \"1.2.3.4\"\n"
         );
     }

@@ -1,10 +1,8 @@
 //! One request: pick the site and location, proxy or serve a file, apply
 //! error pages to errors the proxy generated, log when the body is done.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -16,40 +14,12 @@ use hyper::body::Incoming;
 
 use crate::access_log::{Entry, LogFile, basic_auth_user, format_line};
 use crate::body::{Finish, ProxyBody, TrackedBody, full};
+use crate::conn::ConnInfo;
 use crate::headers::{self, ClientIdentity};
 use crate::metrics::Metrics;
 use crate::state::State;
 use crate::static_files::{self, StaticRequest};
 use crate::upstream::{self, OutBody, Outgoing};
-
-/// Per client connection facts the handler needs.
-#[derive(Debug)]
-pub(crate) struct ConnInfo {
-    pub peer: SocketAddr,
-    /// The configured listen address that accepted the connection.
-    pub listen: SocketAddr,
-    /// The local address the client connected to (differs from `listen`
-    /// on a wildcard listener).
-    pub local: SocketAddr,
-    pub started: Instant,
-    /// Requests whose response body is not finished yet.
-    pub in_flight: AtomicUsize,
-    /// Milliseconds after `started` when the last response finished.
-    pub last_done_ms: AtomicU64,
-}
-
-impl ConnInfo {
-    pub(crate) fn new(peer: SocketAddr, listen: SocketAddr, local: SocketAddr) -> ConnInfo {
-        ConnInfo {
-            peer,
-            listen,
-            local,
-            started: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            last_done_ms: AtomicU64::new(0),
-        }
-    }
-}
 
 /// One request's log phase. Created when the head arrives; moved into the
 /// response body, it writes the log line and metrics when the body is done.
@@ -91,9 +61,7 @@ impl Drop for RequestLog {
         if !self.written {
             self.write(499, 0);
         }
-        let ms = u64::try_from(self.conn.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.conn.last_done_ms.store(ms, Ordering::Relaxed);
-        self.conn.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.conn.request_done();
     }
 }
 
@@ -103,6 +71,40 @@ fn header_str(req: &Request<Incoming>, name: header::HeaderName) -> Option<Strin
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
+/// Logs a request hyper refused before our handler saw it (malformed
+/// head -> 400, head too large -> 431), on the default site of the address
+/// the client reached, as nginx logs its 400s. The request line is unknown
+/// at that point and is logged as `-`.
+pub(crate) fn log_rejected(state: &State, metrics: &Metrics, conn: &ConnInfo, status: StatusCode) {
+    let idx = state
+        .vhosts
+        .get(&conn.local)
+        .or_else(|| state.vhosts.get(&conn.listen))
+        .map(|t| t.select(None))
+        .unwrap_or(0);
+    let name = state
+        .cfg
+        .sites
+        .get(idx)
+        .map(|s| s.name.as_str())
+        .unwrap_or("-");
+    if let Some((file, format)) = state.sites.get(idx).and_then(|s| s.log.as_ref()) {
+        let entry = Entry {
+            remote_addr: conn.peer.ip().to_string(),
+            remote_user: None,
+            time: SystemTime::now(),
+            request: "-".into(),
+            status: status.as_u16(),
+            body_bytes_sent: 0,
+            referer: None,
+            user_agent: None,
+            forwarded_for: None,
+        };
+        file.write_line(&format_line(&entry, *format));
+    }
+    metrics.count(name, status.as_u16());
+}
+
 pub(crate) async fn handle(
     state: Arc<State>,
     metrics: Arc<Metrics>,
@@ -110,7 +112,7 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Response<TrackedBody> {
     let start = Instant::now();
-    conn.in_flight.fetch_add(1, Ordering::Relaxed);
+    conn.request_started();
     let host = req
         .headers()
         .get(header::HOST)

@@ -8,12 +8,18 @@
 //! let handle = proxy.clone();                   // for SIGHUP / SIGUSR1
 //! handle.reload(new_cfg)?;                      // atomic; old kept on error
 //! handle.reopen_logs();                         // logrotate
+//! handle.metrics_text(); handle.status();       // for the admin endpoint
 //! proxy.run(sigterm).await;                     // drain, then return
 //! ```
+//!
+//! `ProxyConfig::admin` is not bound here: the binary serves `/metrics`
+//! and `/status` (the runtime-wide document) from these two calls.
+//! Behaviour and deliberate deviations from nginx: see README.md.
 
 mod access_log;
 mod balancer;
 mod body;
+mod conn;
 mod error;
 mod handler;
 mod headers;
@@ -194,17 +200,24 @@ impl Proxy {
 
     fn resize_conn_limit(&self, want: usize) {
         let mut total = lock(&self.inner.conn_limit_total);
-        let sem = &self.inner.shared.conn_limit;
+        let sem = self.inner.shared.conn_limit.clone();
         if want > *total {
             sem.add_permits(want - *total);
-            *total = want;
         } else if want < *total {
-            // Only idle permits can be taken back; the rest shrink the
-            // limit as their connections close... which tokio cannot do,
-            // so the limit converges only as far as idle permits allow.
+            // tokio can only take back permits nobody holds: forget the idle
+            // ones now and collect the rest as busy connections close.
             let took = sem.forget_permits(*total - want);
-            *total -= took;
+            if let Ok(debt) = u32::try_from(*total - want - took)
+                && debt > 0
+            {
+                self.inner.runtime.spawn(async move {
+                    if let Ok(p) = sem.acquire_many_owned(debt).await {
+                        p.forget();
+                    }
+                });
+            }
         }
+        *total = want;
     }
 
     /// Reopens every access log at its path (SIGUSR1 after logrotate).

@@ -22,58 +22,71 @@ struct Histogram {
     sum: f64,
 }
 
+/// Per-site counters, one lock for both (a request updates both).
+#[derive(Debug, Default, Clone)]
+struct SiteStats {
+    by_status: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    sites: Mutex<BTreeMap<String, SiteStats>>,
     pub connections: AtomicI64,
     pub connections_total: AtomicU64,
     pub requests_total: AtomicU64,
 }
 
 impl Metrics {
+    fn with_site(&self, site: &str, f: impl FnOnce(&mut SiteStats)) {
+        let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
+        // Look up before inserting: the hot path allocates nothing.
+        match sites.get_mut(site) {
+            Some(st) => f(st),
+            None => f(sites.entry(site.to_string()).or_default()),
+        }
+    }
+
+    /// Counts a request without timing it (heads hyper refused).
+    pub(crate) fn count(&self, site: &str, status: u16) {
+        self.requests_total.fetch_add(1, Ordering::Relaxed);
+        self.with_site(site, |st| *st.by_status.entry(status).or_default() += 1);
+    }
+
     pub(crate) fn observe(&self, site: &str, status: u16, took: Duration) {
         self.requests_total.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-            *r.entry((site.to_string(), status)).or_default() += 1;
-        }
         let secs = took.as_secs_f64();
-        let mut l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let h = l.entry(site.to_string()).or_default();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
+        self.with_site(site, |st| {
+            *st.by_status.entry(status).or_default() += 1;
+            let h = &mut st.latency;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if secs <= *b {
+                    h.counts[i] += 1;
+                }
             }
-        }
-        h.count += 1;
-        h.sum += secs;
+            h.count += 1;
+            h.sum += secs;
+        });
     }
 
     pub(crate) fn render(&self, state: &State) -> String {
         let mut s = String::new();
         s.push_str("# HELP hadeploy_proxy_requests_total Requests served, by site and status.\n");
         s.push_str("# TYPE hadeploy_proxy_requests_total counter\n");
-        let requests = self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for ((site, status), n) in &requests {
-            let _ = writeln!(
-                s,
-                "hadeploy_proxy_requests_total{{site=\"{}\",status=\"{status}\"}} {n}",
-                label(site)
-            );
+        let sites = self.sites.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (site, st) in &sites {
+            for (status, n) in &st.by_status {
+                let _ = writeln!(
+                    s,
+                    "hadeploy_proxy_requests_total{{site=\"{}\",status=\"{status}\"}} {n}",
+                    label(site)
+                );
+            }
         }
         s.push_str("# HELP hadeploy_proxy_request_duration_seconds Time from request head to last body byte.\n");
         s.push_str("# TYPE hadeploy_proxy_request_duration_seconds histogram\n");
-        let latency = self
-            .latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for (site, h) in &latency {
+        for (site, st) in &sites {
+            let h = &st.latency;
             let site = label(site);
             for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(

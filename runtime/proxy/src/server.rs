@@ -1,13 +1,9 @@
 //! Listeners, the accept loop and one client connection.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -15,12 +11,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use crate::conn::{ClientIo, ConnInfo, Timer};
 use crate::error::ProxyError;
-use crate::handler::{self, ConnInfo};
+use crate::handler;
 use crate::metrics::Metrics;
 use crate::state::State;
 
@@ -35,92 +31,6 @@ pub(crate) struct Shared {
     pub conn_limit: Arc<Semaphore>,
     /// Flips to true once: stop accepting, finish in-flight requests.
     pub shutdown: watch::Sender<bool>,
-}
-
-/// The client socket with nginx's `send_timeout`: a write that cannot make
-/// progress for `gap` (the client stopped reading) fails the connection
-/// instead of holding it and its upstream resources forever.
-pub(crate) struct StallIo {
-    inner: TcpStream,
-    gap: Duration,
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl StallIo {
-    fn new(inner: TcpStream, gap: Duration) -> StallIo {
-        StallIo {
-            inner,
-            gap,
-            stalled: None,
-        }
-    }
-
-    fn pending_or_timeout<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        let gap = self.gap;
-        let sleep = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "client did not read for io_timeout",
-            ))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn progress<T>(&mut self, r: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match r {
-            Poll::Ready(v) => {
-                self.stalled = None;
-                Poll::Ready(v)
-            }
-            Poll::Pending => self.pending_or_timeout(cx),
-        }
-    }
-}
-
-impl AsyncRead for StallIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for StallIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.progress(r, cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.progress(r, cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let r = Pin::new(&mut self.inner).poll_flush(cx);
-        self.progress(r, cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 /// Binds a listening socket that works before the VIP is on this node.
@@ -218,17 +128,20 @@ async fn serve_conn(
     let local = stream.local_addr().unwrap_or(listen);
     let info = Arc::new(ConnInfo::new(peer, listen, local));
 
+    let header_timeout = limits.header_timeout;
+    let ka = limits.keepalive_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        // Slowloris: the whole head must arrive within header_timeout.
-        // hyper also runs this timer while a keep-alive connection idles, so
-        // idle connections close after min(keepalive_timeout, header_timeout).
-        .header_read_timeout(limits.header_timeout)
+        // client_header_timeout and keepalive_timeout are enforced below.
+        // hyper's own head timer also runs while a connection idles, which
+        // would cut keep-alive at header_timeout; it stays as a safety net
+        // that can only fire after ours.
+        .header_read_timeout(header_timeout + ka + Duration::from_secs(1))
         // Heads beyond this get 431 from hyper before it closes.
         .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF))
-        .keep_alive(!limits.keepalive_timeout.is_zero());
+        .keep_alive(!ka.is_zero());
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -242,8 +155,8 @@ async fn serve_conn(
         let info = svc_info.clone();
         async move { Ok::<_, Infallible>(handler::handle(state, metrics, info, req).await) }
     });
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(StallIo::new(stream, limits.io_timeout)), svc);
+    let io = ClientIo::new(stream, info.clone(), limits.io_timeout);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let mut shutdown = shared.shutdown.subscribe();
     let mut closing = false;
@@ -251,21 +164,15 @@ async fn serve_conn(
         conn.as_mut().graceful_shutdown();
         closing = true;
     }
-    let ka = limits.keepalive_timeout;
     loop {
-        let idle_deadline = {
-            let busy = info.in_flight.load(Ordering::Relaxed) > 0;
-            let last = Duration::from_millis(info.last_done_ms.load(Ordering::Relaxed));
-            if busy || ka.is_zero() {
-                tokio::time::Instant::now() + ka.max(Duration::from_secs(1))
-            } else {
-                tokio::time::Instant::from_std(info.started + last + ka)
-            }
-        };
+        let (deadline, timer) = info.next_timer(header_timeout, ka);
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                    if let Some(status) = rejected_status(e.as_ref()) {
+                        handler::log_rejected(&shared.state.load(), &shared.metrics, &info, status);
+                    }
                 }
                 break;
             }
@@ -273,16 +180,43 @@ async fn serve_conn(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = tokio::time::sleep_until(idle_deadline), if !closing && !ka.is_zero() => {
-                let busy = info.in_flight.load(Ordering::Relaxed) > 0;
-                let last = Duration::from_millis(info.last_done_ms.load(Ordering::Relaxed));
-                if !busy && info.started.elapsed() >= last + ka {
-                    // keepalive_timeout: an idle keep-alive connection closes.
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
+            // Recompute the deadline when requests start or end.
+            _ = info.changed() => {}
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+                // Act only if the state still says so (it may have moved on
+                // without waking us, e.g. a head completing at the deadline).
+                let (now_deadline, now_timer) = info.next_timer(header_timeout, ka);
+                if now_timer != timer || now_deadline > std::time::Instant::now() {
+                    continue;
+                }
+                match timer {
+                    Timer::Busy => {}
+                    // Slowloris or a silent client: drop it, nginx sends
+                    // nothing either.
+                    Timer::Header => {
+                        tracing::debug!(%peer, "client header timeout");
+                        break;
+                    }
+                    Timer::Idle if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    Timer::Idle => {}
                 }
             }
         }
     }
     shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The status hyper answered with when it refused a request head itself.
+fn rejected_status(e: &(dyn std::error::Error + 'static)) -> Option<http::StatusCode> {
+    let he = e.downcast_ref::<hyper::Error>()?;
+    if he.is_parse_too_large() {
+        Some(http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    } else if he.is_parse() {
+        Some(http::StatusCode::BAD_REQUEST)
+    } else {
+        None
+    }
 }

@@ -404,3 +404,88 @@ async fn health_verdict_survives_reload() {
     }
     assert_eq!(a.hits(), before + 3);
 }
+
+/// A backend that reads a request and never answers.
+async fn hanging_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_timeout_retries_get_but_not_post() {
+    let (hang, hang_conns) = hanging_backend().await;
+    let good = Backend::start("good").await;
+    let port = free_port();
+    let servers = format!(
+        "{}{}",
+        server(hang, "        max_fails: 0\n"),
+        server(good.addr, "        max_fails: 0\n")
+    );
+    let extra = "    read_timeout: 300ms\n    connect_timeout: 300ms";
+    let (_p, _stop, _h) = start_proxy(config(&simple_yaml(port, &servers, extra, LIMITS))).await;
+    let c = client();
+    // First pick is the hanging server: GET times out there, then good.
+    let t = std::time::Instant::now();
+    let g = get(&c, port, "x", "/g").await;
+    assert_eq!(g.status, 200);
+    assert_eq!(Echo::parse(&g.body).backend, "good");
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(get(&c, port, "x", "/g2").await.status, 200); // good again (WRR)
+    let post = Request::post(format!("http://127.0.0.1:{port}/p"))
+        .body(Full::new(Bytes::from("x")))
+        .expect("req");
+    assert_eq!(send(&c, post).await.expect("post").status, 504);
+    assert_eq!(hang_conns.load(Ordering::SeqCst), 2);
+    assert_eq!(good.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_upstream_tries_bounds_retries() {
+    let (r1, c1) = rude_backend().await;
+    let (r2, c2) = rude_backend().await;
+    let good = Backend::start("good").await;
+    let port = free_port();
+    let servers = format!(
+        "{}{}{}",
+        server(r1, "        max_fails: 0\n"),
+        server(r2, "        max_fails: 0\n"),
+        server(good.addr, "        max_fails: 0\n")
+    );
+    let (_p, _stop, _h) = start_proxy(config(&simple_yaml(
+        port,
+        &servers,
+        "    next_upstream_tries: 2",
+        LIMITS,
+    )))
+    .await;
+    let g = get(&client(), port, "x", "/").await;
+    assert_eq!(g.status, 502);
+    assert_eq!(
+        (
+            c1.load(Ordering::SeqCst),
+            c2.load(Ordering::SeqCst),
+            good.hits()
+        ),
+        (1, 1, 0)
+    );
+}

@@ -288,3 +288,47 @@ async fn client_that_stops_reading_is_dropped_after_io_timeout() {
     );
     assert!(buf.starts_with(b"HTTP/1.1 200"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_and_keepalive_timeouts_are_separate() {
+    let (port, _be, _stop) =
+        proxy_with("  header_timeout: 300ms\n  keepalive_timeout: 1500ms").await;
+    // A silent new connection gets header_timeout.
+    let t = Instant::now();
+    let r = raw(port, b"", Duration::from_secs(3)).await;
+    assert!(r.is_empty());
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1200),
+        "{took:?}"
+    );
+
+    // Between requests the longer keepalive_timeout applies.
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 8192];
+    for _ in 0..2 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let t = Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut rest))
+        .await
+        .expect("closed at keepalive_timeout")
+        .expect("read");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_millis(1400),
+        "{took:?}"
+    );
+}

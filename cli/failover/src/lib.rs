@@ -1,0 +1,185 @@
+//! `hadeploy test-failover`: with HTTP load on the VIP the whole time, break
+//! the cluster in the ways that happen in the field and measure what a
+//! client sees. Thresholds default to the RFC formulas from the inventory's
+//! advert interval and priorities.
+
+mod control;
+mod load;
+pub mod report;
+mod steps;
+mod window;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use hadeploy_deploy::ssh::ConnectOptions;
+use hadeploy_inventory::model::{Cluster, Inventory};
+use hadeploy_lab::Lab;
+
+pub use report::{Report, Row, Verdict};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub cluster: Option<String>,
+    /// Added to the RFC bound for unplanned failures (ms).
+    pub slack_ms: u64,
+    /// Which steps to run (names as in the table); all when empty.
+    pub only: Vec<String>,
+    pub trust_new_host_keys: bool,
+    /// Request rate of the load (requests per second).
+    pub rate: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cluster: None,
+            slack_ms: 100,
+            only: Vec::new(),
+            trust_new_host_keys: false,
+            rate: 200,
+        }
+    }
+}
+
+/// Timers of the VIP group under test, from the inventory.
+#[derive(Debug, Clone, Copy)]
+pub struct Timers {
+    pub advert: Duration,
+    pub skew: Duration,
+    pub master_down: Duration,
+}
+
+impl Timers {
+    /// RFC 3768 / 5798 with the backup's priority (the node that takes over).
+    pub fn new(advert: Duration, backup_priority: u8) -> Timers {
+        let skew = advert.mul_f64(f64::from(256 - u32::from(backup_priority)) / 256.0);
+        Timers {
+            advert,
+            skew,
+            master_down: advert * 3 + skew,
+        }
+    }
+}
+
+/// The local lab whose nodes are this cluster's hosts, if any.
+pub fn find_lab(inv: &Inventory, cluster: &Cluster) -> Option<Lab> {
+    let dirs = std::fs::read_dir(Path::new("/var/lib/hadeploy/lab")).ok()?;
+    for d in dirs.flatten() {
+        if let Ok(lab) = Lab::load(&d.path()) {
+            let all = cluster.load_balancers.iter().all(|h| {
+                lab.nodes.iter().any(|n| {
+                    n.name == *h
+                        && inv
+                            .hosts
+                            .get(h)
+                            .and_then(|x| x.address)
+                            .is_some_and(|a| a.addr() == n.address)
+                })
+            });
+            if all {
+                return Some(lab);
+            }
+        }
+    }
+    None
+}
+
+pub async fn run(inv: &Inventory, opts: &Options) -> Result<Report, String> {
+    let cluster = match &opts.cluster {
+        Some(n) => inv
+            .clusters
+            .iter()
+            .find(|c| &c.name == n)
+            .ok_or_else(|| format!("no cluster {n}"))?,
+        None => inv.clusters.first().ok_or("the inventory has no cluster")?,
+    };
+    let vipg = cluster.vips.first().ok_or("the cluster has no VIP group")?;
+    let vip: Ipv4Addr = vipg
+        .addresses
+        .first()
+        .ok_or("the VIP group has no address")?
+        .addr();
+    let mut members = vipg.members.clone();
+    members.sort_by(|a, b| b.priority.cmp(&a.priority));
+    if members.len() < 2 {
+        return Err("test-failover needs at least two load balancers in the VIP group".into());
+    }
+    let timers = Timers::new(vipg.advert_interval, members[1].priority);
+    let site = cluster
+        .sites
+        .first()
+        .ok_or("the cluster has no site to send load to")?;
+    let port = site.listen.first().map_or(80, SocketAddr::port);
+    let host_header = site
+        .server_names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| vip.to_string());
+    let lab = find_lab(inv, cluster);
+    let copts = ConnectOptions {
+        trust_new_host_keys: opts.trust_new_host_keys,
+        timeout: Some(Duration::from_secs(5)),
+    };
+    let mut names: Vec<String> = cluster.load_balancers.clone();
+    if let Some(b) = &cluster.backends {
+        names.extend(b.hosts.iter().cloned());
+    }
+    let ctl = control::Control::connect(inv, &names, lab, copts).await?;
+    let netns = match &ctl.lab {
+        Some(l) => Some(l.client_netns().map_err(|e| e.to_string())?.name),
+        None => None,
+    };
+    let spec = load::LoadSpec {
+        target: SocketAddr::from((vip, port)),
+        host_header,
+        interval: Duration::from_secs(1) / opts.rate.max(1),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(5),
+        netns,
+    };
+    let ctx = steps::Ctx {
+        cluster: cluster.clone(),
+        members: members
+            .iter()
+            .map(|m| (m.host.clone(), m.priority, m.interface.clone()))
+            .collect(),
+        preempt: vipg.preempt,
+        vip,
+        timers,
+        slack: Duration::from_millis(opts.slack_ms),
+        only: opts.only.clone(),
+    };
+    let mut report = Report {
+        cluster: cluster.name.clone(),
+        vip: vip.to_string(),
+        version: u8::from(vipg.version),
+        advert_interval_ms: ms(timers.advert),
+        master_down_interval_ms: ms(timers.master_down),
+        skew_time_ms: ms(timers.skew),
+        rows: Vec::new(),
+        restore_errors: Vec::new(),
+        interrupted: false,
+    };
+    steps::run_all(ctl, spec, &ctx, &mut report).await;
+    Ok(report)
+}
+
+pub fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_follow_the_rfc() {
+        let t = Timers::new(Duration::from_secs(1), 100);
+        assert_eq!(ms(t.master_down), 3609);
+        assert_eq!(ms(t.skew), 609);
+        let t = Timers::new(Duration::from_millis(100), 100);
+        assert_eq!(ms(t.master_down), 360);
+    }
+}

@@ -1,0 +1,215 @@
+//! One client connection: what the handler needs to know about it, its
+//! timers (nginx's client_header_timeout, keepalive_timeout, send_timeout)
+//! and the socket wrapper that feeds them.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+const UNSET: u64 = u64::MAX;
+
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The configured listen address that accepted the connection.
+    pub listen: SocketAddr,
+    /// The local address the client connected to (differs from `listen`
+    /// on a wildcard listener).
+    pub local: SocketAddr,
+    pub started: Instant,
+    /// Requests whose response is not finished yet.
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    /// Milliseconds after `started`: when the last response finished, and
+    /// when the first byte of a not yet complete request head arrived.
+    last_done_ms: AtomicU64,
+    head_started_ms: AtomicU64,
+    /// Wakes the connection's timer task when the state above changes.
+    changed: Notify,
+}
+
+/// What the connection task does when its timer fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// A request is being served: look again later.
+    Busy,
+    /// client_header_timeout: the head did not arrive in time; close now.
+    Header,
+    /// keepalive_timeout: idle between requests; close gracefully.
+    Idle,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(peer: SocketAddr, listen: SocketAddr, local: SocketAddr) -> ConnInfo {
+        ConnInfo {
+            peer,
+            listen,
+            local,
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            last_done_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(UNSET),
+            changed: Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// A request head was parsed.
+    pub(crate) fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.head_started_ms.store(UNSET, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    /// Its response finished (or was abandoned).
+    pub(crate) fn request_done(&self) {
+        self.last_done_ms.store(self.now_ms(), Ordering::SeqCst);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    /// Bytes arrived; between requests they start the header clock.
+    fn bytes_read(&self) {
+        if self.in_flight.load(Ordering::SeqCst) == 0
+            && self.head_started_ms.load(Ordering::Relaxed) == UNSET
+        {
+            self.head_started_ms.store(self.now_ms(), Ordering::SeqCst);
+            self.changed.notify_one();
+        }
+    }
+
+    /// When the next timer fires and what it means then.
+    pub(crate) fn next_timer(&self, header: Duration, keepalive: Duration) -> (Instant, Timer) {
+        let at = |ms: u64, d: Duration| self.started + Duration::from_millis(ms) + d;
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return (Instant::now() + Duration::from_secs(3600), Timer::Busy);
+        }
+        let head = self.head_started_ms.load(Ordering::SeqCst);
+        if head != UNSET {
+            return (at(head, header), Timer::Header);
+        }
+        if self.requests.load(Ordering::Relaxed) == 0 {
+            // nginx: the first request's head is due header_timeout after
+            // accept, bytes or not.
+            return (at(0, header), Timer::Header);
+        }
+        if keepalive.is_zero() {
+            // hyper closes after the response; nothing to time.
+            return (Instant::now() + Duration::from_secs(3600), Timer::Busy);
+        }
+        (
+            at(self.last_done_ms.load(Ordering::SeqCst), keepalive),
+            Timer::Idle,
+        )
+    }
+
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+}
+
+/// The client socket. Reads feed the header clock; a write that cannot
+/// make progress for `gap` (the client stopped reading) fails the
+/// connection instead of holding it and its upstream resources forever
+/// (nginx `send_timeout`).
+pub(crate) struct ClientIo {
+    inner: TcpStream,
+    info: Arc<ConnInfo>,
+    gap: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl ClientIo {
+    pub(crate) fn new(inner: TcpStream, info: Arc<ConnInfo>, gap: Duration) -> ClientIo {
+        ClientIo {
+            inner,
+            info,
+            gap,
+            stalled: None,
+        }
+    }
+
+    fn progress<T>(&mut self, r: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Ready(v) => {
+                self.stalled = None;
+                Poll::Ready(v)
+            }
+            Poll::Pending => {
+                let gap = self.gap;
+                let sleep = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client did not read for io_timeout",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.info.bytes_read();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress(r, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progress(r, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(r, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

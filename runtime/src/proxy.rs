@@ -1,0 +1,105 @@
+//! `hadeploy-runtime proxy`: the reverse proxy (nginx's job) on a
+//! multi-threaded runtime. SIGHUP validates and swaps the config (the old one
+//! stays on error), SIGUSR1 reopens access logs, SIGQUIT/SIGTERM drain.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use hadeploy_config::status::RuntimeStatus;
+use hadeploy_proxy::Proxy;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::admin;
+
+struct ProxySource(Proxy);
+
+impl admin::Source for ProxySource {
+    fn metrics(&self) -> String {
+        self.0.metrics_text()
+    }
+
+    fn status_json(&self) -> String {
+        let doc = RuntimeStatus {
+            vrrp: None,
+            proxy: Some(self.0.status()),
+        };
+        serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_string())
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<hadeploy_config::proxy::ProxyConfig> {
+    let (cfg, warnings) = hadeploy_config::load_proxy(path)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(cfg)
+}
+
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = load(path)?;
+    let workers = if cfg.workers == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        cfg.workers
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("proxy-worker")
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let admin_addr = cfg.admin;
+        tracing::info!(
+            "starting proxy for {} ({} sites, {} upstreams, {workers} workers)",
+            cfg.node,
+            cfg.sites.len(),
+            cfg.upstreams.len()
+        );
+        let proxy = Proxy::bind(cfg).await?;
+        if let Some(addr) = admin_addr {
+            let l = admin::bind(addr).await?;
+            tokio::spawn(admin::serve(l, Arc::new(ProxySource(proxy.clone()))));
+        }
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut usr1 = signal(SignalKind::user_defined1())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut quit = signal(SignalKind::quit())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = proxy.clone();
+        let config_path = path.to_path_buf();
+        tokio::spawn(async move {
+            let mut stop_tx = Some(stop_tx);
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                        match load(&config_path).and_then(|c| handle.reload(c).map_err(anyhow::Error::from)) {
+                            Ok(()) => tracing::info!("reloaded {}", config_path.display()),
+                            Err(e) => tracing::error!("reload refused, keeping the running config: {e:#}"),
+                        }
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                    }
+                    _ = usr1.recv() => {
+                        handle.reopen_logs();
+                        tracing::info!("access logs reopened");
+                    }
+                    _ = term.recv() => { if let Some(t) = stop_tx.take() { let _ = t.send(()); } }
+                    _ = quit.recv() => { if let Some(t) = stop_tx.take() { let _ = t.send(()); } }
+                    _ = int.recv() => { if let Some(t) = stop_tx.take() { let _ = t.send(()); } }
+                }
+            }
+        });
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        proxy
+            .run(async move {
+                let _ = stop_rx.await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+                tracing::info!("stopping: draining in-flight requests");
+            })
+            .await;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
