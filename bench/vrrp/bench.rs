@@ -79,6 +79,7 @@ fn pair(lab: &Lab, mon: &Monitor, imp: Impl, p: Proto, bin: &Binaries) -> Result
     Ok((master, backup))
 }
 
+/// One failover; `phase` delays the stop by part of an advert interval.
 pub fn failover(
     lab: &Lab,
     mon: &Monitor,
@@ -86,9 +87,13 @@ pub fn failover(
     p: Proto,
     stop: Stop,
     bin: &Binaries,
+    phase: Duration,
 ) -> Result<Sample> {
     let backup_mac = lab.mac(&lab.routers[1])?;
     let (master, backup) = pair(lab, mon, imp, p, bin)?;
+    // The settle time is fixed, so without this every stop would land at
+    // the same point of the advert cycle; callers spread it over the reps.
+    std::thread::sleep(phase);
     mon.probe(true);
     let t0 = match stop {
         Stop::Kill => master.kill9(),

@@ -105,18 +105,19 @@ fn run(args: &Args) -> Result<Report> {
                 // Alternate who goes first so drift (other load on the
                 // machine) hits both daemons alike.
                 let order = if rep % 2 == 0 { [0, 1] } else { [1, 0] };
+                let phase = Duration::from_millis(proto.advert_ms * rep as u64 / args.reps as u64);
                 for i in order {
                     let s = &mut series[i];
-                    match bench::failover(&lab, &mon, s.daemon, proto, stop, &bin) {
+                    match bench::failover(&lab, &mon, s.daemon, proto, stop, &bin, phase) {
                         Ok(sample) => {
                             eprintln!(
-                                "{} {:?} {} rep {}: {:.1} ms from signal, {:?} ms from wire",
+                                "{} {:?} {} rep {}: {:.1} ms from signal, {:.1} ms from wire",
                                 report::setting(proto),
                                 stop,
                                 s.daemon.name(),
                                 rep + 1,
                                 sample.from_signal,
-                                sample.from_wire.map(|v| v.round())
+                                sample.from_wire.unwrap_or(f64::NAN)
                             );
                             s.samples.push(sample);
                         }

@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 const PREFIX: &str = "vrb";

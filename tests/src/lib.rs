@@ -45,3 +45,25 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// End-to-end tests need root (containers, namespaces) and the static
+/// runtime that `hadeploy apply` pushes. Missing either is a failure with
+/// the fix in the message, never a silent skip.
+pub fn require_root_and_runtime() {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_string))
+        .unwrap_or_default();
+    assert!(
+        uid.split_whitespace().nth(1) == Some("0"),
+        "this end-to-end test needs root (it creates containers and network namespaces)"
+    );
+    let exe = std::env::current_exe().expect("exe");
+    let target = exe.ancestors().nth(3).expect("target dir");
+    let runtime = target.join("x86_64-unknown-linux-musl/release/hadeploy-runtime");
+    assert!(
+        runtime.exists(),
+        "{} missing: build it with `cargo build --release --target x86_64-unknown-linux-musl -p hadeploy-runtime`",
+        runtime.display()
+    );
+}

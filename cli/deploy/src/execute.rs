@@ -8,22 +8,40 @@ use std::time::{Duration, Instant};
 
 use hadeploy_config::paths;
 use hadeploy_inventory::render::Handler;
+use sha2::{Digest, Sha256};
 
 use crate::error::{DeployError, Step};
 use crate::plan::{Change, MANIFEST, NodePlan};
 use crate::ssh::Remote;
 
-/// $1 dest, $2 mode (octal), $3 validate (1/0), $4 restorecon (1/0); data on stdin.
+/// $1 dest, $2 mode (octal), $3 validate (1/0), $4 restorecon (1/0),
+/// $5 size in bytes, $6 sha256; data on stdin. The received data is checked
+/// against size and hash before the rename: a connection cut (or a Ctrl-C
+/// that closes our end of stdin) gives the remote side an early EOF, and a
+/// truncated file must never be installed. dd's own error (ENOSPC, EIO) is
+/// passed on, naming the cause.
 const WRITE_FILE: &str = r#"
 set -eu
-dest=$1; mode=$2; validate=$3; selinux=$4
+dest=$1; mode=$2; validate=$3; selinux=$4; size=$5; sha=$6
 dir=${dest%/*}
 mkdir -p "$dir"
 tmp=$(mktemp "$dir/.hadeploy.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
-trap 'exit 130' HUP INT TERM
+trap 'exit 130' HUP INT TERM PIPE
 chmod 600 "$tmp"
-dd of="$tmp" bs=65536 conv=fsync 2>/dev/null
+if ! err=$(dd of="$tmp" bs=65536 conv=fsync 2>&1 >/dev/null); then
+  printf '%s\n' "$err" | grep -v -e 'records in' -e 'records out' -e 'bytes' | sed "s|$tmp|$dest (temporary copy)|g" >&2
+  exit 4
+fi
+got=$(wc -c < "$tmp" | tr -d ' ')
+if [ "$got" != "$size" ]; then
+  echo "received $got of $size bytes (connection lost or interrupted); $dest not replaced" >&2
+  exit 4
+fi
+if [ "$(sha256sum "$tmp" | cut -d' ' -f1)" != "$sha" ]; then
+  echo "sha256 of the received data differs; $dest not replaced" >&2
+  exit 4
+fi
 chown 0:0 "$tmp"
 chmod "$mode" "$tmp"
 if [ "$validate" = 1 ]; then
@@ -57,6 +75,8 @@ pub async fn write_file(
     data: &[u8],
 ) -> Result<(), DeployError> {
     let mode = format!("{mode:o}");
+    let size = data.len().to_string();
+    let sha = hex::encode(Sha256::digest(data));
     let out = remote
         .sh(
             Step::Upload,
@@ -66,6 +86,8 @@ pub async fn write_file(
                 &mode,
                 if validate { "1" } else { "0" },
                 if selinux { "1" } else { "0" },
+                &size,
+                &sha,
             ],
             Some(data),
         )
@@ -76,7 +98,14 @@ pub async fn write_file(
             Step::Validate,
             format!("{dest} rejected by hadeploy-runtime check; the old file and the running service were kept:\n{}", out.stderr.trim()),
         )),
-        _ => Err(remote.err(Step::Upload, format!("writing {dest} failed: {}", out.stderr.trim()))),
+        Some(c) => Err(remote.err(
+            Step::Upload,
+            format!("writing {dest} failed (exit {c}); the old file was kept: {}", out.stderr.trim()),
+        )),
+        None => Err(remote.err(
+            Step::Upload,
+            format!("writing {dest} failed: the remote command was killed or the connection lost; the old file was kept: {}", out.stderr.trim()),
+        )),
     }
 }
 
@@ -109,12 +138,40 @@ pub async fn execute(
         changed += 1;
     }
     ok += 1;
+    // The tmpfiles drop-in (it only creates directories) is installed and
+    // applied before the runtime configs are validated: the node's
+    // `hadeploy-runtime check` opens the access logs, as `nginx -t` does,
+    // and their directories must exist by then.
+    let tmpfiles: Vec<_> = plan
+        .files
+        .iter()
+        .filter(|f| f.change != Change::Unchanged && f.file.handler == Handler::Tmpfiles)
+        .collect();
+    for f in &tmpfiles {
+        progress(&format!("write {}", f.file.path));
+        write_file(
+            remote,
+            &f.file.path,
+            f.file.mode,
+            false,
+            selinux,
+            f.file.content.as_bytes(),
+        )
+        .await?;
+        changed += 1;
+        ok += 1;
+    }
+    if !tmpfiles.is_empty() {
+        run_tmpfiles(remote, progress).await?;
+        ok += 1;
+        changed += 1;
+    }
     // Runtime configs first (they can be refused), then everything else, so
     // a refused config leaves the node's other files untouched.
     let mut order: Vec<_> = plan
         .files
         .iter()
-        .filter(|f| f.change != Change::Unchanged)
+        .filter(|f| f.change != Change::Unchanged && f.file.handler != Handler::Tmpfiles)
         .collect();
     order.sort_by_key(|f| !f.validate);
     for f in order {
@@ -153,6 +210,20 @@ pub async fn execute(
         ok += 1;
     }
     Ok(Outcome { ok, changed })
+}
+
+/// Creates the directories of the tmpfiles drop-in (log directories).
+async fn run_tmpfiles(remote: &Remote, progress: &dyn Fn(&str)) -> Result<(), DeployError> {
+    progress("systemd-tmpfiles");
+    remote
+        .sh_ok(
+            Step::Handlers,
+            "systemd-tmpfiles --create /etc/tmpfiles.d/hadeploy.conf",
+            &[],
+            None,
+        )
+        .await?;
+    Ok(())
 }
 
 /// `systemctl ACTION UNIT`, with the unit's last journal lines on failure.
@@ -197,18 +268,6 @@ async fn run_handlers(
     let h = &plan.handlers;
     let mut ran = 0;
     let step = Step::Handlers;
-    if h.contains(&Handler::Tmpfiles) {
-        progress("systemd-tmpfiles");
-        remote
-            .sh_ok(
-                step,
-                "systemd-tmpfiles --create /etc/tmpfiles.d/hadeploy.conf",
-                &[],
-                None,
-            )
-            .await?;
-        ran += 1;
-    }
     if h.contains(&Handler::Sysctl) {
         progress("sysctl");
         remote

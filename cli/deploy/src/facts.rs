@@ -76,6 +76,21 @@ impl RemoteFacts {
 
 pub async fn gather(remote: &Remote, paths: &[&str]) -> Result<RemoteFacts, DeployError> {
     let out = remote.sh(Step::Facts, GATHER, paths, None).await?;
+    if !out.ok() && remote.uses_sudo() {
+        // Most likely sudo itself: not installed, or it wants a password.
+        let who = remote
+            .sh_as_login_user(Step::Preflight, r#"echo "$(id -un) uid $(id -u)""#)
+            .await
+            .map(|o| o.stdout.trim().to_string())
+            .unwrap_or_default();
+        return Err(remote.err(
+            Step::Preflight,
+            format!(
+                "connected as {who} without root, and become_root: true needs passwordless sudo, but `sudo -n` failed: {}; install sudo and allow this user NOPASSWD, or set ssh_user: root",
+                out.stderr.trim()
+            ),
+        ));
+    }
     if !out.ok() {
         return Err(remote.err(
             Step::Facts,

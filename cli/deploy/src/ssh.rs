@@ -124,13 +124,34 @@ impl Remote {
         args: &[&str],
         stdin: Option<&[u8]>,
     ) -> Result<Out, DeployError> {
+        self.run(step, script, args, stdin, self.sudo).await
+    }
+
+    /// Runs `script` as the SSH user, without `sudo` (to explain a failing sudo).
+    pub async fn sh_as_login_user(&self, step: Step, script: &str) -> Result<Out, DeployError> {
+        self.run(step, script, &[], None, false).await
+    }
+
+    /// Whether commands go through `sudo -n` (become_root with a non-root user).
+    pub fn uses_sudo(&self) -> bool {
+        self.sudo
+    }
+
+    async fn run(
+        &self,
+        step: Step,
+        script: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        sudo: bool,
+    ) -> Result<Out, DeployError> {
         let _permit = self
             .channels
             .acquire()
             .await
             .map_err(|_| self.err(step, "connection closed"))?;
         let mut words: Vec<String> = Vec::new();
-        if self.sudo {
+        if sudo {
             words.extend(["sudo", "-n"].map(String::from));
         }
         words.extend(["sh", "-c"].map(String::from));

@@ -473,10 +473,22 @@ async fn split_brain(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {
         })
         .await;
     let converged = one.map(|t| t.duration_since(healed_at));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The client follows the survivor's gratuitous ARPs; Linux ignores ARP
+    // updates within 1 s (locktime) of the last change, so give the spread
+    // burst its time, then poll.
     let iface = ctx.members[0].2.clone();
     let mac = ctl.mac(&top, &iface).await;
-    let client = ctl.client_neighbor(ctx.vip);
+    let check_from = healed_at + limit.max(Duration::from_millis(1500));
+    let mut client = None;
+    while Instant::now() < check_from + Duration::from_secs(3) {
+        if Instant::now() >= check_from {
+            client = ctl.client_neighbor(ctx.vip);
+            if client.is_some() && client == mac {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let o = observe(&load.samples(), t0, Instant::now());
     let in_time = converged.is_some_and(|d| d <= limit + ctx.slack);
     let arp_ok = mac.is_some() && mac == client;

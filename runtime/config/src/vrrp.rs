@@ -155,8 +155,12 @@ pub struct Garp {
     /// `garp_master_repeat`: GARPs per burst.
     #[serde(default = "five")]
     pub master_repeat: u32,
-    /// `garp_interval`: gap between GARPs of one burst.
-    #[serde(default, with = "human")]
+    /// `garp_interval`: gap between GARPs of one burst. keepalived sends a
+    /// burst at once (0); our default spreads it over 1.2 s because Linux
+    /// ignores an ARP update for an entry changed less than `locktime` (1 s)
+    /// ago, so after a split brain heals a burst sent at once can be lost
+    /// entirely and clients keep the loser's MAC.
+    #[serde(default = "garp_interval", with = "human")]
     pub interval: Duration,
     /// `garp_master_refresh`: periodic refresh while master; off when absent.
     #[serde(default, with = "human_opt", skip_serializing_if = "Option::is_none")]
@@ -175,12 +179,16 @@ impl Default for Garp {
         Garp {
             master_delay: five_s(),
             master_repeat: five(),
-            interval: Duration::ZERO,
+            interval: garp_interval(),
             master_refresh: None,
             master_refresh_repeat: one(),
             lower_prio_announce: true,
         }
     }
+}
+
+fn garp_interval() -> Duration {
+    Duration::from_millis(300)
 }
 
 fn five_s() -> Duration {

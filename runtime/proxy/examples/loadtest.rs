@@ -96,6 +96,25 @@ async fn main() {
             backend(num(2, 18080) as u16).await;
             std::future::pending::<()>().await;
         }
+        Some("proxy1") => {
+            // The proxy alone on a current-thread runtime in its own thread.
+            let be: SocketAddr = format!("127.0.0.1:{}", num(3, 18080))
+                .parse()
+                .expect("addr");
+            let cfg = proxy_config(num(2, 18081) as u16, be);
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    let p = hadeploy_proxy::Proxy::bind(cfg).await.expect("proxy");
+                    p.run(std::future::pending::<()>()).await;
+                });
+            })
+            .join()
+            .expect("proxy thread");
+        }
         Some("proxy") => {
             let be: SocketAddr = format!("127.0.0.1:{}", num(3, 18080))
                 .parse()

@@ -91,10 +91,15 @@ impl Body for FileBody {
 /// A body that fails when no frame arrives for `gap`: nginx's
 /// `proxy_read_timeout` between two reads of the upstream response, so a
 /// backend stalling mid-body cannot pin a client connection forever.
+///
+/// The timer is armed only when the inner body is actually pending: most
+/// small responses arrive with their head and never touch the timer wheel.
 pub(crate) struct IdleTimeoutBody<B> {
     inner: B,
     gap: std::time::Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A frame arrived since the timer was armed: re-arm before waiting.
+    progressed: bool,
 }
 
 impl<B> IdleTimeoutBody<B> {
@@ -102,7 +107,8 @@ impl<B> IdleTimeoutBody<B> {
         IdleTimeoutBody {
             inner,
             gap,
-            sleep: Box::pin(tokio::time::sleep(gap)),
+            sleep: None,
+            progressed: false,
         }
     }
 }
@@ -122,16 +128,30 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(r) => {
-                let deadline = tokio::time::Instant::now() + this.gap;
-                this.sleep.as_mut().reset(deadline);
+                this.progressed = true;
                 Poll::Ready(r.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(
-                    "upstream timed out sending the response body".into(),
-                ))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let deadline = tokio::time::Instant::now() + this.gap;
+                let sleep = match &mut this.sleep {
+                    Some(s) => {
+                        if this.progressed {
+                            s.as_mut().reset(deadline);
+                        }
+                        s
+                    }
+                    None => this
+                        .sleep
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                this.progressed = false;
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(
+                        "upstream timed out sending the response body".into(),
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

@@ -92,11 +92,17 @@ impl ConnInfo {
         }
     }
 
+    /// A stable "never" so the connection task does not re-arm its timer
+    /// on every request.
+    fn far(&self) -> Instant {
+        self.started + Duration::from_secs(365 * 86_400)
+    }
+
     /// When the next timer fires and what it means then.
     pub(crate) fn next_timer(&self, header: Duration, keepalive: Duration) -> (Instant, Timer) {
         let at = |ms: u64, d: Duration| self.started + Duration::from_millis(ms) + d;
         if self.in_flight.load(Ordering::SeqCst) > 0 {
-            return (Instant::now() + Duration::from_secs(3600), Timer::Busy);
+            return (self.far(), Timer::Busy);
         }
         let head = self.head_started_ms.load(Ordering::SeqCst);
         if head != UNSET {
@@ -109,7 +115,7 @@ impl ConnInfo {
         }
         if keepalive.is_zero() {
             // hyper closes after the response; nothing to time.
-            return (Instant::now() + Duration::from_secs(3600), Timer::Busy);
+            return (self.far(), Timer::Busy);
         }
         (
             at(self.last_done_ms.load(Ordering::SeqCst), keepalive),

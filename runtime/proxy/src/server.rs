@@ -164,9 +164,22 @@ async fn serve_conn(
         conn.as_mut().graceful_shutdown();
         closing = true;
     }
+    // One timer for the connection's life, moved rather than re-created
+    // (each request moves it twice).
+    let (first, _) = info.next_timer(header_timeout, ka);
+    let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(first));
+    tokio::pin!(sleep);
+    let mut armed = first;
     loop {
         let (deadline, timer) = info.next_timer(header_timeout, ka);
+        if deadline != armed {
+            sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+            armed = deadline;
+        }
         tokio::select! {
+            biased;
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(%peer, error = %e, "client connection ended with an error");
@@ -182,7 +195,7 @@ async fn serve_conn(
             }
             // Recompute the deadline when requests start or end.
             _ = info.changed() => {}
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {
+            _ = sleep.as_mut(), if !closing => {
                 // Act only if the state still says so (it may have moved on
                 // without waking us, e.g. a head completing at the deadline).
                 let (now_deadline, now_timer) = info.next_timer(header_timeout, ka);
@@ -190,18 +203,22 @@ async fn serve_conn(
                     continue;
                 }
                 match timer {
-                    Timer::Busy => {}
+                    // A request has run for a year (next_timer's "never"):
+                    // push the timer out again rather than spin on it.
+                    Timer::Busy => {
+                        armed = std::time::Instant::now() + Duration::from_secs(365 * 86_400);
+                        sleep.as_mut().reset(tokio::time::Instant::from_std(armed));
+                    }
                     // Slowloris or a silent client: drop it, nginx sends
                     // nothing either.
                     Timer::Header => {
                         tracing::debug!(%peer, "client header timeout");
                         break;
                     }
-                    Timer::Idle if !closing => {
+                    Timer::Idle => {
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                     }
-                    Timer::Idle => {}
                 }
             }
         }

@@ -272,6 +272,14 @@ impl Instance {
         let was_master = self.state == State::Master;
         self.transition(now, State::Backup, reason, out);
         if was_master {
+            if self.params.garp.lower_prio_announce {
+                // Stepping down from a split brain: say so with priority 0.
+                // If the winner's advert reached us before ours reached it,
+                // the winner never heard a lower-priority master and would
+                // not re-announce; our priority 0 makes it re-announce (see
+                // on_advert), so clients holding our MAC for the VIP move.
+                out.push(Action::SendAdvert(self.advert(0)));
+            }
             out.push(Action::RemoveVips(self.params.vips.clone()));
         }
         self.clear_timers();
@@ -373,6 +381,11 @@ impl Instance {
                     // its backups do not claim after their Skew_Time.
                     out.push(Action::SendAdvert(self.advert(self.priority)));
                     self.protocol_at = Some(now + self.params.advert_interval);
+                    if self.params.garp.lower_prio_announce {
+                        // It was master while we were too (a split brain
+                        // ending): clients may hold its MAC for our VIPs.
+                        self.announce(now, out);
+                    }
                 } else if adv.priority > self.priority
                     || (adv.priority == self.priority && rx.source > self.params.primary_ip)
                 {

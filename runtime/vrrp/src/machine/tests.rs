@@ -487,7 +487,9 @@ fn raised_priority_lets_a_backup_preempt() {
 fn master_answers_priority_zero_at_once() {
     let (mut i, d) = master(params(100), Instant::now());
     let t = d + ms(400);
-    assert_eq!(i.handle(t, adv(LOWER_IP, 0)), [out(100)]);
+    // The peer was master too (split brain ending): re-announce so clients
+    // that learned its MAC for the VIP come back.
+    assert_eq!(i.handle(t, adv(LOWER_IP, 0)), [out(100), garp(5)]);
     assert_eq!(i.next_deadline(), Some(t + secs(1)));
 }
 
@@ -499,6 +501,7 @@ fn master_steps_down_on_higher_priority() {
         i.handle(t, adv(LOWER_IP, 101)),
         [
             tr(State::Master, State::Backup, Reason::HigherPriority, t),
+            out(0),
             Action::RemoveVips(vec![VIP]),
             notify(State::Backup, 100),
         ]
@@ -538,6 +541,39 @@ fn master_reannounces_on_lower_priority() {
     assert_eq!(garps_at(&log), [(d + secs(5), 5), (t, 5), (t + secs(5), 5)]);
     assert!(log.contains(&(t, out(100))));
     assert_eq!(i.state(), State::Master);
+}
+
+/// Split brain healing when the winner's advert arrives first: the loser
+/// steps down at once and never sends a lower-priority advert, so the
+/// winner only learns of the split from the loser's priority-0 goodbye.
+#[test]
+fn split_brain_heals_whichever_advert_arrives_first() {
+    let t0 = Instant::now();
+    let (mut winner, d) = master(params(150), t0);
+    let mut loser_p = params(100);
+    loser_p.primary_ip = LOWER_IP;
+    let (mut loser, _) = master(loser_p, t0);
+    let t = d + ms(300);
+    let Event::Advert(mut from_winner) = adv(ME, 150) else {
+        unreachable!()
+    };
+    from_winner.source = ME;
+    let a = loser.handle(t, Event::Advert(from_winner));
+    let goodbye = a
+        .iter()
+        .find_map(|x| match x {
+            Action::SendAdvert(o) if o.advert.priority == 0 => Some(o.clone()),
+            _ => None,
+        })
+        .expect("the loser says goodbye with priority 0");
+    assert_eq!(loser.state(), State::Backup);
+    let Event::Advert(mut rx) = adv(LOWER_IP, 0) else {
+        unreachable!()
+    };
+    rx.advert = goodbye.advert;
+    let b = winner.handle(t, Event::Advert(rx));
+    assert!(b.contains(&garp(5)), "winner re-announces: {b:?}");
+    assert_eq!(winner.state(), State::Master);
 }
 
 #[test]

@@ -1,0 +1,766 @@
+//! `hadeploy apply` under faults, against real sshd in lab containers that
+//! each test creates (own lab name, torn down by `LabGuard` even on panic):
+//! unreachable host, wrong key, host key mismatch, no root, disk full, power
+//! cut mid-upload, a config the node refuses, Ctrl-C, `--check`/`--diff`.
+//!
+//! Needs root (systemd-nspawn); skipped with a message otherwise. As root, a
+//! missing static runtime is a failure, not a skip.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use hadeploy_lab::inventory::{LabVrrp, inventory_yaml};
+use hadeploy_lab::{LabGuard, LabSpec};
+use hadeploy_tests::bin;
+use serde_json::Value;
+
+const RUNTIME_BIN: &str = "/usr/local/sbin/hadeploy-runtime";
+/// Directories apply writes into on a lab node; temp files are searched here.
+const WRITE_DIRS: &str = "/etc /usr/local/sbin /var/lib/hadeploy";
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The static runtime apply pushes: `$HADEPLOY_RUNTIME` or the musl release
+/// build next to the target directory of the `hadeploy` binary.
+fn runtime_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("HADEPLOY_RUNTIME") {
+        return PathBuf::from(p);
+    }
+    let cli = bin("hadeploy");
+    let target = cli
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/hadeploy");
+    target.join("x86_64-unknown-linux-musl/release/hadeploy-runtime")
+}
+
+/// Output of one `hadeploy` run.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
+    }
+
+    /// The recap entry of `host` (from `--json` output).
+    fn host(&self, host: &str) -> Value {
+        let v = self.json();
+        v["recap"]["hosts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|h| h["host"] == host).cloned())
+            .unwrap_or_else(|| panic!("no recap for {host}: {}", self.stdout))
+    }
+
+    fn error_of(&self, host: &str) -> String {
+        self.host(host)["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{host} has no error: {}", self.stdout))
+            .to_string()
+    }
+
+    fn total_changed(&self) -> u64 {
+        self.json()["recap"]["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .map(|h| h["changed"].as_u64().expect("changed"))
+            .sum()
+    }
+
+    fn explain(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// One test's lab, inventory and scratch directory.
+struct Env {
+    name: &'static str,
+    started: Instant,
+    lab: LabGuard,
+    dir: tempfile::TempDir,
+    inv: PathBuf,
+    runtime: PathBuf,
+}
+
+/// Brings up lab `name` (after removing what a crashed run left), writes its
+/// inventory. `None` (skip) when not root.
+fn setup(name: &'static str, lbs: usize, backends: usize) -> Option<Env> {
+    if !is_root() {
+        eprintln!("apply::{name}: skipped: needs root (the lab runs systemd-nspawn containers)");
+        return None;
+    }
+    let runtime = runtime_path();
+    assert!(
+        runtime.is_file(),
+        "static runtime {} is missing: build it with `CARGO_TARGET_DIR=<target> cargo build --release --target x86_64-unknown-linux-musl -p hadeploy-runtime` (or set HADEPLOY_RUNTIME)",
+        runtime.display()
+    );
+    let started = Instant::now();
+    let spec = LabSpec {
+        lbs,
+        backends,
+        vips: 1,
+        ..LabSpec::new(name)
+    };
+    hadeploy_lab::down(&spec).expect("remove leftovers of an earlier run");
+    let lab = LabGuard::up(&spec).expect("lab up");
+    // Short path: ssh control sockets live under TMPDIR (108-byte sun_path).
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("apf-{name}"))
+        .tempdir_in("/tmp")
+        .expect("tmp");
+    let inv = dir.path().join("inventory.yaml");
+    let mut text = inventory_yaml(&lab, &LabVrrp::default());
+    if backends == 0 {
+        // The lab's inventory has sites only with backends; a proxy without
+        // sites is invalid, so load balancers alone serve a static site.
+        text.push_str(
+            "    sites:\n      - name: static\n        listen: 80\n        default_server: true\n        root: /srv/www\n",
+        );
+    }
+    std::fs::write(&inv, text).expect("write inventory");
+    eprintln!(
+        "apply::{name}: lab up in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Some(Env {
+        name,
+        started,
+        lab,
+        dir,
+        inv,
+        runtime,
+    })
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        eprintln!(
+            "apply::{}: {:.1}s (lab included)",
+            self.name,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+impl Env {
+    fn lb(&self, i: usize) -> String {
+        format!("{}-lb{i}", self.name)
+    }
+
+    fn addr(&self, host: u8) -> String {
+        format!("10.77.{}.{host}", self.lab.subnet_index)
+    }
+
+    fn inventory(&self) -> String {
+        std::fs::read_to_string(&self.inv).expect("inventory")
+    }
+
+    /// Rewrites the inventory; `from` must occur.
+    fn edit(&self, from: &str, to: &str) {
+        let text = self.inventory();
+        assert!(text.contains(from), "{from:?} not in inventory:\n{text}");
+        std::fs::write(&self.inv, text.replacen(from, to, 1)).expect("write inventory");
+    }
+
+    fn command(&self, args: &[&str]) -> (Command, PathBuf, PathBuf) {
+        let out = self.dir.path().join(format!("out-{}", rand_suffix()));
+        let err = out.with_extension("err");
+        let mut c = Command::new(bin("hadeploy"));
+        c.args(args)
+            .env("HADEPLOY_RUNTIME", &self.runtime)
+            .env("TMPDIR", self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(File::create(&out).expect("stdout file"))
+            .stderr(File::create(&err).expect("stderr file"));
+        (c, out, err)
+    }
+
+    /// `hadeploy --json apply INV ARGS...`, bounded in time.
+    fn apply(&self, args: &[&str]) -> Run {
+        let (child, out, err) = self.spawn_apply(args);
+        wait(child, &out, &err, Duration::from_secs(120))
+    }
+
+    fn spawn_apply(&self, args: &[&str]) -> (Child, PathBuf, PathBuf) {
+        let inv = self.inv.to_str().expect("utf8");
+        let mut all = vec!["--json", "apply", inv];
+        all.extend_from_slice(args);
+        let (mut c, out, err) = self.command(&all);
+        (c.spawn().expect("spawn hadeploy"), out, err)
+    }
+
+    /// Applies and asserts success.
+    fn apply_ok(&self, args: &[&str]) -> Run {
+        let r = self.apply(args);
+        assert_eq!(r.code, Some(0), "{}", r.explain());
+        r
+    }
+
+    /// sha256 (None: absent) of every file `render` gives `host`, plus the runtime.
+    fn rendered(&self, host: &str) -> BTreeMap<String, Option<String>> {
+        let (mut c, out, err) = self.command(&[
+            "--json",
+            "render",
+            self.inv.to_str().expect("utf8"),
+            "--host",
+            host,
+        ]);
+        let st = c.status().expect("render");
+        let text = std::fs::read_to_string(&out).expect("render output");
+        assert!(
+            st.success(),
+            "{text}{}",
+            std::fs::read_to_string(err).unwrap_or_default()
+        );
+        let v: Value = serde_json::from_str(&text).expect("render JSON");
+        let mut m = BTreeMap::new();
+        for f in v[0]["files"].as_array().expect("files") {
+            m.insert(
+                f["path"].as_str().expect("path").to_string(),
+                Some(f["sha256"].as_str().expect("sha256").to_string()),
+            );
+        }
+        assert!(!m.is_empty(), "nothing rendered for {host}");
+        m.insert(RUNTIME_BIN.to_string(), Some(sha256_file(&self.runtime)));
+        m
+    }
+
+    /// sha256 of `paths` as the node sees them (mounts inside the container
+    /// included); None for an absent file.
+    fn node_hashes<'a>(
+        &self,
+        node: &str,
+        paths: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeMap<String, Option<String>> {
+        let list: Vec<&String> = paths.into_iter().collect();
+        let script = format!(
+            "for f in {}; do if [ -f \"$f\" ]; then sha256sum \"$f\"; else echo \"- $f\"; fi; done",
+            list.iter()
+                .map(|p| format!("'{p}'"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let out = self.lab.exec_ok(node, &script).expect("hashes");
+        out.lines()
+            .filter_map(|l| l.split_once(char::is_whitespace))
+            .map(|(h, p)| {
+                (
+                    p.trim().to_string(),
+                    (h != "-").then(|| h.to_string()),
+                )
+            })
+            .collect()
+    }
+
+    /// What the node has for everything `render` gives it.
+    fn installed(&self, node: &str) -> BTreeMap<String, Option<String>> {
+        let want = self.rendered(node);
+        self.node_hashes(node, want.keys())
+    }
+
+    fn assert_converged(&self, node: &str) {
+        let want = self.rendered(node);
+        let have = self.node_hashes(node, want.keys());
+        assert_eq!(have, want, "{node}: installed files differ from render");
+        self.assert_no_temps(node);
+    }
+
+    fn temps(&self, node: &str) -> Vec<String> {
+        let out = self
+            .lab
+            .exec_ok(
+                node,
+                &format!("find {WRITE_DIRS} -name '.hadeploy.*' 2>/dev/null || true"),
+            )
+            .expect("find temps");
+        out.lines().map(str::to_string).collect()
+    }
+
+    fn assert_no_temps(&self, node: &str) {
+        let t = self.temps(node);
+        assert!(t.is_empty(), "{node}: temp files left: {t:?}");
+    }
+
+    /// Nothing of hadeploy's on the node (it was never changed).
+    fn assert_untouched(&self, node: &str) {
+        let out = self
+            .lab
+            .exec_ok(
+                node,
+                &format!(
+                    "ls -d {RUNTIME_BIN} /etc/hadeploy /etc/systemd/system/hadeploy-*.service 2>/dev/null || true"
+                ),
+            )
+            .expect("ls");
+        assert_eq!(out.trim(), "", "{node} was changed");
+        self.assert_no_temps(node);
+    }
+
+    /// Waits until a `.hadeploy.*` temp file of the runtime upload exists on
+    /// the node (seen through the overlay from the host, no round trip).
+    fn wait_upload_started(&self, node: &str, child: &mut Child) {
+        let dir = self
+            .lab
+            .node(node)
+            .expect("node")
+            .root
+            .join("usr/local/sbin");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let found = std::fs::read_dir(&dir).is_ok_and(|mut d| {
+                d.any(|e| {
+                    e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".hadeploy."))
+                })
+            });
+            if found {
+                return;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("apply ended ({st}) before the runtime upload was seen");
+            }
+            assert!(Instant::now() < deadline, "no runtime upload within 60 s");
+            sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn wait(mut child: Child, out: &Path, err: &Path, limit: Duration) -> Run {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "hadeploy still running after {limit:?}:\n{}\n{}",
+                std::fs::read_to_string(out).unwrap_or_default(),
+                std::fs::read_to_string(err).unwrap_or_default()
+            );
+        }
+        sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code(),
+        stdout: std::fs::read_to_string(out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(err).unwrap_or_default(),
+    }
+}
+
+fn sha256_file(p: &Path) -> String {
+    let out = Command::new("sha256sum").arg(p).output().expect("sha256sum");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("hash")
+        .to_string()
+}
+
+/// A fresh ed25519 key pair in `dir`; returns (private key path, public key line).
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("pub");
+    (key, public.trim().to_string())
+}
+
+fn assert_contains(text: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(text.contains(p), "missing {p:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn unreachable_host_stops_the_run_before_any_change() {
+    let Some(env) = setup("apf1", 1, 0) else {
+        return;
+    };
+    let lb1 = env.lb(1);
+    let ghost = format!("{}-lb9", env.name);
+    let ghost_addr = env.addr(19);
+    // A second load balancer on an address of the lab nobody uses.
+    let lb1_line = format!("        {lb1}: {{ address: {}/24, vrrp_priority: 150 }}\n", env.addr(11));
+    env.edit(
+        &lb1_line,
+        &format!("{lb1_line}        {ghost}: {{ address: {ghost_addr}/24, vrrp_priority: 120 }}\n"),
+    );
+    let r = env.apply(&[]);
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    let g = r.host(&ghost);
+    assert_eq!(g["unreachable"], true, "{}", r.explain());
+    assert_contains(
+        &r.error_of(&ghost),
+        &[
+            &format!("{ghost}: connect: sshd not reachable"),
+            &format!("root@{ghost_addr}:22"),
+        ],
+    );
+    let l = r.host(&lb1);
+    assert_eq!(l["skipped"], true, "{}", r.explain());
+    assert_eq!(l["changed"], 0);
+    assert_eq!(l["failed"], false);
+    env.assert_untouched(&lb1);
+}
+
+#[test]
+fn unauthorized_key_is_an_authentication_failure() {
+    let Some(env) = setup("apf2", 1, 0) else {
+        return;
+    };
+    let lb1 = env.lb(1);
+    let (key, _) = keygen(env.dir.path(), "stranger");
+    env.edit(
+        &format!("ssh_key: {}", env.lab.ssh_key.display()),
+        &format!("ssh_key: {}", key.display()),
+    );
+    let r = env.apply(&[]);
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert_eq!(r.host(&lb1)["unreachable"], true);
+    assert_contains(
+        &r.error_of(&lb1),
+        &[
+            &format!("{lb1}: connect: authentication failed: check ssh_user and ssh_key"),
+            &format!("root@{}:22", env.addr(11)),
+            "Permission denied",
+        ],
+    );
+    env.assert_untouched(&lb1);
+}
+
+#[test]
+fn changed_host_key_is_refused_and_new_one_accepted_on_request() {
+    let Some(env) = setup("apf3", 1, 0) else {
+        return;
+    };
+    let lb1 = env.lb(1);
+    let addr = env.addr(11);
+    let (_, other) = keygen(env.dir.path(), "impostor");
+    let other_key: Vec<&str> = other.split_whitespace().take(2).collect();
+    let kh = env.dir.path().join("known_hosts");
+    std::fs::write(&kh, format!("{addr} {}\n", other_key.join(" "))).expect("known_hosts");
+    env.edit(
+        &format!("ssh_known_hosts: {}", env.lab.known_hosts.display()),
+        &format!("ssh_known_hosts: {}", kh.display()),
+    );
+    // Strict, and accept-new alike: a changed key is never accepted.
+    for args in [&[][..], &["--trust-new-host-keys"][..]] {
+        let r = env.apply(args);
+        assert_eq!(r.code, Some(1), "{args:?}: {}", r.explain());
+        assert_eq!(r.host(&lb1)["unreachable"], true);
+        assert_contains(
+            &r.error_of(&lb1),
+            &[
+                &format!("{lb1}: connect: host key not known or changed: check known_hosts"),
+                &format!("root@{addr}:22"),
+            ],
+        );
+        env.assert_untouched(&lb1);
+    }
+    // Empty known_hosts: refused strictly, accepted (and recorded) on request.
+    std::fs::write(&kh, "").expect("empty known_hosts");
+    let r = env.apply(&[]);
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert_contains(&r.error_of(&lb1), &["check known_hosts"]);
+    env.assert_untouched(&lb1);
+    env.apply_ok(&["--trust-new-host-keys"]);
+    let real = std::fs::read_to_string(&env.lab.known_hosts).expect("lab known_hosts");
+    let real_key: Vec<&str> = real
+        .lines()
+        .find(|l| l.contains(&addr))
+        .expect("lab key line")
+        .split_whitespace()
+        .skip(1)
+        .take(2)
+        .collect();
+    let recorded = std::fs::read_to_string(&kh).expect("known_hosts");
+    assert!(
+        recorded.contains(&real_key.join(" ")),
+        "host key not recorded: {recorded}"
+    );
+    // Now strict checking passes, and nothing is left to do.
+    let r = env.apply_ok(&[]);
+    assert_eq!(r.total_changed(), 0, "{}", r.explain());
+    env.assert_converged(&lb1);
+}
+
+#[test]
+fn non_root_user_without_sudo_fails_preflight() {
+    let Some(env) = setup("apf4", 1, 0) else {
+        return;
+    };
+    let lb1 = env.lb(1);
+    env.lab
+        .exec_ok(
+            &lb1,
+            "useradd -m -u 1001 -s /bin/sh deployer && install -d -m 700 -o deployer -g deployer /home/deployer/.ssh \
+             && install -m 600 -o deployer -g deployer /root/.ssh/authorized_keys /home/deployer/.ssh/authorized_keys \
+             && ! command -v sudo",
+        )
+        .expect("user without sudo");
+    env.edit("ssh_user: root", "ssh_user: deployer");
+    let r = env.apply(&[]);
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert_eq!(r.host(&lb1)["failed"], true);
+    assert_eq!(r.host(&lb1)["unreachable"], false);
+    assert_contains(
+        &r.error_of(&lb1),
+        &[
+            &format!("{lb1}: preflight: connected as uid 1001 without root"),
+            "become_root",
+        ],
+    );
+    assert_eq!(r.json()["preflight"].as_array().map(Vec::len), Some(1));
+    env.assert_untouched(&lb1);
+    // become_root with no sudo on the node: a preflight error too, not a
+    // cryptic failure of the fact script.
+    env.edit("ssh_user: deployer", "ssh_user: deployer\n    become_root: true");
+    let r = env.apply(&[]);
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert_eq!(r.host(&lb1)["failed"], true);
+    assert_contains(
+        &r.error_of(&lb1),
+        &[
+            &format!("{lb1}: preflight: connected as deployer uid 1001 without root"),
+            "become_root: true",
+            "sudo -n",
+            "not found",
+        ],
+    );
+    env.assert_untouched(&lb1);
+}
+
+#[test]
+fn full_disk_fails_cleanly_and_rerun_converges() {
+    let Some(env) = setup("apf5", 1, 0) else {
+        return;
+    };
+    let lb1 = env.lb(1);
+    env.apply_ok(&[]);
+    // /etc/hadeploy becomes a tiny file system with the installed files,
+    // filled to the last block.
+    env.lab
+        .exec_ok(
+            &lb1,
+            "set -e; cp -a /etc/hadeploy /root/hd-save; mount -t tmpfs -o size=128k,mode=0755 tmpfs /etc/hadeploy; \
+             cp -a /root/hd-save/. /etc/hadeploy/; dd if=/dev/zero of=/etc/hadeploy/fill bs=4k 2>/dev/null || true; \
+             ! sh -c 'echo x > /etc/hadeploy/probe' 2>/dev/null; rm -f /etc/hadeploy/probe",
+        )
+        .expect("fill /etc/hadeploy");
+    let before = env.installed(&lb1);
+    env.edit("advert_interval: 1s", "advert_interval: 2s");
+    let r = env.apply(&[]);
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert_eq!(r.host(&lb1)["failed"], true);
+    assert_contains(
+        &r.error_of(&lb1),
+        &[
+            &format!("{lb1}: upload: writing /etc/hadeploy/vrrp.yaml failed"),
+            "No space left on device",
+            "the old file was kept",
+        ],
+    );
+    assert_eq!(env.installed(&lb1), before, "a file changed on a full disk");
+    env.assert_no_temps(&lb1);
+    env.lab
+        .exec_ok(&lb1, "rm /etc/hadeploy/fill")
+        .expect("free space");
+    let r = env.apply_ok(&[]);
+    assert!(r.total_changed() >= 1, "{}", r.explain());
+    let r = env.apply_ok(&[]);
+    assert_eq!(r.total_changed(), 0, "{}", r.explain());
+    env.assert_converged(&lb1);
+}
+
+#[test]
+fn power_cut_during_runtime_upload_then_rerun_converges() {
+    let Some(env) = setup("apf6", 1, 0) else {
+        return;
+    };
+    let lb1 = env.lb(1);
+    let (mut child, out, err) = env.spawn_apply(&[]);
+    env.wait_upload_started(&lb1, &mut child);
+    env.lab.kill_node(&lb1).expect("power cut");
+    let r = wait(child, &out, &err, Duration::from_secs(90));
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    let h = r.host(&lb1);
+    assert!(h["failed"] == true || h["unreachable"] == true, "{}", r.explain());
+    assert_contains(&r.error_of(&lb1), &[&format!("{lb1}: upload: ")]);
+    // The half-written upload is a temp file; the runtime path is not there.
+    let root = env.lab.node(&lb1).expect("node").root.clone();
+    assert!(
+        !root.join("usr/local/sbin/hadeploy-runtime").exists(),
+        "runtime installed although its upload was cut"
+    );
+    env.lab.start_node(&lb1).expect("power on");
+    let r = env.apply_ok(&[]);
+    assert!(r.total_changed() >= 1, "{}", r.explain());
+    let r = env.apply_ok(&[]);
+    assert_eq!(r.total_changed(), 0, "{}", r.explain());
+    env.assert_converged(&lb1);
+}
+
+#[test]
+fn config_refused_by_the_node_keeps_the_old_one_serving() {
+    let Some(env) = setup("apf7", 1, 1) else {
+        return;
+    };
+    let lb1 = env.lb(1);
+    env.apply_ok(&[]);
+    let proxy = "/etc/hadeploy/proxy.yaml".to_string();
+    let unit = "/etc/systemd/system/hadeploy-proxy.service".to_string();
+    let before = env.node_hashes(&lb1, [&proxy, &unit]);
+    // On this node the new log directory is a read-only file system: the
+    // CLI cannot know, the node's `hadeploy-runtime check` must.
+    env.lab
+        .exec_ok(
+            &lb1,
+            "mkdir -p /srv/ro && mount -t tmpfs -o ro,size=64k,mode=0755 tmpfs /srv/ro",
+        )
+        .expect("read-only log dir");
+    env.edit(
+        "access_log: { path: /var/log/hadeploy/www.domain1.com.access.log",
+        "access_log: { path: /srv/ro/www.access.log",
+    );
+    let r = env.apply(&[]);
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert_eq!(r.host(&lb1)["failed"], true);
+    assert_contains(
+        &r.error_of(&lb1),
+        &[
+            &format!("{lb1}: validate: /etc/hadeploy/proxy.yaml rejected by hadeploy-runtime check"),
+            "/etc/hadeploy/proxy.yaml:",
+            "sites[0].access_log.path",
+            "/srv/ro/www.access.log cannot be opened for append",
+            "Read-only file system",
+        ],
+    );
+    assert_eq!(env.node_hashes(&lb1, [&proxy, &unit]), before);
+    env.assert_no_temps(&lb1);
+    let code = env
+        .lab
+        .exec_ok(
+            &lb1,
+            "systemctl is-active -q hadeploy-proxy && curl -s -o /dev/null -w '%{http_code}' -H 'Host: www.domain1.com' http://127.0.0.1/",
+        )
+        .expect("proxy answers");
+    assert_eq!(code.trim(), "200");
+    // The node fixed (a writable directory), the same inventory converges.
+    env.lab.exec_ok(&lb1, "umount /srv/ro").expect("umount");
+    let r = env.apply_ok(&[]);
+    assert!(r.total_changed() >= 1, "{}", r.explain());
+    env.assert_converged(&lb1);
+}
+
+#[test]
+fn sigint_during_apply_stops_cleanly_and_rerun_converges() {
+    let Some(env) = setup("apf8", 1, 0) else {
+        return;
+    };
+    let lb1 = env.lb(1);
+    let (mut child, out, err) = env.spawn_apply(&[]);
+    env.wait_upload_started(&lb1, &mut child);
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let r = wait(child, &out, &err, Duration::from_secs(60));
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert_eq!(r.json()["recap"]["interrupted"], true, "{}", r.explain());
+    // Remote commands end once their channel closes; give them a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.temps(&lb1).is_empty() && Instant::now() < deadline {
+        sleep(Duration::from_millis(200));
+    }
+    env.assert_no_temps(&lb1);
+    let have = env.node_hashes(&lb1, [&RUNTIME_BIN.to_string()]);
+    let runtime = have[RUNTIME_BIN].as_deref();
+    let full = sha256_file(&env.runtime);
+    assert!(
+        runtime.is_none() || runtime == Some(full.as_str()),
+        "half-written runtime installed: {runtime:?}"
+    );
+    let r = env.apply_ok(&[]);
+    assert!(r.total_changed() >= 1, "{}", r.explain());
+    let r = env.apply_ok(&[]);
+    assert_eq!(r.total_changed(), 0, "{}", r.explain());
+    env.assert_converged(&lb1);
+}
+
+#[test]
+fn check_changes_nothing_and_diff_masks_auth_pass() {
+    let Some(env) = setup("apf9", 1, 0) else {
+        return;
+    };
+    let lb1 = env.lb(1);
+    let vrrp = "/etc/hadeploy/vrrp.yaml";
+    // Fresh node: the plan lists everything, nothing is written.
+    let r = env.apply_ok(&["--check", "--diff"]);
+    assert_eq!(r.json()["recap"]["check_mode"], true);
+    let diffs = r.json()["diffs"].to_string();
+    assert_contains(
+        &diffs,
+        &[&format!("{lb1}: {vrrp}"), "auth_pass: \\\"****\\\"", "hadeploy-runtime (binary"],
+    );
+    assert!(!diffs.contains("labpass"), "secret in diff: {diffs}");
+    env.assert_untouched(&lb1);
+    env.apply_ok(&[]);
+    let before = env.installed(&lb1);
+    env.edit("auth_pass: \"labpass\"", "auth_pass: \"newpass1\"");
+    env.edit("advert_interval: 1s", "advert_interval: 3s");
+    for args in [&["--check"][..], &["--check", "--diff"][..]] {
+        let r = env.apply_ok(args);
+        assert_eq!(r.total_changed(), 1, "{args:?}: {}", r.explain());
+        let plan = &r.json()["plans"][0];
+        let changed: Vec<&str> = plan["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .filter(|f| f["change"] != "unchanged")
+            .map(|f| f["path"].as_str().expect("path"))
+            .collect();
+        assert_eq!(changed, [vrrp], "{}", r.explain());
+        let diffs = r.json()["diffs"].to_string();
+        if args.contains(&"--diff") {
+            assert_contains(&diffs, &["-    advert_interval: 1s", "+    advert_interval: 3s"]);
+            assert!(
+                !diffs.contains("labpass") && !diffs.contains("newpass1"),
+                "secret in diff: {diffs}"
+            );
+        } else {
+            assert_eq!(r.json()["diffs"], serde_json::json!([]));
+        }
+        assert!(!r.stdout.contains("newpass1") && !r.stdout.contains("labpass"));
+        assert_eq!(env.installed(&lb1), before, "--check changed a file");
+        env.assert_no_temps(&lb1);
+    }
+}
