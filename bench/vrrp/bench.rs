@@ -133,6 +133,9 @@ pub struct Usage {
     /// % of one core over the sampling window.
     pub master_cpu_pct: f64,
     pub backup_cpu_pct: f64,
+    /// On-CPU ms over the window (schedstat, ns resolution).
+    pub master_cpu_ms: f64,
+    pub backup_cpu_ms: f64,
     pub processes: usize,
 }
 
@@ -152,11 +155,14 @@ pub fn usage(
     let master_rss_kib = resources::rss_kib(&mp)?;
     let backup_rss_kib = resources::rss_kib(&bp)?;
     let (m0, b0) = (resources::cpu_ticks(&mp)?, resources::cpu_ticks(&bp)?);
+    let (mn0, bn0) = (resources::cpu_ns(&mp)?, resources::cpu_ns(&bp)?);
     let t = Instant::now();
     std::thread::sleep(window);
     let secs = t.elapsed().as_secs_f64();
     let m1 = resources::cpu_ticks(&mp).context("master died while sampled")?;
     let b1 = resources::cpu_ticks(&bp).context("backup died while sampled")?;
+    let mn1 = resources::cpu_ns(&mp)?;
+    let bn1 = resources::cpu_ns(&bp)?;
     let hz = resources::ticks_per_sec() as f64;
     let pct = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / hz / secs * 100.0;
     let u = Usage {
@@ -164,6 +170,8 @@ pub fn usage(
         backup_rss_kib,
         master_cpu_pct: pct(m0, m1),
         backup_cpu_pct: pct(b0, b1),
+        master_cpu_ms: mn1.saturating_sub(mn0) as f64 / 1e6,
+        backup_cpu_ms: bn1.saturating_sub(bn0) as f64 / 1e6,
         processes: mp.len(),
     };
     backup.stop(Duration::from_secs(3));

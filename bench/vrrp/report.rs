@@ -195,12 +195,12 @@ fn print_usage(r: &Report) {
         return;
     }
     println!(
-        "\nResources, settled pair at v3 advert 0.1 s: RSS after {} s as master; CPU over {} s, % of one core",
+        "\nResources, settled pair at v3 advert 0.1 s: VmRSS after {} s as master; CPU (utime+stime, % of one core) over {} s",
         r.usage_idle_secs, r.usage_window_secs
     );
     println!(
-        "{:<10} {:>5} {:>11} {:>11} {:>8} {:>8}  target",
-        "daemon", "procs", "master RSS", "backup RSS", "CPU mst", "CPU bkp"
+        "{:<10} {:>5} {:>11} {:>11} {:>8} {:>8} {:>16}  target",
+        "daemon", "procs", "master RSS", "backup RSS", "CPU mst", "CPU bkp", "on-CPU ms m/b"
     );
     for (imp, u) in &r.usage {
         let target = match imp {
@@ -211,13 +211,14 @@ fn print_usage(r: &Report) {
             Impl::Keepalived => "info".to_string(),
         };
         println!(
-            "{:<10} {:>5} {:>7.1} MiB {:>7.1} MiB {:>7.2}% {:>7.2}%  {target}",
+            "{:<10} {:>5} {:>7.1} MiB {:>7.1} MiB {:>7.2}% {:>7.2}% {:>16}  {target}",
             imp.name(),
             u.processes,
             u.master_rss_kib as f64 / 1024.0,
             u.backup_rss_kib as f64 / 1024.0,
             u.master_cpu_pct,
-            u.backup_cpu_pct
+            u.backup_cpu_pct,
+            format!("{:.1} / {:.1}", u.master_cpu_ms, u.backup_cpu_ms)
         );
     }
 }

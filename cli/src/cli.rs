@@ -157,6 +157,12 @@ pub struct FailoverArgs {
     pub rate: u32,
     #[arg(long)]
     pub trust_new_host_keys: bool,
+    /// VRRP unit to stop and kill (e.g. keepalived.service to measure the seed's stack)
+    #[arg(long, default_value = "hadeploy-vrrp.service")]
+    pub vrrp_unit: String,
+    /// Backend web server unit for the backend failure step
+    #[arg(long, default_value = "hadeploy-proxy.service")]
+    pub backend_unit: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,8 @@ pub fn run(a: &FailoverArgs, g: &Global) -> anyhow::Result<ExitCode> {
         only: a.only.clone(),
         trust_new_host_keys: a.trust_new_host_keys,
         rate: a.rate,
+        vrrp_unit: a.vrrp_unit.clone(),
+        backend_unit: a.backend_unit.clone(),
     };
     let report = runtime()?
         .block_on(hadeploy_failover::run(&inv, &opts))

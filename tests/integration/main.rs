@@ -1,7 +1,8 @@
 //! One integration-test binary (like ripgrep): modules per area. Tests that
-//! need root and a lab skip themselves with a message when they can't run.
+//! need root and a lab fail with the fix in the message when they cannot run.
 
 mod apply;
 mod cli;
 mod e2e;
 mod runtime_check;
+mod vagrant;

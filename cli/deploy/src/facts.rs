@@ -75,22 +75,20 @@ impl RemoteFacts {
 }
 
 pub async fn gather(remote: &Remote, paths: &[&str]) -> Result<RemoteFacts, DeployError> {
-    let out = remote.sh(Step::Facts, GATHER, paths, None).await?;
-    if !out.ok() && remote.uses_sudo() {
-        // Most likely sudo itself: not installed, or it wants a password.
-        let who = remote
-            .sh_as_login_user(Step::Preflight, r#"echo "$(id -un) uid $(id -u)""#)
-            .await
-            .map(|o| o.stdout.trim().to_string())
-            .unwrap_or_default();
-        return Err(remote.err(
-            Step::Preflight,
-            format!(
-                "connected as {who} without root, and become_root: true needs passwordless sudo, but `sudo -n` failed: {}; install sudo and allow this user NOPASSWD, or set ssh_user: root",
-                out.stderr.trim()
-            ),
-        ));
+    let res = remote.sh(Step::Facts, GATHER, paths, None).await;
+    if remote.uses_sudo() {
+        // The fact script is the first command run with `sudo -n`: when it
+        // fails, most likely sudo itself did (missing, or wants a password).
+        let detail = match &res {
+            Ok(o) if o.ok() => None,
+            Ok(o) => Some(o.stderr.trim().to_string()),
+            Err(e) => Some(e.message.clone()),
+        };
+        if let Some(detail) = detail {
+            return Err(sudo_failed(remote, &detail).await);
+        }
     }
+    let out = res?;
     if !out.ok() {
         return Err(remote.err(
             Step::Facts,
@@ -98,6 +96,31 @@ pub async fn gather(remote: &Remote, paths: &[&str]) -> Result<RemoteFacts, Depl
         ));
     }
     parse(&out.stdout).map_err(|m| remote.err(Step::Facts, m))
+}
+
+/// Explains a failing `sudo -n` (become_root) with who we are on the node.
+async fn sudo_failed(remote: &Remote, detail: &str) -> DeployError {
+    let probe = remote
+        .sh_as_login_user(
+            Step::Preflight,
+            r#"echo "$(id -un) uid $(id -u)"; command -v sudo >/dev/null 2>&1 && echo sudo || echo nosudo"#,
+        )
+        .await
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    let mut lines = probe.lines();
+    let who = lines.next().unwrap_or("a non-root user").trim().to_string();
+    let why = if lines.next().map(str::trim) == Some("nosudo") {
+        "sudo is not installed on the node".to_string()
+    } else {
+        format!("`sudo -n` failed: {detail}")
+    };
+    remote.err(
+        Step::Preflight,
+        format!(
+            "connected as {who} without root; become_root: true needs passwordless sudo, but {why}: install sudo and allow this user NOPASSWD, or set ssh_user: root"
+        ),
+    )
 }
 
 pub fn parse(text: &str) -> Result<RemoteFacts, String> {

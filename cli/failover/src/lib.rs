@@ -29,6 +29,10 @@ pub struct Options {
     pub trust_new_host_keys: bool,
     /// Request rate of the load (requests per second).
     pub rate: u32,
+    /// VRRP unit to stop and kill (default: hadeploy's own).
+    pub vrrp_unit: String,
+    /// Backends' unit (for the backend failure step).
+    pub backend_unit: String,
 }
 
 impl Default for Options {
@@ -39,6 +43,8 @@ impl Default for Options {
             only: Vec::new(),
             trust_new_host_keys: false,
             rate: 200,
+            vrrp_unit: "hadeploy-vrrp.service".into(),
+            backend_unit: "hadeploy-proxy.service".into(),
         }
     }
 }
@@ -150,6 +156,8 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<Report, String> {
         timers,
         slack: Duration::from_millis(opts.slack_ms),
         only: opts.only.clone(),
+        vrrp_unit: opts.vrrp_unit.clone(),
+        proxy_unit: opts.backend_unit.clone(),
     };
     let mut report = Report {
         cluster: cluster.name.clone(),

@@ -14,9 +14,6 @@ use crate::report::{Report, Row, Verdict};
 use crate::window::{Observed, observe};
 use crate::{Timers, ms};
 
-const VRRP_UNIT: &str = "hadeploy-vrrp.service";
-const PROXY_UNIT: &str = "hadeploy-proxy.service";
-
 pub struct Ctx {
     pub cluster: Cluster,
     /// (host, priority, interface), highest priority first.
@@ -26,6 +23,10 @@ pub struct Ctx {
     pub timers: Timers,
     pub slack: Duration,
     pub only: Vec<String>,
+    /// Units under test: ours by default; keepalived/nginx to measure the
+    /// seed's stack in the same lab.
+    pub vrrp_unit: String,
+    pub proxy_unit: String,
 }
 
 impl Ctx {
@@ -195,10 +196,12 @@ async fn steady(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {
             .map_or_else(|| "?".to_string(), |i| i.state);
         states.push((h.clone(), s));
     }
-    let states_ok = states
-        .iter()
-        .enumerate()
-        .all(|(i, (_, s))| if i == 0 { s == "MASTER" } else { s == "BACKUP" });
+    let ours = ctx.vrrp_unit == "hadeploy-vrrp.service";
+    let states_ok = !ours
+        || states
+            .iter()
+            .enumerate()
+            .all(|(i, (_, s))| if i == 0 { s == "MASTER" } else { s == "BACKUP" });
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let o = observe(&load.samples(), t0, Instant::now());
@@ -233,7 +236,11 @@ async fn steady(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {
         }
     }
     let ok = o.failed == 0 && o.total > 0 && ratio_ok && states_ok;
-    let states = states.iter().map(|(h, s)| format!("{h} {s}")).collect::<Vec<_>>().join(", ");
+    let states = states
+        .iter()
+        .map(|(h, s)| format!("{h} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let note = if shares.is_empty() {
         format!("{states}; {}", err_note(&o))
     } else {
@@ -251,7 +258,7 @@ async fn switchover(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Vec<Row> {
         ms(ctx.slack)
     );
     let t0 = Instant::now();
-    if let Err(e) = ctl.stop_unit(&top, VRRP_UNIT).await {
+    if let Err(e) = ctl.stop_unit(&top, &ctx.vrrp_unit).await {
         return vec![row(step, expect, None, false, e)];
     }
     let (h, took) = ctl
@@ -279,7 +286,7 @@ async fn switchover(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Vec<Row> {
         format!("nopreempt: {second} keeps the VIP, 0 failed")
     };
     let t0 = Instant::now();
-    if let Err(e) = ctl.start_unit(&top, VRRP_UNIT).await {
+    if let Err(e) = ctl.start_unit(&top, &ctx.vrrp_unit).await {
         rows.push(row(step, expect, None, false, e));
         return rows;
     }
@@ -340,7 +347,7 @@ async fn kill9(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {
     let step = "kill -9 of the VRRP daemon";
     let top = ctx.top().to_string();
     let t0 = Instant::now();
-    if let Err(e) = ctl.kill_unit(&top, VRRP_UNIT).await {
+    if let Err(e) = ctl.kill_unit(&top, &ctx.vrrp_unit).await {
         return row(step, "backup takes over".into(), None, false, e);
     }
     // systemd restarts the daemon after 1 s; it starts as BACKUP and clears
@@ -394,13 +401,13 @@ async fn backend_failure(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {
     };
     let expect = format!("{b} stopped: 0 failed, others serve");
     let t0 = Instant::now();
-    if let Err(e) = ctl.stop_unit(&b, PROXY_UNIT).await {
+    if let Err(e) = ctl.stop_unit(&b, &ctx.proxy_unit).await {
         return row(step, expect, None, false, e);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let t1 = Instant::now();
     let o = observe(&load.samples(), t0, t1);
-    let restored = ctl.start_unit(&b, PROXY_UNIT).await;
+    let restored = ctl.start_unit(&b, &ctx.proxy_unit).await;
     // After the restore the backend must serve again (health checks rise).
     let mut back = false;
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -8,22 +8,21 @@ use std::time::Instant;
 use bytes::Bytes;
 use hadeploy_config::proxy::{HostHeader, ProxyPass, Upstream};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use crate::balancer::{Balancer, PeerHealth};
 use crate::body::{IdleTimeoutBody, ProxyBody, full};
 use crate::headers::strip_hop_by_hop;
+use crate::pool::{Pool, PooledBody, SendError};
 
 pub(crate) struct UpstreamRt {
     pub name: String,
     pub cfg: Upstream,
     pub balancer: Balancer,
-    client: Client<HttpConnector, ProxyBody>,
+    pool: Pool,
 }
 
 impl std::fmt::Debug for UpstreamRt {
@@ -47,22 +46,19 @@ impl UpstreamRt {
             .iter()
             .map(|s| prev(s.address).unwrap_or_default())
             .collect();
-        let mut conn = HttpConnector::new();
-        conn.set_connect_timeout(Some(cfg.connect_timeout));
-        conn.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(cfg.keepalive.idle_timeout)
-            .pool_max_idle_per_host(cfg.keepalive.max_idle)
-            // Without a pool timer the idle timeout is never enforced and
-            // stale connections race the backend's own close (hyper #3553).
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(conn);
+        // The idle timeout is enforced by the pool's reaper, so stale
+        // connections do not race the backend's own close (hyper #3553).
+        let pool = Pool::new(
+            cfg.servers.len(),
+            cfg.keepalive.max_idle,
+            cfg.keepalive.idle_timeout,
+            cfg.connect_timeout,
+        );
         UpstreamRt {
             name: name.to_string(),
             cfg: cfg.clone(),
             balancer: Balancer::new(&cfg.servers, health),
-            client,
+            pool,
         }
     }
 }
