@@ -4,6 +4,7 @@
 # measured alternately in one run on loopback. See bench/README.md "## Proxy".
 #
 #   bench/proxy.sh [--rounds N] [--secs S] [--conns C] [--idle-conns N]
+#   (env: RUNTIME=binary skips the build; SRV_CPU / GEN_CPU change pinning)
 #
 # Run as root (ulimit -n for 10k connections). Builds the static runtime and
 # installs oha (crates.io; fixed-rate load with latency correction, i.e. no
@@ -27,8 +28,10 @@ WORKERS=1 # one server core: 1 tokio worker thread, 1 nginx worker process
 P_BACKEND=18080 P_OURS=18081 P_NGINX=18082
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/targets/perf}"
-cargo build --release --target x86_64-unknown-linux-musl -p hadeploy-runtime
-RUNTIME="$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/hadeploy-runtime"
+if [ -z "${RUNTIME:-}" ]; then # RUNTIME=path: benchmark that binary instead
+    cargo build --release --target x86_64-unknown-linux-musl -p hadeploy-runtime
+    RUNTIME="$CARGO_TARGET_DIR/x86_64-unknown-linux-musl/release/hadeploy-runtime"
+fi
 OHA="$CARGO_TARGET_DIR/tools/bin/oha"
 [ -x "$OHA" ] || cargo install oha --locked --root "$CARGO_TARGET_DIR/tools"
 [ "$(id -u)" -eq 0 ] || { echo "run as root (ulimit -n, pinning)" >&2; exit 1; }

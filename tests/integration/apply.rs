@@ -63,11 +63,14 @@ impl Run {
             .unwrap_or_else(|| panic!("no recap for {host}: {}", self.stdout))
     }
 
+    /// The recap error of `host` (also printed: shown with --nocapture).
     fn error_of(&self, host: &str) -> String {
-        self.host(host)["error"]
+        let e = self.host(host)["error"]
             .as_str()
             .unwrap_or_else(|| panic!("{host} has no error: {}", self.stdout))
-            .to_string()
+            .to_string();
+        eprintln!("  error: {e}");
+        e
     }
 
     fn total_changed(&self) -> u64 {
@@ -259,12 +262,7 @@ impl Env {
         let out = self.lab.exec_ok(node, &script).expect("hashes");
         out.lines()
             .filter_map(|l| l.split_once(char::is_whitespace))
-            .map(|(h, p)| {
-                (
-                    p.trim().to_string(),
-                    (h != "-").then(|| h.to_string()),
-                )
-            })
+            .map(|(h, p)| (p.trim().to_string(), (h != "-").then(|| h.to_string())))
             .collect()
     }
 
@@ -371,7 +369,10 @@ fn wait(mut child: Child, out: &Path, err: &Path, limit: Duration) -> Run {
 }
 
 fn sha256_file(p: &Path) -> String {
-    let out = Command::new("sha256sum").arg(p).output().expect("sha256sum");
+    let out = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("sha256sum");
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -408,7 +409,10 @@ fn unreachable_host_stops_the_run_before_any_change() {
     let ghost = format!("{}-lb9", env.name);
     let ghost_addr = env.addr(19);
     // A second load balancer on an address of the lab nobody uses.
-    let lb1_line = format!("        {lb1}: {{ address: {}/24, vrrp_priority: 150 }}\n", env.addr(11));
+    let lb1_line = format!(
+        "        {lb1}: {{ address: {}/24, vrrp_priority: 150 }}\n",
+        env.addr(11)
+    );
     env.edit(
         &lb1_line,
         &format!("{lb1_line}        {ghost}: {{ address: {ghost_addr}/24, vrrp_priority: 120 }}\n"),
@@ -479,17 +483,27 @@ fn changed_host_key_is_refused_and_new_one_accepted_on_request() {
         assert_contains(
             &r.error_of(&lb1),
             &[
-                &format!("{lb1}: connect: host key not known or changed: check known_hosts"),
+                &format!("{lb1}: connect: host key CHANGED"),
                 &format!("root@{addr}:22"),
+                &format!("known_hosts ({})", kh.display()),
+                &format!("Offending ED25519 key in {}:1", kh.display()),
             ],
         );
+        assert!(!r.stdout.contains("NASTY"), "ssh's banner copied: {}", r.stdout);
         env.assert_untouched(&lb1);
     }
     // Empty known_hosts: refused strictly, accepted (and recorded) on request.
     std::fs::write(&kh, "").expect("empty known_hosts");
     let r = env.apply(&[]);
     assert_eq!(r.code, Some(1), "{}", r.explain());
-    assert_contains(&r.error_of(&lb1), &["check known_hosts"]);
+    assert_contains(
+        &r.error_of(&lb1),
+        &[
+            &format!("{lb1}: connect: host key not known"),
+            &format!("known_hosts ({})", kh.display()),
+            "--trust-new-host-keys",
+        ],
+    );
     env.assert_untouched(&lb1);
     env.apply_ok(&["--trust-new-host-keys"]);
     let real = std::fs::read_to_string(&env.lab.known_hosts).expect("lab known_hosts");
@@ -542,7 +556,10 @@ fn non_root_user_without_sudo_fails_preflight() {
     env.assert_untouched(&lb1);
     // become_root with no sudo on the node: a preflight error too, not a
     // cryptic failure of the fact script.
-    env.edit("ssh_user: deployer", "ssh_user: deployer\n    become_root: true");
+    env.edit(
+        "ssh_user: deployer",
+        "ssh_user: deployer\n    become_root: true",
+    );
     let r = env.apply(&[]);
     assert_eq!(r.code, Some(1), "{}", r.explain());
     assert_eq!(r.host(&lb1)["failed"], true);
@@ -610,13 +627,39 @@ fn power_cut_during_runtime_upload_then_rerun_converges() {
     let r = wait(child, &out, &err, Duration::from_secs(90));
     assert_eq!(r.code, Some(1), "{}", r.explain());
     let h = r.host(&lb1);
-    assert!(h["failed"] == true || h["unreachable"] == true, "{}", r.explain());
-    assert_contains(&r.error_of(&lb1), &[&format!("{lb1}: upload: ")]);
-    // The half-written upload is a temp file; the runtime path is not there.
-    let root = env.lab.node(&lb1).expect("node").root.clone();
     assert!(
-        !root.join("usr/local/sbin/hadeploy-runtime").exists(),
+        h["failed"] == true || h["unreachable"] == true,
+        "{}",
+        r.explain()
+    );
+    assert_contains(
+        &r.error_of(&lb1),
+        &[&format!(
+            "{lb1}: upload: writing {RUNTIME_BIN}: connection lost (the old file was kept)"
+        )],
+    );
+    // The half-written upload is a temp file (no trap ran: power cut); the
+    // runtime path is not there. The rerun must remove the temp file.
+    let sbin = env
+        .lab
+        .node(&lb1)
+        .expect("node")
+        .root
+        .join("usr/local/sbin");
+    assert!(
+        !sbin.join("hadeploy-runtime").exists(),
         "runtime installed although its upload was cut"
+    );
+    let left: Vec<String> = std::fs::read_dir(&sbin)
+        .expect("sbin")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".hadeploy."))
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "expected the cut upload's temp file: {left:?}"
     );
     env.lab.start_node(&lb1).expect("power on");
     let r = env.apply_ok(&[]);
@@ -654,7 +697,9 @@ fn config_refused_by_the_node_keeps_the_old_one_serving() {
     assert_contains(
         &r.error_of(&lb1),
         &[
-            &format!("{lb1}: validate: /etc/hadeploy/proxy.yaml rejected by hadeploy-runtime check"),
+            &format!(
+                "{lb1}: validate: /etc/hadeploy/proxy.yaml rejected by hadeploy-runtime check"
+            ),
             "/etc/hadeploy/proxy.yaml:",
             "sites[0].access_log.path",
             "/srv/ro/www.access.log cannot be opened for append",
@@ -691,8 +736,18 @@ fn sigint_during_apply_stops_cleanly_and_rerun_converges() {
         .status()
         .expect("kill");
     assert!(st.success());
+    let interrupted = Instant::now();
     let r = wait(child, &out, &err, Duration::from_secs(60));
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(10),
+        "slow stop after SIGINT: {:?}",
+        interrupted.elapsed()
+    );
     assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert_contains(
+        &r.error_of(&lb1),
+        &[&format!("{lb1}: upload runtime ("), "interrupted (Ctrl-C)"],
+    );
     assert_eq!(r.json()["recap"]["interrupted"], true, "{}", r.explain());
     // Remote commands end once their channel closes; give them a moment.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -727,7 +782,11 @@ fn check_changes_nothing_and_diff_masks_auth_pass() {
     let diffs = r.json()["diffs"].to_string();
     assert_contains(
         &diffs,
-        &[&format!("{lb1}: {vrrp}"), "auth_pass: \\\"****\\\"", "hadeploy-runtime (binary"],
+        &[
+            &format!("{lb1}: {vrrp}"),
+            "auth_pass: \\\"****\\\"",
+            "hadeploy-runtime (binary",
+        ],
     );
     assert!(!diffs.contains("labpass"), "secret in diff: {diffs}");
     env.assert_untouched(&lb1);
@@ -749,7 +808,10 @@ fn check_changes_nothing_and_diff_masks_auth_pass() {
         assert_eq!(changed, [vrrp], "{}", r.explain());
         let diffs = r.json()["diffs"].to_string();
         if args.contains(&"--diff") {
-            assert_contains(&diffs, &["-    advert_interval: 1s", "+    advert_interval: 3s"]);
+            assert_contains(
+                &diffs,
+                &["-    advert_interval: 1s", "+    advert_interval: 3s"],
+            );
             assert!(
                 !diffs.contains("labpass") && !diffs.contains("newpass1"),
                 "secret in diff: {diffs}"

@@ -8,7 +8,8 @@ use hadeploy_lab::{LabGuard, LabSpec};
 use hadeploy_tests::{run, stderr, stdout};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(out), stderr(out)))
 }
 
 #[test]
@@ -20,10 +21,23 @@ fn lab_apply_reapply_failover_uninstall() {
     let inv = inv.to_str().expect("utf8");
 
     let o = run("hadeploy", &["--json", "apply", inv]);
-    assert!(o.status.success(), "apply failed:\n{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "apply failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
     let first = json(&o);
-    let changed: u64 = first["recap"]["hosts"].as_array().expect("hosts").iter().map(|h| h["changed"].as_u64().unwrap_or(0)).sum();
-    assert!(changed >= 20, "a cold apply installs files on 4 nodes: {first}");
+    let changed: u64 = first["recap"]["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| h["changed"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        changed >= 20,
+        "a cold apply installs files on 4 nodes: {first}"
+    );
 
     let o = run("hadeploy", &["--json", "apply", inv]);
     assert!(o.status.success(), "re-apply failed: {}", stderr(&o));
@@ -35,20 +49,50 @@ fn lab_apply_reapply_failover_uninstall() {
     let o = run("hadeploy", &["--json", "test-failover", inv]);
     let report = json(&o);
     let rows = report["rows"].as_array().expect("rows");
-    let table: Vec<String> = rows.iter().map(|r| format!("{} {} {} {}", r["step"], r["verdict"], r["outage_ms"], r["note"])).collect();
-    assert!(o.status.success(), "test-failover failed:\n{}\n{}", table.join("\n"), stderr(&o));
+    let table: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r["step"], r["verdict"], r["outage_ms"], r["note"]
+            )
+        })
+        .collect();
+    assert!(
+        o.status.success(),
+        "test-failover failed:\n{}\n{}",
+        table.join("\n"),
+        stderr(&o)
+    );
     assert_eq!(rows.len(), 8, "{}", table.join("\n"));
-    assert!(rows.iter().all(|r| r["verdict"] == "PASS"), "{}", table.join("\n"));
+    assert!(
+        rows.iter().all(|r| r["verdict"] == "PASS"),
+        "{}",
+        table.join("\n")
+    );
 
     let o = run("hadeploy", &["status", inv]);
-    assert!(o.status.success(), "status after failover: {}{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "status after failover: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
     assert!(stdout(&o).contains("VIP 10.77."), "{}", stdout(&o));
 
     let o = run("hadeploy", &["uninstall", inv]);
-    assert!(o.status.success(), "uninstall: {}{}", stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "uninstall: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
     let left = lab
         .exec_ok("hde2e-lb1", "ls /etc/hadeploy /usr/local/sbin/hadeploy-runtime 2>&1; systemctl is-active hadeploy-vrrp || true")
         .expect("exec");
-    assert!(left.contains("No such file") && left.contains("inactive"), "{left}");
+    assert!(
+        left.contains("No such file") && left.contains("inactive"),
+        "{left}"
+    );
     lab.down().expect("down");
 }

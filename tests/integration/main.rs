@@ -6,3 +6,4 @@ mod cli;
 mod e2e;
 mod runtime_check;
 mod vagrant;
+mod vrrp_wire;

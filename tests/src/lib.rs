@@ -52,18 +52,27 @@ pub fn stderr(o: &Output) -> String {
 pub fn require_root_and_runtime() {
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_string))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     assert!(
         uid.split_whitespace().nth(1) == Some("0"),
         "this end-to-end test needs root (it creates containers and network namespaces)"
     );
-    let exe = std::env::current_exe().expect("exe");
-    let target = exe.ancestors().nth(3).expect("target dir");
-    let runtime = target.join("x86_64-unknown-linux-musl/release/hadeploy-runtime");
+    let runtime = runtime_path();
     assert!(
         runtime.exists(),
         "{} missing: build it with `cargo build --release --target x86_64-unknown-linux-musl -p hadeploy-runtime`",
         runtime.display()
     );
+}
+
+/// The static runtime built by `.ci/test` in this target directory.
+pub fn runtime_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("exe");
+    let target = exe.ancestors().nth(3).expect("target dir");
+    target.join("x86_64-unknown-linux-musl/release/hadeploy-runtime")
 }

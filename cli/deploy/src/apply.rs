@@ -294,6 +294,9 @@ async fn execute_lanes(
 ) -> bool {
     let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
     let lane_list = lanes(inv, plans);
+    // Hosts being changed right now: on Ctrl-C their recap says where.
+    let running = std::sync::Mutex::new(std::collections::BTreeSet::<String>::new());
+    let running = &running;
     let run = lane_list.iter().map(|lane| {
         let forks = forks.clone();
         async move {
@@ -312,6 +315,9 @@ async fn execute_lanes(
                     continue;
                 }
                 let step = |s: &str| progress.step(&p.host, s);
+                if let Ok(mut r) = running.lock() {
+                    r.insert(p.host.clone());
+                }
                 let r = execute::execute(
                     &node.remote,
                     p,
@@ -320,6 +326,9 @@ async fn execute_lanes(
                     &step,
                 )
                 .await;
+                if let Ok(mut r) = running.lock() {
+                    r.remove(&p.host);
+                }
                 progress.done(&p.host, if r.is_ok() { "changed" } else { "failed" });
                 out.push((i, r));
             }
@@ -333,10 +342,22 @@ async fn execute_lanes(
         _ = tokio::signal::ctrl_c() => None,
     };
     let Some(lane_results) = finished else {
-        // Dropping the futures closes the remote commands: their traps remove
-        // temp files, and no rename happens after the interrupt.
-        for r in results.values_mut() {
-            if r.error.is_none() {
+        // Dropping the futures closes our end of the remote commands: a
+        // write that did not receive all its bytes (size and sha256 are
+        // checked on the node) is never renamed, and its temp file is
+        // removed by the script's trap.
+        let busy = running.lock().map(|r| r.clone()).unwrap_or_default();
+        for (host, r) in results.iter_mut() {
+            if r.error.is_some() {
+                continue;
+            }
+            if busy.contains(host) {
+                let step = progress.current(host).unwrap_or_else(|| "execute".into());
+                r.failed = true;
+                r.error = Some(format!(
+                    "{host}: {step}: interrupted (Ctrl-C); files are replaced atomically, rerun apply to finish"
+                ));
+            } else {
                 r.skipped = true;
             }
         }

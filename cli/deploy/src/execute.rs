@@ -91,7 +91,16 @@ pub async fn write_file(
             ],
             Some(data),
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            remote.err(
+                Step::Upload,
+                format!(
+                    "writing {dest}: connection lost (the old file was kept): {}",
+                    e.message
+                ),
+            )
+        })?;
     match out.status {
         Some(0) => Ok(()),
         Some(3) => Err(remote.err(

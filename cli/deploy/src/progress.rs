@@ -9,6 +9,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub struct Progress {
     multi: MultiProgress,
     bars: Mutex<BTreeMap<String, ProgressBar>>,
+    /// Each host's step in progress (until `done`), for interrupt reports.
+    current: Mutex<BTreeMap<String, String>>,
     enabled: bool,
 }
 
@@ -37,6 +39,7 @@ impl Progress {
         Progress {
             multi,
             bars: Mutex::new(bars),
+            current: Mutex::new(BTreeMap::new()),
             enabled,
         }
     }
@@ -47,6 +50,9 @@ impl Progress {
 
     pub fn step(&self, host: &str, step: &str) {
         tracing::debug!(host, step, "step");
+        if let Ok(mut c) = self.current.lock() {
+            c.insert(host.to_string(), step.to_string());
+        }
         if let Ok(b) = self.bars.lock()
             && let Some(b) = b.get(host)
         {
@@ -54,8 +60,16 @@ impl Progress {
         }
     }
 
+    /// The step `host` is in (None once done).
+    pub fn current(&self, host: &str) -> Option<String> {
+        self.current.lock().ok().and_then(|c| c.get(host).cloned())
+    }
+
     pub fn done(&self, host: &str, what: &str) {
         tracing::debug!(host, what, "done");
+        if let Ok(mut c) = self.current.lock() {
+            c.remove(host);
+        }
         if let Ok(b) = self.bars.lock()
             && let Some(b) = b.get(host)
         {

@@ -86,19 +86,41 @@ fn explain_connect(e: &openssh::Error, host: &Host) -> String {
         _ => text.clone(),
     };
     let target = format!("{}@{}:{}", host.ssh.user, host.ssh.host, host.ssh.port);
-    let hint = if detail.contains("Host key verification failed")
-        || detail.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
-    {
-        "host key not known or changed: check known_hosts, or pass --trust-new-host-keys on first contact"
+    let known_hosts = host
+        .ssh
+        .known_hosts
+        .as_ref()
+        .map_or_else(|| "~/.ssh/known_hosts".to_string(), |p| p.display().to_string());
+    if detail.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        // ssh's banner is long; keep the lines that say what and where.
+        let keep: Vec<&str> = detail
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                l.starts_with("Offending")
+                    || l.starts_with("Host key for")
+                    || l.starts_with("The fingerprint")
+                    || l.starts_with("SHA256:")
+            })
+            .collect();
+        return format!(
+            "host key CHANGED: the key {target} presents is not the one in known_hosts ({known_hosts}); a reinstalled host or a man-in-the-middle: verify it, then fix known_hosts (--trust-new-host-keys never accepts a changed key): {}",
+            keep.join(" ")
+        );
+    }
+    let hint = if detail.contains("Host key verification failed") {
+        format!(
+            "host key not known: no key for this host in known_hosts ({known_hosts}): add it, or pass --trust-new-host-keys on first contact"
+        )
     } else if detail.contains("Permission denied") {
-        "authentication failed: check ssh_user and ssh_key"
+        "authentication failed: check ssh_user and ssh_key".to_string()
     } else if detail.contains("timed out")
         || detail.contains("No route")
         || detail.contains("refused")
     {
-        "sshd not reachable: check ssh_host, ssh_port and the network"
+        "sshd not reachable: check ssh_host, ssh_port and the network".to_string()
     } else {
-        "ssh could not connect"
+        "ssh could not connect".to_string()
     };
     format!("{hint} ({target}): {}", detail.trim())
 }

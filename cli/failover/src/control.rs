@@ -158,15 +158,45 @@ impl Control {
         Ok(())
     }
 
-    /// SIGKILL the unit's main process; systemd restarts it (Restart=always).
+    /// SIGKILL every process of the unit at once: a crash of the whole
+    /// daemon. Killing only the main process is not one for a multi-process
+    /// daemon (keepalived): systemd would then SIGTERM its VRRP child, which
+    /// releases the VIP gracefully (priority 0). Recorded for restore, since
+    /// not every unit has Restart=always.
     pub async fn kill_unit(&mut self, host: &str, unit: &str) -> Result<(), String> {
+        let u = Undo::StartUnit(host.to_string(), unit.to_string());
+        if !self.undo.contains(&u) {
+            self.undo.push(u);
+        }
         self.sh(
             host,
-            r#"systemctl kill -s KILL --kill-who=main "$1""#,
+            r#"systemctl kill -s KILL --kill-who=all "$1""#,
             &[unit],
         )
         .await
         .map(|_| ())
+    }
+
+    /// Starts the unit unless it is already active (a unit without
+    /// Restart= stays failed after a kill; one waiting to restart is started now).
+    pub async fn ensure_active(&mut self, host: &str, unit: &str) -> Result<(), String> {
+        self.sh(
+            host,
+            r#"systemctl is-active -q "$1" || systemctl start "$1""#,
+            &[unit],
+        )
+        .await?;
+        self.undo
+            .retain(|u| *u != Undo::StartUnit(host.to_string(), unit.to_string()));
+        Ok(())
+    }
+
+    /// `systemctl is-active` of the unit ("active", "failed", ...; "?" when
+    /// the host cannot be asked).
+    pub async fn unit_state(&mut self, host: &str, unit: &str) -> String {
+        self.sh(host, r#"systemctl is-active "$1" || true"#, &[unit])
+            .await
+            .map_or_else(|_| "?".to_string(), |s| s.trim().to_string())
     }
 
     fn lab(&self) -> Result<&Lab, String> {

@@ -186,22 +186,35 @@ async fn steady(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {
     if let Err(e) = settle(ctl, ctx).await {
         return row(step, expect, None, false, e);
     }
-    // The daemons' own view must agree with the interfaces.
+    // The daemons' own view must agree with the interfaces. Another stack
+    // (keepalived) has no hadeploy status: its unit must at least be active
+    // on every node.
+    let ours = ctx.vrrp_unit == "hadeploy-vrrp.service";
     let mut states = Vec::new();
     for (h, _, _) in &ctx.members {
-        let st = ctl.status(h).await;
-        let s = st
-            .and_then(|s| s.vrrp)
-            .and_then(|v| v.instances.into_iter().next())
-            .map_or_else(|| "?".to_string(), |i| i.state);
+        let s = if ours {
+            ctl.status(h)
+                .await
+                .and_then(|s| s.vrrp)
+                .and_then(|v| v.instances.into_iter().next())
+                .map_or_else(|| "?".to_string(), |i| i.state)
+        } else {
+            format!(
+                "{} {}",
+                ctx.vrrp_unit,
+                ctl.unit_state(h, &ctx.vrrp_unit).await
+            )
+        };
         states.push((h.clone(), s));
     }
-    let ours = ctx.vrrp_unit == "hadeploy-vrrp.service";
-    let states_ok = !ours
-        || states
+    let states_ok = if ours {
+        states
             .iter()
             .enumerate()
-            .all(|(i, (_, s))| if i == 0 { s == "MASTER" } else { s == "BACKUP" });
+            .all(|(i, (_, s))| if i == 0 { s == "MASTER" } else { s == "BACKUP" })
+    } else {
+        states.iter().all(|(_, s)| s.ends_with(" active"))
+    };
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let o = observe(&load.samples(), t0, Instant::now());
@@ -352,7 +365,13 @@ async fn kill9(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {
     }
     // systemd restarts the daemon after 1 s; it starts as BACKUP and clears
     // the VIP it left, so the backup's takeover is what ends the outage.
-    unplanned(ctl, load, ctx, step, t0).await
+    let r = unplanned(ctl, load, ctx, step, t0).await;
+    // A unit without Restart= (Debian's keepalived) stays dead: start it
+    // after the measurement so the next steps start from steady state.
+    if let Err(e) = ctl.ensure_active(&top, &ctx.vrrp_unit).await {
+        return row(step, r.expectation, None, false, format!("restart: {e}"));
+    }
+    r
 }
 
 async fn power_cut(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {

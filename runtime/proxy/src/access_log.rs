@@ -137,26 +137,52 @@ pub(crate) struct Entry {
 /// $body_bytes_sent "$http_referer" "$http_user_agent"`, plus
 /// `"$http_x_forwarded_for"` for `main`; missing values are `-`.
 pub(crate) fn format_line(e: &Entry, format: LogFormat) -> String {
-    format_line_in(e, format, local_zone())
+    // `$time_local` changes once a second: format it once per second and
+    // thread (nginx caches it the same way), not once per request.
+    thread_local! {
+        static TIME: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = e
+        .time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(u64::MAX - 1, |d| d.as_secs());
+    TIME.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            *cached = (secs, time_in(e.time, local_zone()));
+        }
+        format_with_time(e, format, &cached.1)
+    })
 }
 
+#[cfg(test)]
 fn format_line_in(e: &Entry, format: LogFormat, tz: &jiff::tz::TimeZone) -> String {
+    format_with_time(e, format, &time_in(e.time, tz))
+}
+
+fn format_with_time(e: &Entry, format: LogFormat, time: &str) -> String {
     let mut s = String::with_capacity(256);
-    let dash = |v: &Option<String>| v.as_deref().map(escape).unwrap_or_else(|| "-".to_string());
-    let _ = write!(
-        s,
-        "{} - {} [{}] \"{}\" {} {} \"{}\" \"{}\"",
-        e.remote_addr,
-        dash(&e.remote_user),
-        time_in(e.time, tz),
-        escape(&e.request),
-        e.status,
-        e.body_bytes_sent,
-        dash(&e.referer),
-        dash(&e.user_agent),
-    );
+    let dash = |s: &mut String, v: &Option<String>| match v {
+        Some(v) => escape_into(s, v),
+        None => s.push('-'),
+    };
+    s.push_str(&e.remote_addr);
+    s.push_str(" - ");
+    dash(&mut s, &e.remote_user);
+    s.push_str(" [");
+    s.push_str(time);
+    s.push_str("] \"");
+    escape_into(&mut s, &e.request);
+    let _ = write!(s, "\" {} {} \"", e.status, e.body_bytes_sent);
+    dash(&mut s, &e.referer);
+    s.push_str("\" \"");
+    dash(&mut s, &e.user_agent);
+    s.push('"');
     if format == LogFormat::Main {
-        let _ = write!(s, " \"{}\"", dash(&e.forwarded_for));
+        s.push_str(" \"");
+        dash(&mut s, &e.forwarded_for);
+        s.push('"');
     }
     s.push('\n');
     s
@@ -166,6 +192,11 @@ fn format_line_in(e: &Entry, format: LogFormat, tz: &jiff::tz::TimeZone) -> Stri
 /// logged variables, so a line can always be split back into fields.
 pub(crate) fn escape(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
+    escape_into(&mut out, v);
+    out
+}
+
+fn escape_into(out: &mut String, v: &str) {
     for b in v.bytes() {
         if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
             let _ = write!(out, "\\x{b:02X}");
@@ -173,7 +204,6 @@ pub(crate) fn escape(v: &str) -> String {
             out.push(char::from(b));
         }
     }
-    out
 }
 
 /// `$remote_user`: the user name of `Authorization: Basic ...`.

@@ -25,6 +25,7 @@ mod handler;
 mod headers;
 mod health;
 mod metrics;
+mod pool;
 mod router;
 mod server;
 mod state;

@@ -41,8 +41,8 @@ pub(crate) enum SendError {
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SendError::Connect(e) => write!(f, "tcp connect error: {e}"),
-            SendError::Http(e) => e.fmt(f),
+            SendError::Connect(_) => f.write_str("tcp connect error"),
+            SendError::Http(_) => f.write_str("upstream request error"),
         }
     }
 }
@@ -50,8 +50,8 @@ impl std::fmt::Display for SendError {
 impl std::error::Error for SendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            SendError::Connect(e) => e.source(),
-            SendError::Http(e) => std::error::Error::source(e),
+            SendError::Connect(e) => Some(e),
+            SendError::Http(e) => Some(e),
         }
     }
 }

@@ -137,14 +137,25 @@ pub(crate) async fn forward(
                 None => break,
             },
         };
-        let req = match build_request(&out, pp, addr, upgrade.as_ref().map(|u| &u.0), body) {
+        // The headers are moved into the last attempt's request rather
+        // than copied (the common case: one attempt).
+        let last_attempt = attempt + 1 == tries;
+        let req = match build_request(
+            &mut out,
+            last_attempt,
+            pp,
+            addr,
+            upgrade.as_ref().map(|u| &u.0),
+            body,
+        ) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(upstream = %up.name, error = %e, "cannot build upstream request");
                 return Err(StatusCode::INTERNAL_SERVER_ERROR);
             }
         };
-        match tokio::time::timeout(deadline, up.client.request(req)).await {
+        let send = up.pool.send(i, addr, req, upgrade.is_some());
+        match tokio::time::timeout(deadline, send).await {
             Ok(Ok(resp)) => {
                 bal.succeeded(i);
                 return Ok(response(
@@ -163,7 +174,7 @@ pub(crate) async fn forward(
                 };
                 tracing::error!(upstream = %up.name, server = %addr, error = %error_chain(&e), "upstream request failed");
                 // A connect error means nothing was sent: always safe to retry.
-                if !e.is_connect() && !retry_ok {
+                if !matches!(e, SendError::Connect(_)) && !retry_ok {
                     break;
                 }
             }
@@ -192,19 +203,30 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn build_request(
-    out: &Outgoing,
+    out: &mut Outgoing,
+    last_attempt: bool,
     pp: &ProxyPass,
     addr: SocketAddr,
     upgrade: Option<&HeaderValue>,
     body: ProxyBody,
 ) -> Result<Request<ProxyBody>, http::Error> {
+    // Origin form (`/path?query`): what goes on the wire to the upstream.
+    let uri = if last_attempt {
+        Uri::try_from(std::mem::take(&mut out.path_and_query))?
+    } else {
+        Uri::try_from(out.path_and_query.as_str())?
+    };
     let mut req = Request::builder()
         .method(out.method.clone())
-        .uri(format!("http://{addr}{}", out.path_and_query))
+        .uri(uri)
         .version(http::Version::HTTP_11)
         .body(body)?;
     let h = req.headers_mut();
-    *h = out.headers.clone();
+    *h = if last_attempt {
+        std::mem::take(&mut out.headers)
+    } else {
+        out.headers.clone()
+    };
     let host = match &pp.host {
         HostHeader::Client => out.client_host.clone(),
         HostHeader::Upstream => HeaderValue::from_str(&addr.to_string()).ok(),
@@ -238,7 +260,7 @@ fn build_request(
 /// Turns the upstream response into the client's; a 101 to an upgrade
 /// request splices the two upgraded connections together.
 fn response(
-    mut resp: Response<hyper::body::Incoming>,
+    mut resp: Response<PooledBody>,
     client_upgrade: Option<OnUpgrade>,
     read_timeout: std::time::Duration,
 ) -> Response<ProxyBody> {
