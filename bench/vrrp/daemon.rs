@@ -6,6 +6,7 @@ use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -103,7 +104,13 @@ impl Daemon {
     ) -> Result<Daemon> {
         let ns = lab.routers[i].clone();
         let node = format!("bench_r{i}");
-        let stem = lab.dir.join(format!("{}-r{i}-v{}", imp.name(), p.version));
+        // Fresh files per start: keepalived refuses to start when a pid file
+        // of a killed run names a pid that has since been reused.
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, Ordering::Relaxed);
+        let stem = lab
+            .dir
+            .join(format!("{}-r{i}-v{}-{n}", imp.name(), p.version));
         let log_path = stem.with_extension("log");
         let log = File::create(&log_path).context("daemon log")?;
         let mut cmd = Command::new("ip");

@@ -80,7 +80,11 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             hadeploy_config::locate(&mut local, &SourceMap::build(&text), path);
             let failed = local.iter().any(Diagnostic::is_error);
             w.extend(local);
-            if failed { Err(ConfigError::Invalid(w)) } else { Ok(w) }
+            if failed {
+                Err(ConfigError::Invalid(w))
+            } else {
+                Ok(w)
+            }
         }),
         None => {
             eprintln!(

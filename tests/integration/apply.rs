@@ -200,6 +200,37 @@ impl Env {
         wait(child, &out, &err, Duration::from_secs(120))
     }
 
+    /// `hadeploy apply INV ARGS...` with the human output.
+    fn apply_human(&self, args: &[&str]) -> Run {
+        let inv = self.inv.to_str().expect("utf8");
+        let mut all = vec!["apply", inv];
+        all.extend_from_slice(args);
+        let (mut c, out, err) = self.command(&all);
+        let child = c.spawn().expect("spawn hadeploy");
+        wait(child, &out, &err, Duration::from_secs(120))
+    }
+
+    /// The pid of the ssh master connection our `hadeploy` child opened to
+    /// `addr` (its control socket lives under our TMPDIR).
+    fn ssh_master_pid(&self, addr: &str) -> Option<u32> {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        std::fs::read_dir("/proc").ok()?.find_map(|e| {
+            let e = e.ok()?;
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmd
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let ours = args.first().is_some_and(|a| a == "ssh")
+                && args.iter().any(|a| a == "-M")
+                && args.iter().any(|a| a.starts_with(&dir))
+                && args.last().is_some_and(|a| a == addr);
+            ours.then_some(pid)
+        })
+    }
+
     fn spawn_apply(&self, args: &[&str]) -> (Child, PathBuf, PathBuf) {
         let inv = self.inv.to_str().expect("utf8");
         let mut all = vec!["--json", "apply", inv];
@@ -458,6 +489,17 @@ fn unauthorized_key_is_an_authentication_failure() {
         ],
     );
     env.assert_untouched(&lb1);
+    // The human output says the same, and the recap counts it.
+    let r = env.apply_human(&[]);
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert_contains(
+        &r.stdout,
+        &[
+            &format!("UNREACHABLE: {lb1}: connect: authentication failed"),
+            "unreachable=1",
+            "1 hosts, 0 changed",
+        ],
+    );
 }
 
 #[test]
@@ -489,7 +531,11 @@ fn changed_host_key_is_refused_and_new_one_accepted_on_request() {
                 &format!("Offending ED25519 key in {}:1", kh.display()),
             ],
         );
-        assert!(!r.stdout.contains("NASTY"), "ssh's banner copied: {}", r.stdout);
+        assert!(
+            !r.stdout.contains("NASTY"),
+            "ssh's banner copied: {}",
+            r.stdout
+        );
         env.assert_untouched(&lb1);
     }
     // Empty known_hosts: refused strictly, accepted (and recorded) on request.
@@ -662,6 +708,55 @@ fn power_cut_during_runtime_upload_then_rerun_converges() {
         "expected the cut upload's temp file: {left:?}"
     );
     env.lab.start_node(&lb1).expect("power on");
+    let r = env.apply_ok(&[]);
+    assert!(r.total_changed() >= 1, "{}", r.explain());
+    let r = env.apply_ok(&[]);
+    assert_eq!(r.total_changed(), 0, "{}", r.explain());
+    env.assert_converged(&lb1);
+}
+
+#[test]
+fn ssh_connection_killed_during_upload_installs_nothing_half_written() {
+    let Some(env) = setup("apf10", 1, 0) else {
+        return;
+    };
+    let lb1 = env.lb(1);
+    let addr = env.addr(11);
+    let (mut child, out, err) = env.spawn_apply(&[]);
+    env.wait_upload_started(&lb1, &mut child);
+    // The node lives on; only our connection dies: the remote dd sees EOF
+    // after part of the binary, which must not be installed.
+    let pid = env.ssh_master_pid(&addr).unwrap_or_else(|| {
+        let ps = Command::new("pgrep")
+            .args(["-a", "ssh"])
+            .output()
+            .expect("pgrep");
+        panic!(
+            "no ssh master of our apply to {addr} under {}:\n{}",
+            env.dir.path().display(),
+            String::from_utf8_lossy(&ps.stdout)
+        )
+    });
+    let st = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let r = wait(child, &out, &err, Duration::from_secs(60));
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert_eq!(r.host(&lb1)["failed"], true, "{}", r.explain());
+    assert_contains(
+        &r.error_of(&lb1),
+        &[&format!("{lb1}: upload: writing {RUNTIME_BIN}")],
+    );
+    // The remote script ends on its own (EOF, then the size check).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.temps(&lb1).is_empty() && Instant::now() < deadline {
+        sleep(Duration::from_millis(200));
+    }
+    env.assert_no_temps(&lb1);
+    let have = env.node_hashes(&lb1, [&RUNTIME_BIN.to_string()]);
+    assert_eq!(have[RUNTIME_BIN], None, "a cut upload was installed");
     let r = env.apply_ok(&[]);
     assert!(r.total_changed() >= 1, "{}", r.explain());
     let r = env.apply_ok(&[]);

@@ -113,7 +113,10 @@ pub async fn write_file(
         )),
         None => Err(remote.err(
             Step::Upload,
-            format!("writing {dest} failed: the remote command was killed or the connection lost; the old file was kept: {}", out.stderr.trim()),
+            format!(
+                "writing {dest}: connection lost (the old file was kept): remote command killed {}",
+                out.stderr.trim()
+            ),
         )),
     }
 }

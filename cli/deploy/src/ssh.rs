@@ -86,11 +86,10 @@ fn explain_connect(e: &openssh::Error, host: &Host) -> String {
         _ => text.clone(),
     };
     let target = format!("{}@{}:{}", host.ssh.user, host.ssh.host, host.ssh.port);
-    let known_hosts = host
-        .ssh
-        .known_hosts
-        .as_ref()
-        .map_or_else(|| "~/.ssh/known_hosts".to_string(), |p| p.display().to_string());
+    let known_hosts = host.ssh.known_hosts.as_ref().map_or_else(
+        || "~/.ssh/known_hosts".to_string(),
+        |p| p.display().to_string(),
+    );
     if detail.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
         // ssh's banner is long; keep the lines that say what and where.
         let keep: Vec<&str> = detail

@@ -13,6 +13,21 @@ use hadeploy_deploy::ssh::{self, ConnectOptions, Remote};
 use hadeploy_inventory::model::{Host, Inventory};
 use hadeploy_lab::Lab;
 
+/// SIGKILL every process in the unit's cgroup: frozen first (SIGSTOP), so a
+/// parent cannot respawn a child between the kills. Read from the cgroup
+/// itself because `systemctl kill --kill-who=all` fails (EIO) under a
+/// hybrid cgroup hierarchy such as the lab's containers; works on cgroup v1
+/// (CentOS 7, systemd 219) and v2.
+const KILL_ALL: &str = r#"cg=$(systemctl show -p ControlGroup "$1" | cut -d= -f2-)
+f=
+for d in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
+  if [ -n "$cg" ] && [ -r "$d$cg/cgroup.procs" ]; then f="$d$cg/cgroup.procs"; break; fi
+done
+[ -n "$f" ] || { echo "no cgroup for $1" >&2; exit 1; }
+pids=$(cat "$f")
+[ -n "$pids" ] || { echo "$1 has no process" >&2; exit 1; }
+kill -STOP $pids; kill -KILL $pids"#;
+
 /// A fault to repair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Undo {
@@ -168,13 +183,7 @@ impl Control {
         if !self.undo.contains(&u) {
             self.undo.push(u);
         }
-        self.sh(
-            host,
-            r#"systemctl kill -s KILL --kill-who=all "$1""#,
-            &[unit],
-        )
-        .await
-        .map(|_| ())
+        self.sh(host, KILL_ALL, &[unit]).await.map(|_| ())
     }
 
     /// Starts the unit unless it is already active (a unit without

@@ -108,7 +108,7 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<Report, String> {
         .ok_or("the VIP group has no address")?
         .addr();
     let mut members = vipg.members.clone();
-    members.sort_by(|a, b| b.priority.cmp(&a.priority));
+    members.sort_by_key(|m| std::cmp::Reverse(m.priority));
     if members.len() < 2 {
         return Err("test-failover needs at least two load balancers in the VIP group".into());
     }

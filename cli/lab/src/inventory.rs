@@ -90,7 +90,14 @@ pub fn inventory_yaml(lab: &Lab, vrrp: &LabVrrp) -> String {
             66 + i
         );
     }
-    if !backends.is_empty() {
+    if backends.is_empty() {
+        // No backends: the load balancers serve a static root themselves,
+        // so the proxy still has a site and the VIP still answers.
+        let _ = writeln!(
+            s,
+            "    sites:\n      - name: www.domain1.com\n        listen: 80\n        default_server: true\n        root: /var/lib/hadeploy/www"
+        );
+    } else {
         let _ = writeln!(s, "    upstreams:\n      backend:\n        servers:");
         for (i, n) in backends.iter().enumerate() {
             let w = if i == 0 { 5 } else { 1 };
