@@ -54,10 +54,7 @@ read_inventory() {
     LBS=()
     PRIOS=()
     while read -r h p; do LBS+=("$h"); PRIOS+=("$p"); done < <(
-        grep -oP '^\s+\K\S+(?=: \{ address: [0-9.]+/[0-9]+, vrrp_priority: [0-9]+ \})' "$INV" |
-            while read -r h; do
-                echo "$h $(grep -oP "^\s+\Q$h\E: \{.*vrrp_priority: \K[0-9]+" "$INV")"
-            done)
+        sed -nE 's/^\s+(\S+): \{ address: [0-9.]+\/[0-9]+, vrrp_priority: ([0-9]+) \}$/\1 \2/p' "$INV")
     VIP=$(grep -m1 -oP '^\s+address: \K[0-9.]+/[0-9]+$' "$INV")
     VRID=$(grep -m1 -oP 'virtual_router_id: \K[0-9]+' "$INV")
     AUTH_PASS=$(grep -m1 -oP 'auth_pass: "\K[^"]*' "$INV" || true)
@@ -113,7 +110,7 @@ seed_remove() {
 run_setting() {
     local version=$1 adv=$2 kadv=$3
     log "VRRPv$version advert $adv: lab $LAB, hadeploy apply"
-    INV=$("$HADEPLOY" -q lab up --name "$LAB" --vrrp-version "$version" --advert-interval "$adv" | tail -n1)
+    INV=$("$HADEPLOY" lab up --name "$LAB" --vrrp-version "$version" --advert-interval "$adv" | tail -n1)
     read_inventory
     seed_remove # from the previous setting, if any
     "$HADEPLOY" -q apply "$INV" >&2

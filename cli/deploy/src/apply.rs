@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hadeploy_inventory::model::{Host, Inventory};
-use hadeploy_inventory::render::{self, NodeTree};
+use hadeploy_inventory::render;
 use tokio::sync::Semaphore;
 
 use crate::artifact::{self, Artifact};
@@ -81,7 +81,6 @@ pub async fn apply(
             facts: &n.facts,
             artifact: &artifact,
             replace_existing: opts.replace_existing,
-            become_root: n.host.ssh.become_root,
         };
         for p in preflight::check(&ctx) {
             problems.push(DeployError::new(&n.host.name, Step::Preflight, p));
@@ -425,8 +424,4 @@ pub fn describe(p: &NodePlan) -> Vec<String> {
         v.push(format!("Start {u}"));
     }
     v
-}
-
-pub fn trees_for_tests(inv: &Inventory) -> Vec<NodeTree> {
-    render::render_all(inv, |h| (&h.assumed).into()).unwrap_or_default()
 }

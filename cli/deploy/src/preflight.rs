@@ -15,7 +15,6 @@ pub struct Context<'a> {
     pub facts: &'a RemoteFacts,
     pub artifact: &'a Artifact,
     pub replace_existing: bool,
-    pub become_root: bool,
 }
 
 /// Every problem found, each a sentence naming what to do.
@@ -117,7 +116,6 @@ pub fn check(c: &Context<'_>) -> Vec<String> {
             }
         }
     }
-    let _ = c.become_root;
     out.sort();
     out.dedup();
     out
