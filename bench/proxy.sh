@@ -35,7 +35,11 @@ fi
 OHA="$CARGO_TARGET_DIR/tools/bin/oha"
 [ -x "$OHA" ] || cargo install oha --locked --root "$CARGO_TARGET_DIR/tools"
 [ "$(id -u)" -eq 0 ] || { echo "run as root (ulimit -n, pinning)" >&2; exit 1; }
-ulimit -n 65536
+# 10k client sockets: raise the soft fd limit as far as the hard one allows.
+NOFILE=$(ulimit -Hn)
+[ "$NOFILE" = unlimited ] && NOFILE=65536
+ulimit -n "$NOFILE"
+[ "$NOFILE" -gt $((IDLE_CONNS + 200)) ] || { echo "fd hard limit $NOFILE too low for --idle-conns $IDLE_CONNS" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/proxybench.XXXXXX)
 PIDS=()
@@ -66,9 +70,9 @@ EOF
 # --- nginx as reverse proxy, configured fairly ----------------------------
 cat >"$WORK/nginx/nginx.conf" <<EOF
 daemon off; master_process on; user root; worker_processes $WORKERS;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile $NOFILE;
 pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log warn;
-events { worker_connections 30000; }
+events { worker_connections $((NOFILE - 100)); }
 http {
 $(temp_paths "$WORK/nginx")
     # Same logging as ours: combined, 64 KiB buffer, flushed every second.

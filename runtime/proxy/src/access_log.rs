@@ -190,12 +190,6 @@ fn format_with_time(e: &Entry, format: LogFormat, time: &str) -> String {
 
 /// nginx escapes `"`, `\` and bytes outside printable ASCII as `\xHH` in
 /// logged variables, so a line can always be split back into fields.
-pub(crate) fn escape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    escape_into(&mut out, v);
-    out
-}
-
 fn escape_into(out: &mut String, v: &str) {
     for b in v.bytes() {
         if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
