@@ -29,7 +29,12 @@ pub fn run(c: LabCommand, g: &Global) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("generated inventory is invalid: {e}"))?;
             if g.json {
                 println!("{}", serde_json::to_string_pretty(&lab)?);
-            } else if !g.quiet {
+            } else {
+                if g.quiet {
+                    // The inventory path is the command's output, also with -q.
+                    println!("{}", path.display());
+                    return Ok(ExitCode::SUCCESS);
+                }
                 eprintln!(
                     "lab {} is up on bridge {} ({}):",
                     lab.name, lab.bridge, lab.subnet
