@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `hadeploy apply` timings on local labs (root): cold apply, and no-op
-# re-apply ("0 changed") on a 3-node lab and on the largest lab the local
-# lab supports (9 load balancers + 9 backends = 18 nodes).
+# re-apply ("0 changed") on a 3-node lab and a 20-node lab
+# (2 load balancers + 18 backends).
 # Usage: bench/apply.sh [REPS]   (builds what it needs; labs are torn down on exit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ target=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p hadeploy
 cargo build --release -q --target x86_64-unknown-linux-musl -p hadeploy-runtime
 hd="$target/release/hadeploy"
-labs=(bap3 bap18)
+labs=(bap3 bap20)
 cleanup() { for l in "${labs[@]}"; do "$hd" -q lab down --name "$l" || true; done; }
 trap cleanup EXIT INT TERM
 
@@ -38,4 +38,4 @@ run() { # name lbs backends
 
 echo "nodes  reps     cold   no-op median   (no-op runs, s)   targets: 3 nodes < 1.5 s; 20 nodes < 5 s"
 run bap3 2 1
-run bap18 9 9
+run bap20 2 18

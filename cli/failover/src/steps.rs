@@ -529,5 +529,10 @@ async fn split_brain(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {
     } else {
         note
     };
+    let note = if o.failed > 0 {
+        format!("{note}; {}", err_note(&o))
+    } else {
+        note
+    };
     row(step, expect, Some(&o), in_time && arp_ok, note)
 }

@@ -38,7 +38,7 @@ pub use rootfs::{
     BASE_PACKAGES, COMPARISON_PACKAGES, ROOTFS_DIR, ensure_rootfs, rootfs_path, rootfs_ready,
 };
 pub use spec::{
-    LabSpec, MAX_NAME_LEN, MAX_PER_ROLE, MAX_VIPS, Role, backend_name, bridge_name,
+    LabSpec, MAX_BACKENDS, MAX_NAME_LEN, MAX_PER_ROLE, MAX_VIPS, Role, backend_name, bridge_name,
     client_link_name, client_netns_name, default_state_dir, host_link_name, is_node_of, lb_name,
     preferred_subnet_index,
 };

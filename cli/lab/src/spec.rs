@@ -16,8 +16,11 @@ use crate::error::{LabError, Result};
 
 /// Longest lab name (see the module comment).
 pub const MAX_NAME_LEN: usize = 6;
-/// Most nodes per role (addresses .11-.19 and .21-.29).
+/// Most load balancers (addresses .11-.19).
 pub const MAX_PER_ROLE: usize = 9;
+/// Most backends (addresses .21-.80; VIPs start at .100). `vb-<6>-web60`
+/// is 15 characters, the kernel's limit for the host-side link name.
+pub const MAX_BACKENDS: usize = 60;
 /// Most VIP addresses reserved (.100-.109).
 pub const MAX_VIPS: usize = 10;
 /// Second octet of every lab subnet: 10.77.X.0/24.
@@ -79,9 +82,9 @@ impl LabSpec {
     /// Check name and sizes so every derived name fits the kernel's limits.
     pub fn validate(&self) -> Result<()> {
         validate_name(&self.name)?;
-        if self.lbs > MAX_PER_ROLE || self.backends > MAX_PER_ROLE {
+        if self.lbs > MAX_PER_ROLE || self.backends > MAX_BACKENDS {
             return Err(LabError::Spec(format!(
-                "at most {MAX_PER_ROLE} load balancers and {MAX_PER_ROLE} backends"
+                "at most {MAX_PER_ROLE} load balancers and {MAX_BACKENDS} backends"
             )));
         }
         if self.lbs + self.backends == 0 {
@@ -197,7 +200,7 @@ mod tests {
     fn names_fit_interface_limits() {
         let spec = LabSpec {
             lbs: 9,
-            backends: 9,
+            backends: MAX_BACKENDS,
             ..LabSpec::new("abcdef")
         };
         spec.validate().expect("valid");
