@@ -17,7 +17,9 @@ pub struct Observed {
 }
 
 /// Requests started in `[from, to)`; the outage is the longest gap between
-/// successive successful completions, counting from `from`.
+/// successive successful completions, counting from `from`, and up to `to`
+/// when the requests after the last success failed (a step that ends while
+/// clients still fail has an open outage).
 pub fn observe(samples: &[Sample], from: Instant, to: Instant) -> Observed {
     let mut o = Observed::default();
     let mut ends: Vec<Instant> = Vec::new();
@@ -42,8 +44,18 @@ pub fn observe(samples: &[Sample], from: Instant, to: Instant) -> Observed {
         worst = worst.max(e.saturating_duration_since(last));
         last = *e;
     }
-    if ends.is_empty() {
-        worst = to.saturating_duration_since(from);
+    // The trailing gap: when requests started after the last success still
+    // failed, clients are out from `last` up to the end of the window.
+    let last_ok_start = samples
+        .iter()
+        .filter(|s| s.ok && s.start >= from && s.start < to)
+        .map(|s| s.start)
+        .max();
+    let failing_at_end = samples
+        .iter()
+        .any(|s| !s.ok && s.start < to && last_ok_start.is_some_and(|l| s.start > l));
+    if failing_at_end || ends.is_empty() {
+        worst = worst.max(to.saturating_duration_since(last));
     }
     o.outage_ms = u64::try_from(worst.as_millis()).unwrap_or(u64::MAX);
     o
@@ -78,6 +90,20 @@ mod tests {
         assert_eq!(o.failed, 1);
         assert_eq!(o.outage_ms, 885);
         assert_eq!(o.backends["web1"], 4);
+    }
+
+    #[test]
+    fn failures_until_the_end_of_the_window_are_an_outage() {
+        let t0 = Instant::now();
+        let v = vec![
+            s(t0, 0, 5, true),
+            s(t0, 10, 15, true),
+            s(t0, 20, 2020, false),
+            s(t0, 30, 2030, false),
+        ];
+        let o = observe(&v, t0, t0 + Duration::from_millis(2500));
+        assert_eq!(o.failed, 2);
+        assert_eq!(o.outage_ms, 2485);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::cmd::{cmd, run_inherit};
-use crate::error::Result;
+use crate::error::{LabError, Result};
 
 /// Host commands the lab needs and the Debian package providing each.
 const HOST_TOOLS: &[(&str, &str)] = &[
@@ -39,4 +39,32 @@ pub fn ensure_host_packages() -> Result<()> {
             .args(&missing)
             .envs(env),
     )
+}
+
+/// Every container's systemd takes several inotify instances; the kernel's
+/// default of 128 per user runs out near a dozen containers ("Failed to
+/// allocate manager object: Too many open files"). Raised, never lowered.
+const INOTIFY_LIMITS: &[(&str, u64)] = &[
+    ("/proc/sys/fs/inotify/max_user_instances", 8192),
+    ("/proc/sys/fs/inotify/max_user_watches", 524_288),
+];
+
+pub fn ensure_host_limits() -> Result<()> {
+    for (path, want) in INOTIFY_LIMITS {
+        let have: u64 = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if have < *want {
+            std::fs::write(path, want.to_string())
+                .map_err(|e| LabError::io(format!("raising {path} to {want}"), e))?;
+            tracing::info!(
+                path,
+                from = have,
+                to = want,
+                "raised kernel limit for containers"
+            );
+        }
+    }
+    Ok(())
 }

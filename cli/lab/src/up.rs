@@ -21,6 +21,7 @@ use crate::sshkeys::{SshHost, ensure_keypair, write_known_hosts, write_ssh_confi
 pub fn up(spec: &LabSpec) -> Result<Lab> {
     spec.validate()?;
     ensure_host_packages()?;
+    crate::host::ensure_host_limits()?;
     let rootfs = ensure_rootfs(&spec.cache_dir)?;
 
     if let Ok(lab) = Lab::load(&spec.state_dir) {
