@@ -240,6 +240,7 @@ impl Supervisor {
             worker: self.worker.clone(),
             script_timeout: self.script_timeout,
             cfg: inst.clone(),
+            leftover_vips: true,
         };
         tracing::info!(instance = %inst.name, interface = %inst.interface, vrid = inst.virtual_router_id,
             source = %source, "instance {} on {} (VRID {}) starting, sending from {source}",

@@ -63,6 +63,9 @@ pub struct Driver {
     pub stats: Stats,
     pub worker: Handle,
     pub script_timeout: Duration,
+    /// VIPs a crashed run may have left on the interface are not yet
+    /// settled (see `settle_leftovers`).
+    pub leftover_vips: bool,
 }
 
 fn state_name(s: State) -> StateName {
@@ -132,10 +135,12 @@ impl Driver {
             i.vrid = self.cfg.virtual_router_id;
             i.configured_priority = self.cfg.priority;
         });
-        // A clean slate: VIPs left by a crashed run would duplicate the real
-        // master's. Idempotent, and queued before any add of this run.
-        let vips = self.machine.params().vips.clone();
-        self.effects.push(Effect::Remove(vips));
+        // VIPs a crashed run left on the interface are kept for now: if we
+        // were the master and systemd restarted us within a second, clients
+        // are still being served through them, and removing them at once
+        // would open an outage until some backup's Master_Down_Interval
+        // ends. They go as soon as another master is heard (or on FAULT /
+        // stop); they stay if this run becomes master. See settle_leftovers.
         let mut effect = track_effect(&self.inputs);
         // Fault and priority first, so Startup lands in the right state.
         let now = Instant::now();
@@ -256,6 +261,12 @@ impl Driver {
 
     async fn stop(mut self) {
         self.apply(Instant::now(), Event::Shutdown).await;
+        if self.leftover_vips {
+            // Stopped before the election settled: leave nothing behind.
+            self.leftover_vips = false;
+            let vips = self.machine.params().vips.clone();
+            self.effects.push(Effect::Remove(vips));
+        }
         // VIPs gone before we return: the caller may exit right after.
         self.effects.flush().await;
         self.hooks
@@ -267,6 +278,30 @@ impl Driver {
     async fn apply(&mut self, now: Instant, event: Event) {
         let actions = self.machine.handle(now, event);
         self.execute(actions).await;
+        self.settle_leftovers();
+    }
+
+    /// Decides the fate of VIPs a crashed run may have left behind, once
+    /// the protocol knows who is master: ours to keep when this run is
+    /// master, removed when another router is (their duplicate would answer
+    /// ARP for the VIP) or when this instance is not in the election.
+    fn settle_leftovers(&mut self) {
+        if !self.leftover_vips {
+            return;
+        }
+        let own = self.machine.params().primary_ip;
+        let other_master = self.machine.current_master().is_some_and(|m| m != own);
+        match self.machine.state() {
+            State::Master => self.leftover_vips = false,
+            // Initialize: not started yet (or stopping, see `stop`).
+            State::Initialize => {}
+            State::Backup if !other_master => {}
+            State::Backup | State::Fault => {
+                self.leftover_vips = false;
+                let vips = self.machine.params().vips.clone();
+                self.effects.push(Effect::Remove(vips));
+            }
+        }
     }
 
     async fn execute(&mut self, actions: Vec<Action>) {
