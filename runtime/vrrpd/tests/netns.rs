@@ -598,3 +598,64 @@ fn two_instances_share_one_socket_demuxed_by_vrid() {
     );
     assert_eq!(sa.unknown_vrid.get("eth0").copied().unwrap_or(0), 0);
 }
+
+/// Regression (kill -9 of a master, restarted by systemd within a second):
+/// the restarted daemon used to remove the VIP it had left at once, opening
+/// an outage until a backup's Master_Down_Interval ended. A leftover VIP is
+/// kept while no other master is heard, and kept for good on becoming master.
+#[test]
+fn restarted_master_keeps_its_leftover_vip() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("leftk", 1);
+    let add = lab.exec(
+        0,
+        &["ip", "addr", "add", &format!("{VIP}/24"), "dev", "eth0"],
+    );
+    assert!(add.status.success(), "{add:?}");
+    // v2 at 1 s: 3.6 s of BACKUP before claiming; the VIP must stay throughout.
+    let a = Node::start(&lab, 0, config(&v2("a", 150, "")));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(a.state("VI_1"), StateName::Backup);
+    assert!(
+        lab.has_vip(0, VIP),
+        "leftover VIP removed early: {}",
+        lab.addrs(0)
+    );
+    wait_for(Duration::from_secs(5), "a master", || {
+        a.state("VI_1") == StateName::Master
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        lab.has_vip(0, VIP),
+        "VIP lost on becoming master: {}",
+        lab.addrs(0)
+    );
+}
+
+/// The other half: once another master is heard, a leftover VIP goes at
+/// once, so two routers do not answer ARP for it.
+#[test]
+fn leftover_vip_goes_when_another_master_is_heard() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("leftg", 2);
+    let b = Node::start(&lab, 1, config(&v3("b", 150, "")));
+    wait_for(Duration::from_secs(5), "b master", || {
+        b.state("VI_1") == StateName::Master
+    });
+    let add = lab.exec(
+        0,
+        &["ip", "addr", "add", &format!("{VIP}/24"), "dev", "eth0"],
+    );
+    assert!(add.status.success(), "{add:?}");
+    let a = Node::start(&lab, 0, config(&v3("a", 100, "")));
+    let took = wait_for(Duration::from_secs(2), "leftover removed", || {
+        !lab.has_vip(0, VIP)
+    });
+    assert!(took < Duration::from_millis(1000), "took {took:?}");
+    assert_eq!(a.state("VI_1"), StateName::Backup);
+    assert!(lab.has_vip(1, VIP));
+}
