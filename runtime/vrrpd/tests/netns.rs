@@ -659,3 +659,40 @@ fn leftover_vip_goes_when_another_master_is_heard() {
     assert_eq!(a.state("VI_1"), StateName::Backup);
     assert!(lab.has_vip(1, VIP));
 }
+
+/// Three routers: the master's graceful stop hands the VIP to the best
+/// remaining backup (its Skew_Time is the shortest), never to the lower one,
+/// and the chain continues when that one stops too.
+#[test]
+fn three_routers_fail_over_in_priority_order() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("three", 3);
+    let a = Node::start(&lab, 0, config(&v3("a", 150, "")));
+    let b = Node::start(&lab, 1, config(&v3("b", 120, "")));
+    let c = Node::start(&lab, 2, config(&v3("c", 100, "")));
+    wait_for(Duration::from_secs(5), "a master", || {
+        a.state("VI_1") == StateName::Master
+    });
+    wait_for(Duration::from_secs(2), "b and c backup", || {
+        b.state("VI_1") == StateName::Backup && c.state("VI_1") == StateName::Backup
+    });
+    a.stop().expect("a stops");
+    wait_for(Duration::from_secs(2), "b master", || {
+        b.state("VI_1") == StateName::Master
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.state("VI_1"), StateName::Backup, "c must not claim");
+    assert!(
+        lab.has_vip(1, VIP) && !lab.has_vip(2, VIP),
+        "{} / {}",
+        lab.addrs(1),
+        lab.addrs(2)
+    );
+    b.stop().expect("b stops");
+    wait_for(Duration::from_secs(2), "c master", || {
+        c.state("VI_1") == StateName::Master
+    });
+    wait_for(Duration::from_secs(1), "VIP on c", || lab.has_vip(2, VIP));
+}
