@@ -128,14 +128,9 @@ fn setup(name: &'static str, lbs: usize, backends: usize) -> Option<Env> {
         .tempdir_in("/tmp")
         .expect("tmp");
     let inv = dir.path().join("inventory.yaml");
-    let mut text = inventory_yaml(&lab, &LabVrrp::default());
-    if backends == 0 {
-        // The lab's inventory has sites only with backends; a proxy without
-        // sites is invalid, so load balancers alone serve a static site.
-        text.push_str(
-            "    sites:\n      - name: static\n        listen: 80\n        default_server: true\n        root: /srv/www\n",
-        );
-    }
+    // Without backends the generated inventory has the load balancers serve
+    // a static root themselves.
+    let text = inventory_yaml(&lab, &LabVrrp::default());
     std::fs::write(&inv, text).expect("write inventory");
     eprintln!(
         "apply::{name}: lab up in {:.1}s",
