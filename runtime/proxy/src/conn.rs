@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 const UNSET: u64 = u64::MAX;
 
@@ -33,8 +32,6 @@ pub(crate) struct ConnInfo {
     /// when the first byte of a not yet complete request head arrived.
     last_done_ms: AtomicU64,
     head_started_ms: AtomicU64,
-    /// Wakes the connection's timer task when the state above changes.
-    changed: Notify,
 }
 
 /// What the connection task does when its timer fires.
@@ -59,7 +56,6 @@ impl ConnInfo {
             requests: AtomicU64::new(0),
             last_done_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(UNSET),
-            changed: Notify::new(),
         }
     }
 
@@ -67,19 +63,22 @@ impl ConnInfo {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
     }
 
+    // Nothing here wakes the connection task: every deadline these
+    // updates can create is at least `min(header, keepalive)` after the
+    // update, and the task looks at the state at least that often (see
+    // `serve_conn`), so no timer is reset per request.
+
     /// A request head was parsed.
     pub(crate) fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.head_started_ms.store(UNSET, Ordering::SeqCst);
-        self.changed.notify_one();
     }
 
     /// Its response finished (or was abandoned).
     pub(crate) fn request_done(&self) {
         self.last_done_ms.store(self.now_ms(), Ordering::SeqCst);
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.changed.notify_one();
     }
 
     /// Bytes arrived; between requests they start the header clock.
@@ -88,7 +87,6 @@ impl ConnInfo {
             && self.head_started_ms.load(Ordering::Relaxed) == UNSET
         {
             self.head_started_ms.store(self.now_ms(), Ordering::SeqCst);
-            self.changed.notify_one();
         }
     }
 
@@ -121,10 +119,6 @@ impl ConnInfo {
             at(self.last_done_ms.load(Ordering::SeqCst), keepalive),
             Timer::Idle,
         )
-    }
-
-    pub(crate) async fn changed(&self) {
-        self.changed.notified().await;
     }
 }
 

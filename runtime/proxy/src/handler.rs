@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use hadeploy_config::proxy::{Location, LogFormat, ProxyPass, Site};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -141,7 +142,8 @@ pub(crate) async fn handle(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(basic_auth_user),
-        time: SystemTime::now(),
+        // Set when the line is written (nginx logs the end time).
+        time: SystemTime::UNIX_EPOCH,
         request: format!("{} {} {:?}", req.method(), target, req.version()),
         status: 0,
         body_bytes_sent: 0,
@@ -163,7 +165,8 @@ pub(crate) async fn handle(
     let resp = match (site, site_rt) {
         (Some(site), Some(site_rt)) => match route(&state, site, site_rt, req, &id).await {
             Ok(r) => r,
-            Err(status) => error_page(site, status).await,
+            // Boxed (cold path): keeps the request future small.
+            Err(status) => Box::pin(error_page(site, status)).await,
         },
         // Validation requires at least one site; this is unreachable but
         // cheaper to answer than to prove.
@@ -212,7 +215,8 @@ async fn route(
         raw_path: req.uri().path(),
         raw_query: req.uri().query(),
     };
-    static_files::serve(&sreq, root, index).await
+    // Boxed: the proxy path does not carry the file server's state.
+    Box::pin(static_files::serve(&sreq, root, index)).await
 }
 
 fn content_length(req: &Request<Incoming>) -> Option<u64> {
@@ -311,8 +315,13 @@ async fn proxy(
             body.map_err(|e| Box::new(e) as crate::body::BoxError)
                 .boxed_unsync(),
         ))
+    } else if body.is_end_stream() {
+        // No body (most GETs): nothing to read or time.
+        OutBody::Buffered(Bytes::new())
     } else {
-        OutBody::Buffered(read_body(body, limits.max_body_bytes, limits.io_timeout).await?)
+        OutBody::Buffered(
+            Box::pin(read_body(body, limits.max_body_bytes, limits.io_timeout)).await?,
+        )
     };
     let out = Outgoing {
         method: parts.method,

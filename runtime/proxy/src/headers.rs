@@ -5,17 +5,18 @@ use std::net::{IpAddr, SocketAddr};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
-/// Hop-by-hop headers (RFC 9110 7.6.1 plus the legacy ones nginx drops).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+/// Hop-by-hop headers (RFC 9110 7.6.1 plus the legacy ones nginx drops),
+/// as ready-made names: removing by `&str` would parse each one per call.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
 ];
 
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -24,6 +25,15 @@ pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-for
 
 /// Removes hop-by-hop headers, including every header named by Connection.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        strip_connection_named(headers);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn strip_connection_named(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -32,9 +42,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
     for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -132,19 +139,34 @@ pub(crate) fn identify(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet])
 /// Sets X-Forwarded-For (incoming trusted list + peer), X-Real-IP and
 /// X-Forwarded-Proto on an upstream request.
 pub(crate) fn set_forwarding(headers: &mut HeaderMap, id: &ClientIdentity) {
+    // The peer is formatted once and shared by both headers when it is
+    // also the real IP (the common case).
+    let peer = HeaderValue::from_str(&id.peer.to_string()).ok();
     let xff = match &id.forwarded_for {
-        Some(prev) => format!("{prev}, {}", id.peer),
-        None => id.peer.to_string(),
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", id.peer)).ok(),
+        None => peer.clone(),
     };
-    headers.remove(&X_FORWARDED_FOR);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
+    match xff {
+        Some(v) => {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
+        }
+        None => {
+            headers.remove(&X_FORWARDED_FOR);
+        }
     }
-    if let Ok(v) = HeaderValue::from_str(&id.real_ip.to_string()) {
+    let real = if id.real_ip == id.peer {
+        peer
+    } else {
+        HeaderValue::from_str(&id.real_ip.to_string()).ok()
+    };
+    if let Some(v) = real {
         headers.insert(X_REAL_IP.clone(), v);
     }
-    let proto = id.forwarded_proto.as_deref().unwrap_or("http");
-    if let Ok(v) = HeaderValue::from_str(proto) {
+    let proto = match id.forwarded_proto.as_deref() {
+        None => Some(HeaderValue::from_static("http")),
+        Some(p) => HeaderValue::from_str(p).ok(),
+    };
+    if let Some(v) = proto {
         headers.insert(X_FORWARDED_PROTO.clone(), v);
     }
 }

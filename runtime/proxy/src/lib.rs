@@ -309,18 +309,3 @@ mod tests {
         sync::<Proxy>();
     }
 }
-
-#[cfg(test)]
-mod size_probe {
-    fn size4<A, B, C, D, F: Future>(_: impl FnOnce(A, B, C, D) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
-    fn size3<A, B, C, F: Future>(_: impl FnOnce(A, B, C) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
-    #[test]
-    fn future_sizes() {
-        eprintln!("handle: {}", size4(crate::handler::handle));
-        eprintln!("forward: {}", size3(crate::upstream::forward));
-    }
-}

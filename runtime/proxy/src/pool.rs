@@ -84,7 +84,7 @@ impl UpConn {
 }
 
 struct Idle {
-    conn: UpConn,
+    conn: Box<UpConn>,
     since: Instant,
 }
 
@@ -110,7 +110,7 @@ impl PoolInner {
             .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn checkin(self: &Arc<Self>, server: usize, conn: UpConn) {
+    fn checkin(self: &Arc<Self>, server: usize, conn: Box<UpConn>) {
         if self.max_idle == 0 || conn.conn.is_none() || conn.tx.is_closed() {
             return;
         }
@@ -204,7 +204,7 @@ impl Pool {
 
     /// The most recently used idle connection to `server` that is still
     /// open (stale and expired ones are closed on the way).
-    async fn checkout(&self, server: usize) -> Option<UpConn> {
+    async fn checkout(&self, server: usize) -> Option<Box<UpConn>> {
         loop {
             let idle = self.inner.stack(server)?.pop()?;
             if idle.since.elapsed() >= self.inner.idle_timeout {
@@ -217,7 +217,9 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<UpConn, SendError> {
+    /// Boxed: a connection is allocated once and then only its pointer
+    /// moves between the pool, the request and the response body.
+    async fn connect(&self, addr: SocketAddr) -> Result<Box<UpConn>, SendError> {
         let stream = match tokio::time::timeout(
             self.inner.connect_timeout,
             TcpStream::connect(addr),
@@ -238,10 +240,10 @@ impl Pool {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(SendError::Http)?;
-        Ok(UpConn {
+        Ok(Box::new(UpConn {
             tx,
             conn: Some(conn),
-        })
+        }))
     }
 
     /// Sends `req` to `server` (at `addr`) on a pooled connection or a new
@@ -260,26 +262,21 @@ impl Pool {
         loop {
             let (mut conn, reused) = match self.checkout(server).await {
                 Some(c) => (c, true),
-                None => (self.connect(addr).await?, false),
+                // Boxed: connecting is the rare path and its future is
+                // large; inline it would be copied on every request.
+                None => (Box::pin(self.connect(addr)).await?, false),
             };
             if upgrade {
-                if let Some(c) = conn.conn.take() {
-                    tokio::spawn(async move {
-                        if let Err(e) = c.with_upgrades().await {
-                            tracing::debug!(error = %e, "upstream connection ended");
-                        }
-                    });
-                }
-                return match conn.tx.try_send_request(req).await {
-                    Ok(resp) => Ok(resp.map(|body| PooledBody::new(body, None))),
+                match Box::pin(send_upgrade(conn, req)).await {
+                    Ok(resp) => return Ok(resp),
                     Err(mut e) => match e.take_message() {
                         Some(r) if reused => {
                             req = r;
                             continue;
                         }
-                        _ => Err(SendError::Http(e.into_error())),
+                        _ => return Err(SendError::Http(e.into_error())),
                     },
-                };
+                }
             }
             let mut fut = pin!(conn.tx.try_send_request(req));
             let res = poll_fn(|cx| {
@@ -298,9 +295,8 @@ impl Pool {
             match res {
                 Ok(resp) => {
                     let pool = self.inner.clone();
-                    return Ok(resp.map(|body| {
-                        PooledBody::new(body, Some(Checkin { pool, server, conn }))
-                    }));
+                    return Ok(resp
+                        .map(|body| PooledBody::new(body, Some(Checkin { pool, server, conn }))));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(r) if reused => {
@@ -314,11 +310,28 @@ impl Pool {
     }
 }
 
+/// An upgrade request: its connection is driven by a task of its own, which
+/// hands the socket over on `101`.
+async fn send_upgrade(
+    mut conn: Box<UpConn>,
+    req: Request<ProxyBody>,
+) -> Result<Response<PooledBody>, hyper::client::conn::TrySendError<Request<ProxyBody>>> {
+    if let Some(c) = conn.conn.take() {
+        tokio::spawn(async move {
+            if let Err(e) = c.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+    }
+    let resp = conn.tx.try_send_request(req).await?;
+    Ok(resp.map(|body| PooledBody::new(body, None)))
+}
+
 /// Where a connection goes back once its response body is complete.
 struct Checkin {
     pool: Arc<PoolInner>,
     server: usize,
-    conn: UpConn,
+    conn: Box<UpConn>,
 }
 
 /// The upstream response body. Polling it drives the connection; once the

@@ -164,20 +164,31 @@ async fn serve_conn(
         conn.as_mut().graceful_shutdown();
         closing = true;
     }
-    // One timer for the connection's life, moved rather than re-created
-    // (each request moves it twice).
+    // One timer for the connection's life. It is not moved when requests
+    // start and end: each deadline the connection state can produce lies at
+    // least `step` after the event that produced it, so looking at the state
+    // at least every `step` (and at the exact deadline once known) fires
+    // every timer on time while costing nothing per request.
+    let step = if ka.is_zero() {
+        header_timeout
+    } else {
+        header_timeout.min(ka)
+    }
+    .max(Duration::from_millis(1));
     let (first, _) = info.next_timer(header_timeout, ka);
+    let first = first.min(std::time::Instant::now() + step);
     let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(first));
     tokio::pin!(sleep);
-    let mut armed = first;
-    loop {
-        let (deadline, timer) = info.next_timer(header_timeout, ka);
-        if deadline != armed {
-            sleep
-                .as_mut()
-                .reset(tokio::time::Instant::from_std(deadline));
-            armed = deadline;
+    // Created once (not per loop turn): resolves when shutdown starts.
+    let stopping = async {
+        while !*shutdown.borrow_and_update() {
+            if shutdown.changed().await.is_err() {
+                return;
+            }
         }
+    };
+    tokio::pin!(stopping);
+    loop {
         tokio::select! {
             biased;
             res = conn.as_mut() => {
@@ -189,36 +200,31 @@ async fn serve_conn(
                 }
                 break;
             }
-            _ = shutdown.changed(), if !closing => {
+            _ = stopping.as_mut(), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            // Recompute the deadline when requests start or end.
-            _ = info.changed() => {}
             _ = sleep.as_mut(), if !closing => {
-                // Act only if the state still says so (it may have moved on
-                // without waking us, e.g. a head completing at the deadline).
-                let (now_deadline, now_timer) = info.next_timer(header_timeout, ka);
-                if now_timer != timer || now_deadline > std::time::Instant::now() {
-                    continue;
-                }
+                let now = std::time::Instant::now();
+                let (deadline, timer) = info.next_timer(header_timeout, ka);
                 match timer {
-                    // A request has run for a year (next_timer's "never"):
-                    // push the timer out again rather than spin on it.
-                    Timer::Busy => {
-                        armed = std::time::Instant::now() + Duration::from_secs(365 * 86_400);
-                        sleep.as_mut().reset(tokio::time::Instant::from_std(armed));
-                    }
                     // Slowloris or a silent client: drop it, nginx sends
                     // nothing either.
-                    Timer::Header => {
+                    Timer::Header if deadline <= now => {
                         tracing::debug!(%peer, "client header timeout");
                         break;
                     }
-                    Timer::Idle => {
+                    Timer::Idle if deadline <= now => {
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                     }
+                    // A request is being served: look again later.
+                    Timer::Busy => sleep
+                        .as_mut()
+                        .reset(tokio::time::Instant::from_std(now + step)),
+                    Timer::Header | Timer::Idle => sleep
+                        .as_mut()
+                        .reset(tokio::time::Instant::from_std(deadline.min(now + step))),
                 }
             }
         }
