@@ -8,6 +8,7 @@ mod admin;
 mod check;
 mod logging;
 mod proxy;
+mod signals;
 mod status;
 mod vrrp;
 

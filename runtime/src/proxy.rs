@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use hadeploy_config::status::RuntimeStatus;
 use hadeploy_proxy::Proxy;
-use tokio::signal::unix::{SignalKind, signal};
 
-use crate::admin;
+use crate::{admin, signals};
 
 struct ProxySource(Proxy);
 
@@ -30,9 +29,7 @@ impl admin::Source for ProxySource {
 
 fn load(path: &Path) -> anyhow::Result<hadeploy_config::proxy::ProxyConfig> {
     let (cfg, warnings) = hadeploy_config::load_proxy(path)?;
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
+    signals::log_warnings(warnings);
     Ok(cfg)
 }
 
@@ -61,33 +58,26 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             let l = admin::bind(addr).await?;
             tokio::spawn(admin::serve(l, Arc::new(ProxySource(proxy.clone()))));
         }
-        let mut hup = signal(SignalKind::hangup())?;
-        let mut usr1 = signal(SignalKind::user_defined1())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut quit = signal(SignalKind::quit())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (mut requests, stop_rx) = signals::watch()?;
         let handle = proxy.clone();
         let config_path = path.to_path_buf();
         tokio::spawn(async move {
-            let mut stop_tx = Some(stop_tx);
-            loop {
-                tokio::select! {
-                    _ = hup.recv() => {
-                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-                        match load(&config_path).and_then(|c| handle.reload(c).map_err(anyhow::Error::from)) {
+            while let Some(req) = requests.recv().await {
+                match req {
+                    signals::Request::Reload => signals::reloading(|| {
+                        match load(&config_path)
+                            .and_then(|c| handle.reload(c).map_err(anyhow::Error::from))
+                        {
                             Ok(()) => tracing::info!("reloaded {}", config_path.display()),
-                            Err(e) => tracing::error!("reload refused, keeping the running config: {e:#}"),
+                            Err(e) => {
+                                tracing::error!("reload refused, keeping the running config: {e:#}")
+                            }
                         }
-                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-                    }
-                    _ = usr1.recv() => {
+                    }),
+                    signals::Request::ReopenLogs => {
                         handle.reopen_logs();
                         tracing::info!("access logs reopened");
                     }
-                    _ = term.recv() => { if let Some(t) = stop_tx.take() { let _ = t.send(()); } }
-                    _ = quit.recv() => { if let Some(t) = stop_tx.take() { let _ = t.send(()); } }
-                    _ = int.recv() => { if let Some(t) = stop_tx.take() { let _ = t.send(()); } }
                 }
             }
         });

@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use hadeploy_config::status::{InstanceStatus, RuntimeStatus, VrrpStatus};
 use hadeploy_vrrpd::Stats;
-use tokio::signal::unix::{SignalKind, signal};
 
-use crate::admin;
+use crate::{admin, signals};
 
 struct VrrpSource {
     node: String,
@@ -52,9 +51,7 @@ impl admin::Source for VrrpSource {
 
 fn load(path: &Path) -> anyhow::Result<hadeploy_config::vrrp::VrrpConfig> {
     let (cfg, warnings) = hadeploy_config::load_vrrp(path)?;
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
+    signals::log_warnings(warnings);
     Ok(cfg)
 }
 
@@ -78,31 +75,23 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             tokio::spawn(admin::serve(l, source));
         }
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut hup = signal(SignalKind::hangup())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+        let (mut requests, stop_rx) = signals::watch()?;
         let config_path = path.to_path_buf();
         tokio::spawn(async move {
-            let mut stop_tx = Some(stop_tx);
-            loop {
-                tokio::select! {
-                    _ = hup.recv() => {
-                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-                        match load(&config_path) {
-                            Ok(c) => {
-                                tracing::info!("reloading {}", config_path.display());
-                                if reload_tx.send(c).await.is_err() {
-                                    break;
-                                }
-                            }
-                            Err(e) => tracing::error!("reload refused, keeping the running config: {e:#}"),
-                        }
-                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-                    }
-                    _ = term.recv() => { if let Some(t) = stop_tx.take() { let _ = t.send(()); } }
-                    _ = int.recv() => { if let Some(t) = stop_tx.take() { let _ = t.send(()); } }
+            while let Some(req) = requests.recv().await {
+                if req != signals::Request::Reload {
+                    continue;
                 }
+                signals::reloading(|| match load(&config_path) {
+                    Ok(c) => {
+                        tracing::info!("reloading {}", config_path.display());
+                        // Capacity 4: a reload storm keeps the latest few.
+                        if reload_tx.try_send(c).is_err() {
+                            tracing::warn!("reload dropped: the daemon is busy or stopping");
+                        }
+                    }
+                    Err(e) => tracing::error!("reload refused, keeping the running config: {e:#}"),
+                });
             }
         });
         tracing::info!(
@@ -110,9 +99,14 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             cfg.node,
             cfg.instances.len()
         );
-        let daemon = hadeploy_vrrpd::run(cfg, stats, async move {
-            let _ = stop_rx.await;
-        }, reload_rx);
+        let daemon = hadeploy_vrrpd::run(
+            cfg,
+            stats,
+            async move {
+                let _ = stop_rx.await;
+            },
+            reload_rx,
+        );
         tokio::pin!(daemon);
         // Ready once the daemon has had a moment to open its sockets: a
         // startup error (missing interface) returns before this.
