@@ -36,7 +36,7 @@ pub fn run(args: &RenderArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 .find(|f| &f.path == show)
                 .with_context(|| format!("{}: renders no file {show}", t.host))?;
             if f.secret {
-                println!("{}", mask_secrets(&f.content));
+                print!("{}", hadeploy_inventory::secret::mask_rendered(&f.content));
             } else {
                 print!("{}", f.content);
             }
@@ -70,15 +70,4 @@ pub fn run(args: &RenderArgs, g: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Masks the values of secret keys so `--show` never prints a password.
-pub fn mask_secrets(text: &str) -> String {
-    text.lines()
-        .map(|l| match l.find("auth_pass:") {
-            Some(i) => format!("{}auth_pass: \"****\"", &l[..i]),
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }

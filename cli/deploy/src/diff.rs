@@ -3,23 +3,7 @@
 
 use similar::TextDiff;
 
-/// Keys whose values are secrets in rendered files.
-const SECRET_KEYS: &[&str] = &["auth_pass:"];
-
-pub fn mask(text: &str) -> String {
-    text.lines()
-        .map(|l| {
-            for k in SECRET_KEYS {
-                if let Some(i) = l.find(k) {
-                    return format!("{}{k} \"****\"", &l[..i]);
-                }
-            }
-            l.to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
+use hadeploy_inventory::secret::mask_rendered as mask;
 
 pub fn unified(path: &str, old: Option<&str>, new: &str, secret: bool) -> String {
     let (old, new) = if secret {

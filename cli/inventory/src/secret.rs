@@ -69,3 +69,20 @@ impl SecretSource {
         }
     }
 }
+
+/// Keys whose values are secrets in the files `render` produces.
+const SECRET_KEYS: &[&str] = &["auth_pass:"];
+
+/// A rendered file with every secret value replaced by `****`, for plans,
+/// diffs and `render --show`. Line structure is kept so diffs still align.
+pub fn mask_rendered(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for l in text.lines() {
+        match SECRET_KEYS.iter().find_map(|k| l.find(k).map(|i| (i, k))) {
+            Some((i, k)) => out.push_str(&format!("{}{k} \"****\"", &l[..i])),
+            None => out.push_str(l),
+        }
+        out.push('\n');
+    }
+    out
+}
