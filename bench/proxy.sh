@@ -150,22 +150,45 @@ sleep 1
 IDLE_OURS=$(rss_kb "$OURS_PID") IDLE_NGINX=$(tree_rss_kb "$NGINX_PID")
 
 declare -A PORT=([direct]=$P_BACKEND [ours]=$P_OURS [nginx]=$P_NGINX)
-declare -A RPS P50 P99
+BACKEND_PID=${PIDS[0]}
+declare -A SRV_PID=([direct]=$BACKEND_PID [ours]=$OURS_PID [nginx]=$NGINX_PID)
+declare -A RPS P50 P99 CPU
+# CPU time (utime + stime, clock ticks) of a process and its children
+# (nginx: master + worker).
+ticks() {
+    local total=0 p
+    for p in $1 $(pgrep -P "$1"); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo $total
+}
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "== throughput: wrk -t1 -c$CONNS -d${SECS}s, $ROUNDS alternating rounds (generator on cpu $GEN_CPU, servers on cpu $SRV_CPU)"
 for t in direct ours nginx; do # warm up pools and caches
     taskset -c "$GEN_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:${PORT[$t]}/" >/dev/null
 done
+HZ=$(getconf CLK_TCK)
 for r in $(seq "$ROUNDS"); do
     for t in direct ours nginx; do
-        v=$(taskset -c "$GEN_CPU" wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:${PORT[$t]}/" |
-            awk '/^Requests\/sec/ {print $2} /Non-2xx|Socket errors/ {print "ERR " $0 > "/dev/stderr"}')
-        echo "  round $r $t: $v req/s"
+        before=$(ticks "${SRV_PID[$t]}")
+        out=$(taskset -c "$GEN_CPU" wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:${PORT[$t]}/")
+        after=$(ticks "${SRV_PID[$t]}")
+        echo "$out" | grep -E "Non-2xx|Socket errors" >&2 || true
+        v=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+        n=$(echo "$out" | awk '/requests in/ {print $1}')
+        # CPU per request of the server under test (the backend's own CPU
+        # is the same for both proxies and is not counted here).
+        us=$(awk -v d=$((after - before)) -v n="$n" -v hz="$HZ" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
+        echo "  round $r $t: $v req/s, $us us CPU/request"
         RPS[$t]="${RPS[$t]:-} $v"
+        CPU[$t]="${CPU[$t]:-} $us"
     done
 done
-for t in direct ours nginx; do RPS[$t]=$(echo "${RPS[$t]}" | tr ' ' '\n' | grep . | median); done
+for t in direct ours nginx; do
+    RPS[$t]=$(echo "${RPS[$t]}" | tr ' ' '\n' | grep . | median)
+    CPU[$t]=$(echo "${CPU[$t]}" | tr ' ' '\n' | grep . | median)
+done
 
 RATE=$(awk -v n="${RPS[nginx]}" 'BEGIN { printf "%d", n / 2 }')
 echo "== latency: oha -q $RATE (50% of nginx's peak) -c$CONNS -z${SECS}s --latency-correction"
@@ -211,6 +234,7 @@ echo
 echo "== results (medians of $ROUNDS rounds; ratio = ours / nginx)"
 printf '%-26s %12s %12s %12s %8s\n' "" "backend" "ours" "nginx" "ratio"
 printf '%-26s %12.0f %12.0f %12.0f %8s\n' "req/s (wrk -c$CONNS)" "${RPS[direct]}" "${RPS[ours]}" "${RPS[nginx]}" "$(ratio "${RPS[ours]}" "${RPS[nginx]}")"
+printf '%-26s %12.2f %12.2f %12.2f %8s\n' "CPU us/request (server)" "${CPU[direct]}" "${CPU[ours]}" "${CPU[nginx]}" "$(ratio "${CPU[ours]}" "${CPU[nginx]}")"
 printf '%-26s %12.3f %12.3f %12.3f %8s\n' "p50 ms @ $RATE req/s" "${P50[direct]}" "${P50[ours]}" "${P50[nginx]}" "$(ratio "${P50[ours]}" "${P50[nginx]}")"
 printf '%-26s %12.3f %12.3f %12.3f %8s\n' "p99 ms @ $RATE req/s" "${P99[direct]}" "${P99[ours]}" "${P99[nginx]}" "$(ratio "${P99[ours]}" "${P99[nginx]}")"
 printf '%-26s %12s %12s %12s %8s\n' "RSS MB idle (fresh)" "-" "$(mb "$IDLE_OURS")" "$(mb "$IDLE_NGINX")" "$(ratio "$IDLE_OURS" "$IDLE_NGINX")"

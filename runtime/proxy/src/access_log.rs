@@ -2,9 +2,9 @@
 //! flushed at least every second and on shutdown, reopened on SIGUSR1.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
@@ -12,6 +12,8 @@ use std::time::SystemTime;
 use hadeploy_config::proxy::LogFormat;
 
 use crate::error::ProxyError;
+use crate::h1::head::RequestHead;
+use crate::h1::write;
 
 /// One open log file. Writes go to a 64 KiB buffer; a background task
 /// flushes it every second, so a line reaches disk within ~1 s.
@@ -37,9 +39,9 @@ impl LogFile {
         self.out.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn write_line(&self, line: &str) {
+    pub(crate) fn write_line(&self, line: &[u8]) {
         let mut out = self.lock();
-        if let Err(e) = out.write_all(line.as_bytes()) {
+        if let Err(e) = out.write_all(line) {
             tracing::error!(path = %self.path.display(), error = %e, "access log write failed");
         }
     }
@@ -119,83 +121,134 @@ impl LogRegistry {
     }
 }
 
-/// The variables of one log line.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub remote_addr: String,
-    pub remote_user: Option<String>,
-    pub time: SystemTime,
-    pub request: String,
+/// The variables of one log line, borrowed from the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields<'a> {
+    /// `$remote_addr` (after realip).
+    pub remote_addr: IpAddr,
+    /// The request; `None` for heads refused before they could be parsed
+    /// (`"-"`, as nginx logs its 400s).
+    pub head: Option<&'a RequestHead>,
     pub status: u16,
     pub body_bytes_sent: u64,
-    pub referer: Option<String>,
-    pub user_agent: Option<String>,
-    pub forwarded_for: Option<String>,
+    /// When the response ended (nginx logs the end time).
+    pub time: SystemTime,
 }
 
 /// `$remote_addr - $remote_user [$time_local] "$request" $status
 /// $body_bytes_sent "$http_referer" "$http_user_agent"`, plus
 /// `"$http_x_forwarded_for"` for `main`; missing values are `-`.
-pub(crate) fn format_line(e: &Entry, format: LogFormat) -> String {
+pub(crate) fn format_line(out: &mut Vec<u8>, f: &Fields<'_>, format: LogFormat) {
     // `$time_local` changes once a second: format it once per second and
     // thread (nginx caches it the same way), not once per request.
     thread_local! {
         static TIME: std::cell::RefCell<(u64, String)> =
             const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
-    let secs = e
+    let secs = f
         .time
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(u64::MAX - 1, |d| d.as_secs());
     TIME.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != secs {
-            *cached = (secs, time_in(e.time, local_zone()));
+            *cached = (secs, time_in(f.time, local_zone()));
         }
-        format_with_time(e, format, &cached.1)
-    })
+        format_with_time(out, f, format, &cached.1);
+    });
 }
 
 #[cfg(test)]
-fn format_line_in(e: &Entry, format: LogFormat, tz: &jiff::tz::TimeZone) -> String {
-    format_with_time(e, format, &time_in(e.time, tz))
+fn format_line_in(f: &Fields<'_>, format: LogFormat, tz: &jiff::tz::TimeZone) -> String {
+    let mut out = Vec::new();
+    format_with_time(&mut out, f, format, &time_in(f.time, tz));
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-fn format_with_time(e: &Entry, format: LogFormat, time: &str) -> String {
-    let mut s = String::with_capacity(256);
-    let dash = |s: &mut String, v: &Option<String>| match v {
-        Some(v) => escape_into(s, v),
-        None => s.push('-'),
-    };
-    s.push_str(&e.remote_addr);
-    s.push_str(" - ");
-    dash(&mut s, &e.remote_user);
-    s.push_str(" [");
-    s.push_str(time);
-    s.push_str("] \"");
-    escape_into(&mut s, &e.request);
-    let _ = write!(s, "\" {} {} \"", e.status, e.body_bytes_sent);
-    dash(&mut s, &e.referer);
-    s.push_str("\" \"");
-    dash(&mut s, &e.user_agent);
-    s.push('"');
-    if format == LogFormat::Main {
-        s.push_str(" \"");
-        dash(&mut s, &e.forwarded_for);
-        s.push('"');
+fn version_text(v: http::Version) -> &'static [u8] {
+    match v {
+        http::Version::HTTP_10 => b"HTTP/1.0",
+        http::Version::HTTP_2 => b"HTTP/2.0",
+        _ => b"HTTP/1.1",
     }
-    s.push('\n');
-    s
+}
+
+fn format_with_time(out: &mut Vec<u8>, f: &Fields<'_>, format: LogFormat, time: &str) {
+    let header = |name: &str| f.head.and_then(|h| h.headers.get(name));
+    let dash = |out: &mut Vec<u8>, v: Option<&[u8]>| match v {
+        Some(v) => escape_into(out, v),
+        None => out.push(b'-'),
+    };
+    write::ip(out, f.remote_addr);
+    out.extend_from_slice(b" - ");
+    let user = f
+        .head
+        .and_then(|h| h.headers.get_str("authorization"))
+        .and_then(basic_auth_user);
+    dash(out, user.as_deref().map(str::as_bytes));
+    out.extend_from_slice(b" [");
+    write::put(out, time.as_bytes());
+    out.extend_from_slice(b"] \"");
+    match f.head {
+        Some(h) => {
+            escape_into(out, h.method.as_str().as_bytes());
+            out.push(b' ');
+            escape_into(out, h.target().as_bytes());
+            out.push(b' ');
+            write::put(out, version_text(h.version));
+        }
+        None => out.push(b'-'),
+    }
+    out.extend_from_slice(b"\" ");
+    write::number(out, u64::from(f.status));
+    out.push(b' ');
+    write::number(out, f.body_bytes_sent);
+    out.extend_from_slice(b" \"");
+    dash(out, header("referer"));
+    out.extend_from_slice(b"\" \"");
+    dash(out, header("user-agent"));
+    out.push(b'"');
+    if format == LogFormat::Main {
+        out.extend_from_slice(b" \"");
+        let xff: Vec<&[u8]> = f
+            .head
+            .map(|h| h.headers.get_all("x-forwarded-for").collect())
+            .unwrap_or_default();
+        if xff.is_empty() {
+            out.push(b'-');
+        } else {
+            // Several lines are one list, as nginx joins them.
+            for (i, v) in xff.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                escape_into(out, v);
+            }
+        }
+        out.push(b'"');
+    }
+    out.push(b'\n');
 }
 
 /// nginx escapes `"`, `\` and bytes outside printable ASCII as `\xHH` in
 /// logged variables, so a line can always be split back into fields.
-fn escape_into(out: &mut String, v: &str) {
-    for b in v.bytes() {
+fn escape_into(out: &mut Vec<u8>, v: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let plain = |b: &u8| *b != b'"' && *b != b'\\' && (0x20..0x7f).contains(b);
+    if v.iter().all(plain) {
+        write::put(out, v);
+        return;
+    }
+    for &b in v {
         if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
-            let _ = write!(out, "\\x{b:02X}");
+            out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
         } else {
-            out.push(char::from(b));
+            out.push(b);
         }
     }
 }
@@ -292,24 +345,35 @@ mod tests {
 
     #[test]
     fn combined_and_main() {
-        let e = Entry {
-            remote_addr: "127.0.0.1".into(),
-            remote_user: None,
-            time: UNIX_EPOCH + Duration::from_secs(971_186_136),
-            request: "GET /a\"b HTTP/1.1".into(),
+        let raw = b"GET /a\"b HTTP/1.1\r\nUser-Agent: curl/8\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\nAuthorization: Basic YWxpY2U6cHc=\r\n\r\n";
+        let (len, p) = crate::h1::head::parse_request(raw)
+            .expect("ok")
+            .expect("complete");
+        let head = crate::h1::head::request_from(bytes::Bytes::copy_from_slice(&raw[..len]), p);
+        let f = Fields {
+            remote_addr: "127.0.0.1".parse().expect("ip"),
+            head: Some(&head),
             status: 200,
             body_bytes_sent: 12,
-            referer: None,
-            user_agent: Some("curl/8".into()),
-            forwarded_for: Some("1.2.3.4".into()),
+            time: UNIX_EPOCH + Duration::from_secs(971_186_136),
         };
         assert_eq!(
-            format_line_in(&e, LogFormat::Combined, &jiff::tz::TimeZone::UTC),
-            "127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"GET /a\\x22b HTTP/1.1\" 200 12 \"-\" \"curl/8\"\n"
+            format_line_in(&f, LogFormat::Combined, &jiff::tz::TimeZone::UTC),
+            "127.0.0.1 - alice [10/Oct/2000:13:55:36 +0000] \"GET /a\\x22b HTTP/1.1\" 200 12 \"-\" \"curl/8\"\n"
         );
         assert_eq!(
-            format_line_in(&e, LogFormat::Main, &jiff::tz::TimeZone::UTC),
-            "127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"GET /a\\x22b HTTP/1.1\" 200 12 \"-\" \"curl/8\" \"1.2.3.4\"\n"
+            format_line_in(&f, LogFormat::Main, &jiff::tz::TimeZone::UTC),
+            "127.0.0.1 - alice [10/Oct/2000:13:55:36 +0000] \"GET /a\\x22b HTTP/1.1\" 200 12 \"-\" \"curl/8\" \"1.2.3.4, 5.6.7.8\"\n"
+        );
+        let refused = Fields {
+            head: None,
+            status: 400,
+            body_bytes_sent: 0,
+            ..f
+        };
+        assert_eq!(
+            format_line_in(&refused, LogFormat::Combined, &jiff::tz::TimeZone::UTC),
+            "127.0.0.1 - - [10/Oct/2000:13:55:36 +0000] \"-\" 400 0 \"-\" \"-\"\n"
         );
     }
 }

@@ -64,9 +64,34 @@ pub(crate) struct Balancer {
     pub health: Vec<Arc<PeerHealth>>,
 }
 
-/// Servers already tried for one request (`rrp->tried`).
+/// Servers already tried for one request (`rrp->tried`): a bit set, on
+/// the stack up to 64 servers (no allocation per request).
 #[derive(Debug, Clone)]
-pub(crate) struct Tried(Vec<bool>);
+pub(crate) enum Tried {
+    Bits(u64),
+    Many(Vec<bool>),
+}
+
+impl Tried {
+    fn get(&self, i: usize) -> bool {
+        match self {
+            Tried::Bits(b) => i < 64 && b & (1u64 << i) != 0,
+            Tried::Many(v) => v.get(i).copied().unwrap_or(false),
+        }
+    }
+
+    fn set(&mut self, i: usize) {
+        match self {
+            Tried::Bits(b) if i < 64 => *b |= 1u64 << i,
+            Tried::Bits(_) => {}
+            Tried::Many(v) => {
+                if let Some(x) = v.get_mut(i) {
+                    *x = true;
+                }
+            }
+        }
+    }
+}
 
 impl Balancer {
     pub(crate) fn new(servers: &[UpstreamServer], health: Vec<Arc<PeerHealth>>) -> Balancer {
@@ -104,7 +129,11 @@ impl Balancer {
     }
 
     pub(crate) fn new_tried(&self) -> Tried {
-        Tried(vec![false; self.cfg.len()])
+        if self.cfg.len() <= 64 {
+            Tried::Bits(0)
+        } else {
+            Tried::Many(vec![false; self.cfg.len()])
+        }
     }
 
     /// nginx's default number of tries: every server that is not `down`.
@@ -140,7 +169,7 @@ impl Balancer {
             .pick(&self.primary, self.single, &mut st, tried, now, use_health)
             .or_else(|| self.pick(&self.backup, false, &mut st, tried, now, use_health));
         if let Some(i) = pick {
-            tried.0[i] = true;
+            tried.set(i);
         }
         pick
     }
@@ -159,7 +188,7 @@ impl Balancer {
         let mut total = 0i64;
         for &i in set {
             let c = &self.cfg[i];
-            if tried.0[i] || c.down {
+            if tried.get(i) || c.down {
                 continue;
             }
             if use_health && !self.actively_healthy(i) {

@@ -1,6 +1,7 @@
-//! One client connection: what the handler needs to know about it, its
-//! timers (nginx's client_header_timeout, keepalive_timeout, send_timeout)
-//! and the socket wrapper that feeds them.
+//! One client connection: its addresses (both protocols), and for HTTP/2
+//! the timers (nginx's client_header_timeout, keepalive_timeout,
+//! send_timeout) and the socket wrapper that feeds them; the HTTP/1
+//! engine keeps its own (`h1::server`).
 
 use std::future::Future;
 use std::io;
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -128,15 +130,24 @@ impl ConnInfo {
 /// (nginx `send_timeout`).
 pub(crate) struct ClientIo {
     inner: TcpStream,
+    /// Bytes already read off the socket (the HTTP/2 preface the HTTP/1
+    /// engine saw), returned before anything else.
+    prefix: Bytes,
     info: Arc<ConnInfo>,
     gap: Duration,
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ClientIo {
-    pub(crate) fn new(inner: TcpStream, info: Arc<ConnInfo>, gap: Duration) -> ClientIo {
+    pub(crate) fn new(
+        inner: TcpStream,
+        info: Arc<ConnInfo>,
+        gap: Duration,
+        prefix: Bytes,
+    ) -> ClientIo {
         ClientIo {
             inner,
+            prefix,
             info,
             gap,
             stalled: None,
@@ -172,6 +183,13 @@ impl AsyncRead for ClientIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            self.info.bytes_read();
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {

@@ -1,66 +1,11 @@
-//! Request and response header rewriting for proxied requests.
+//! Who the client is (nginx's realip with a trusted-proxies list) and the
+//! upgrade handshake, read from a request's header lines.
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
-/// Hop-by-hop headers (RFC 9110 7.6.1 plus the legacy ones nginx drops),
-/// as ready-made names: removing by `&str` would parse each one per call.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-];
-
-pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub(crate) static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// Removes hop-by-hop headers, including every header named by Connection.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        strip_connection_named(headers);
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
-
-fn strip_connection_named(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-}
-
-/// The Upgrade protocol if this is an HTTP/1.1 upgrade request
-/// (`Connection: upgrade` + `Upgrade: x`).
-pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
-    let wants = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
-}
+use crate::h1::head::HeaderList;
 
 pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = canonical(ip);
@@ -68,7 +13,7 @@ pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 }
 
 /// IPv4-mapped IPv6 peers (dual-stack sockets) compare as IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
@@ -89,9 +34,13 @@ pub(crate) struct ClientIdentity {
     pub forwarded_proto: Option<String>,
 }
 
-pub(crate) fn identify(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> ClientIdentity {
+pub(crate) fn identify(
+    peer: SocketAddr,
+    headers: &HeaderList,
+    trusted: &[IpNet],
+) -> ClientIdentity {
     let peer_ip = canonical(peer.ip());
-    if !is_trusted(peer_ip, trusted) {
+    if trusted.is_empty() || !is_trusted(peer_ip, trusted) {
         return ClientIdentity {
             peer: peer_ip,
             real_ip: peer_ip,
@@ -100,9 +49,8 @@ pub(crate) fn identify(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet])
         };
     }
     let xff: Vec<&str> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .get_all("x-forwarded-for")
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .collect();
     let forwarded_for = if xff.is_empty() {
         None
@@ -124,10 +72,7 @@ pub(crate) fn identify(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet])
             }
         }
     }
-    let forwarded_proto = headers
-        .get(&X_FORWARDED_PROTO)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let forwarded_proto = headers.get_str("x-forwarded-proto").map(str::to_string);
     ClientIdentity {
         peer: peer_ip,
         real_ip,
@@ -136,80 +81,61 @@ pub(crate) fn identify(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet])
     }
 }
 
-/// Sets X-Forwarded-For (incoming trusted list + peer), X-Real-IP and
-/// X-Forwarded-Proto on an upstream request.
-pub(crate) fn set_forwarding(headers: &mut HeaderMap, id: &ClientIdentity) {
-    // The peer is formatted once and shared by both headers when it is
-    // also the real IP (the common case).
-    let peer = HeaderValue::from_str(&id.peer.to_string()).ok();
-    let xff = match &id.forwarded_for {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", id.peer)).ok(),
-        None => peer.clone(),
-    };
-    match xff {
-        Some(v) => {
-            headers.insert(X_FORWARDED_FOR.clone(), v);
-        }
-        None => {
-            headers.remove(&X_FORWARDED_FOR);
-        }
-    }
-    let real = if id.real_ip == id.peer {
-        peer
+/// The Upgrade protocol if this is an HTTP/1.1 upgrade request
+/// (`Connection: upgrade` + `Upgrade: x`).
+pub(crate) fn upgrade_protocol(headers: &HeaderList) -> Option<&[u8]> {
+    if headers.has_token("connection", "upgrade") {
+        headers.get("upgrade")
     } else {
-        HeaderValue::from_str(&id.real_ip.to_string()).ok()
-    };
-    if let Some(v) = real {
-        headers.insert(X_REAL_IP.clone(), v);
-    }
-    let proto = match id.forwarded_proto.as_deref() {
-        None => Some(HeaderValue::from_static("http")),
-        Some(p) => HeaderValue::from_str(p).ok(),
-    };
-    if let Some(v) = proto {
-        headers.insert(X_FORWARDED_PROTO.clone(), v);
+        None
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::{HeaderMap, HeaderValue};
 
-    #[test]
-    fn strips_connection_named_headers() {
+    fn list(pairs: &[(&'static str, &'static str)]) -> HeaderList {
         let mut h = HeaderMap::new();
-        h.insert(
-            "connection",
-            HeaderValue::from_static("keep-alive, X-Secret"),
-        );
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("te", HeaderValue::from_static("trailers"));
-        h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-kept"));
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        HeaderList::from_map(b"", &h)
     }
 
     #[test]
     fn xff_trust() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("1.2.3.4, 10.1.1.1"),
-        );
+        let h = list(&[("x-forwarded-for", "1.2.3.4, 10.1.1.1")]);
         let id = identify("10.0.0.5:1000".parse().expect("a"), &h, &trusted);
         assert_eq!(id.real_ip.to_string(), "1.2.3.4");
-        let mut out = HeaderMap::new();
-        set_forwarding(&mut out, &id);
-        assert_eq!(out["x-forwarded-for"], "1.2.3.4, 10.1.1.1, 10.0.0.5");
-        assert_eq!(out["x-real-ip"], "1.2.3.4");
+        assert_eq!(id.forwarded_for.as_deref(), Some("1.2.3.4, 10.1.1.1"));
         let id = identify("192.0.2.9:1000".parse().expect("a"), &h, &trusted);
-        let mut out = HeaderMap::new();
-        set_forwarding(&mut out, &id);
-        assert_eq!(out["x-forwarded-for"], "192.0.2.9");
-        assert_eq!(out["x-real-ip"], "192.0.2.9");
-        assert_eq!(out["x-forwarded-proto"], "http");
+        assert_eq!(id.real_ip.to_string(), "192.0.2.9");
+        assert_eq!(id.forwarded_for, None);
+        // Several lines are one list, in order.
+        let h = list(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "10.2.2.2"),
+        ]);
+        let id = identify("10.0.0.5:1".parse().expect("a"), &h, &trusted);
+        assert_eq!(id.forwarded_for.as_deref(), Some("1.1.1.1, 10.2.2.2"));
+        assert_eq!(id.real_ip.to_string(), "1.1.1.1");
+        // IPv4-mapped peers match IPv4 networks.
+        let id = identify("[::ffff:10.0.0.5]:1".parse().expect("a"), &h, &trusted);
+        assert_eq!(id.peer.to_string(), "10.0.0.5");
+        assert_eq!(id.real_ip.to_string(), "1.1.1.1");
+    }
+
+    #[test]
+    fn upgrade_needs_both_headers() {
+        let h = list(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(upgrade_protocol(&h), Some(&b"websocket"[..]));
+        let h = list(&[("upgrade", "websocket")]);
+        assert_eq!(upgrade_protocol(&h), None);
     }
 }

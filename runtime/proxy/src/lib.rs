@@ -19,9 +19,12 @@
 mod access_log;
 mod balancer;
 mod body;
+mod clock;
 mod conn;
 mod error;
-mod handler;
+mod exchange;
+mod h1;
+mod h2;
 mod headers;
 mod health;
 mod metrics;
@@ -90,7 +93,8 @@ impl Proxy {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| ProxyError::Runtime(e.to_string()))?;
         let logs = Arc::new(LogRegistry::default());
-        let state = State::build(cfg, &logs, None)?;
+        let metrics = Arc::new(Metrics::default());
+        let state = State::build(cfg, &logs, &metrics, None)?;
         let mut bound = Vec::new();
         for addr in state.listen_set() {
             bound.push((addr, server::bind_listener(addr)?));
@@ -99,9 +103,10 @@ impl Proxy {
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             state: ArcSwap::from_pointee(state),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             conn_limit: Arc::new(Semaphore::new(max_conns)),
             shutdown,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         let inner = Arc::new(Inner {
             shared,
@@ -164,7 +169,12 @@ impl Proxy {
     pub fn reload(&self, cfg: ProxyConfig) -> Result<(), ProxyError> {
         let _serial = lock(&self.inner.reload_lock);
         let old = self.inner.shared.state.load_full();
-        let state = State::build(cfg, &self.inner.logs, Some(&old))?;
+        let state = State::build(
+            cfg,
+            &self.inner.logs,
+            &self.inner.shared.metrics,
+            Some(&old),
+        )?;
         let wanted = state.listen_set();
         let mut fresh = Vec::new();
         {
@@ -235,6 +245,7 @@ impl Proxy {
         let shared = &self.inner.shared;
         let drain = shared.state.load().cfg.limits.drain_timeout;
         tracing::info!(?drain, "proxy shutting down: draining connections");
+        shared.stopping.store(true, Ordering::Relaxed);
         let _ = shared.shutdown.send(true);
         for (_, l) in lock(&self.inner.listeners).drain() {
             let _ = l.stop.send(true);

@@ -1,103 +1,86 @@
-//! Upstream HTTP/1 connections and their keep-alive pool.
+//! Upstream connections and their keep-alive pool (nginx's upstream
+//! `keepalive`).
 //!
-//! A connection is driven by the task of the request that uses it: the
-//! request future and then the response body poll hyper's connection future
-//! themselves, instead of a separate task per connection exchanging every
-//! message and body chunk through channels with wakeups across tasks (and
-//! threads). Idle connections sit in a per-server LIFO stack, unpolled; a
-//! checkout polls one once to see whether the backend closed it meanwhile,
-//! and a reaper task closes connections idle longer than `idle_timeout`
-//! (nginx's upstream `keepalive_timeout`).
+//! An upstream connection is a plain socket plus its read buffer, used by
+//! one request at a time inside that request's task: no task or channel per
+//! connection. Idle connections sit in a per-server LIFO stack. A checkout
+//! looks at the socket's readiness, without a system call unless the
+//! backend sent something: a connection the backend closed (or wrote junk
+//! on) while it was idle is dropped instead of failing the request. A
+//! reaper task closes connections idle longer than `idle_timeout`, which is
+//! kept below the backends' keep-alive timeout so a reused connection does
+//! not race the backend's own close (hyper #3553, caddy #6452).
 
-use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use bytes::BytesMut;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-use crate::body::ProxyBody;
+/// Read buffers above this size are not kept with an idle connection.
+const KEEP_BUF: usize = 16 * 1024;
 
-type Conn = http1::Connection<TokioIo<TcpStream>, ProxyBody>;
-
-/// Why a request got no response head.
+/// One upstream connection.
 #[derive(Debug)]
-pub(crate) enum SendError {
-    /// Nothing was sent: the TCP connect failed or timed out.
-    Connect(std::io::Error),
-    /// The exchange failed (the request may have been sent).
-    Http(hyper::Error),
-}
-
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SendError::Connect(_) => f.write_str("tcp connect error"),
-            SendError::Http(_) => f.write_str("upstream request error"),
-        }
-    }
-}
-
-impl std::error::Error for SendError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SendError::Connect(e) => Some(e),
-            SendError::Http(e) => Some(e),
-        }
-    }
-}
-
-/// One upstream connection: the request sender and the connection future
-/// (`None` once it finished: the connection is closed).
 pub(crate) struct UpConn {
-    tx: http1::SendRequest<ProxyBody>,
-    conn: Option<Conn>,
+    pub io: TcpStream,
+    pub rbuf: BytesMut,
+    /// Came from the pool (it served requests before).
+    pub reused: bool,
 }
 
 impl UpConn {
-    /// Polls the connection future; false once the connection is gone.
-    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if let Some(c) = &mut self.conn
-            && let Poll::Ready(r) = Pin::new(c).poll(cx)
-        {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-            self.conn = None;
+    pub(crate) fn new(io: TcpStream) -> UpConn {
+        UpConn {
+            io,
+            rbuf: BytesMut::new(),
+            reused: false,
         }
-        self.conn.is_some()
     }
 
-    /// One look at a pooled connection: still open and ready for a request?
-    fn check(&mut self, cx: &mut Context<'_>) -> bool {
-        self.drive(cx) && matches!(self.tx.poll_ready(cx), Poll::Ready(Ok(())))
+    /// Whether an idle connection is still usable: nothing arrived on it
+    /// since its last response (no readiness: no system call), or a read
+    /// says "would block". EOF, an error or unexpected bytes: not usable.
+    fn alive(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut b = [0u8; 1];
+                matches!(self.io.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
     }
 }
 
 struct Idle {
-    conn: Box<UpConn>,
+    conn: UpConn,
     since: Instant,
 }
 
 /// The keep-alive pool of one upstream group, one stack per server.
+#[derive(Clone)]
 pub(crate) struct Pool {
     inner: Arc<PoolInner>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("max_idle", &self.inner.max_idle)
+            .finish_non_exhaustive()
+    }
 }
 
 struct PoolInner {
     servers: Vec<Mutex<Vec<Idle>>>,
     max_idle: usize,
     idle_timeout: Duration,
-    connect_timeout: Duration,
     reaper_running: AtomicBool,
 }
 
@@ -108,31 +91,6 @@ impl PoolInner {
         self.servers
             .get(server)
             .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    fn checkin(self: &Arc<Self>, server: usize, conn: Box<UpConn>) {
-        if self.max_idle == 0 || conn.conn.is_none() || conn.tx.is_closed() {
-            return;
-        }
-        let Some(mut stack) = self.stack(server) else {
-            return;
-        };
-        if stack.len() >= self.max_idle {
-            // Full: this one closes (after the lock is released).
-            drop(stack);
-            drop(conn);
-            return;
-        }
-        stack.push(Idle {
-            conn,
-            since: Instant::now(),
-        });
-        drop(stack);
-        if !self.reaper_running.swap(true, Ordering::AcqRel)
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(reap(Arc::downgrade(self)));
-        }
     }
 
     /// Removes expired connections; the earliest expiry of the rest.
@@ -154,6 +112,7 @@ impl PoolInner {
                 }
             }
         }
+        // Closed outside the locks.
         drop(expired);
         next
     }
@@ -180,230 +139,168 @@ async fn reap(pool: Weak<PoolInner>) {
                 }
             }
         };
-        tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+        tokio::time::sleep_until(next).await;
     }
 }
 
 impl Pool {
-    pub(crate) fn new(
-        servers: usize,
-        max_idle: usize,
-        idle_timeout: Duration,
-        connect_timeout: Duration,
-    ) -> Pool {
+    pub(crate) fn new(servers: usize, max_idle: usize, idle_timeout: Duration) -> Pool {
         Pool {
             inner: Arc::new(PoolInner {
                 servers: (0..servers).map(|_| Mutex::new(Vec::new())).collect(),
                 max_idle,
                 idle_timeout,
-                connect_timeout,
                 reaper_running: AtomicBool::new(false),
             }),
         }
     }
 
     /// The most recently used idle connection to `server` that is still
-    /// open (stale and expired ones are closed on the way).
-    async fn checkout(&self, server: usize) -> Option<Box<UpConn>> {
+    /// open; stale and expired ones are closed on the way.
+    pub(crate) fn checkout(&self, server: usize, now: Instant) -> Option<UpConn> {
         loop {
             let idle = self.inner.stack(server)?.pop()?;
-            if idle.since.elapsed() >= self.inner.idle_timeout {
+            if now.saturating_duration_since(idle.since) >= self.inner.idle_timeout {
                 continue;
             }
             let mut conn = idle.conn;
-            if poll_fn(|cx| Poll::Ready(conn.check(cx))).await {
+            if conn.alive() {
+                conn.reused = true;
                 return Some(conn);
             }
         }
     }
 
-    /// Boxed: a connection is allocated once and then only its pointer
-    /// moves between the pool, the request and the response body.
-    async fn connect(&self, addr: SocketAddr) -> Result<Box<UpConn>, SendError> {
-        let stream = match tokio::time::timeout(
-            self.inner.connect_timeout,
-            TcpStream::connect(addr),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(SendError::Connect(e)),
-            Err(_) => {
-                return Err(SendError::Connect(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connect timed out",
-                )));
-            }
+    /// Returns a connection whose exchange ended cleanly (response read to
+    /// its end, nothing left over).
+    pub(crate) fn checkin(&self, server: usize, mut conn: UpConn, now: Instant) {
+        if self.inner.max_idle == 0 || !conn.rbuf.is_empty() {
+            return;
+        }
+        if conn.rbuf.capacity() > KEEP_BUF {
+            conn.rbuf = BytesMut::new();
+        }
+        let Some(mut stack) = self.inner.stack(server) else {
+            return;
         };
-        let _ = stream.set_nodelay(true);
-        let (tx, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(SendError::Http)?;
-        Ok(Box::new(UpConn {
-            tx,
-            conn: Some(conn),
-        }))
-    }
-
-    /// Sends `req` to `server` (at `addr`) on a pooled connection or a new
-    /// one, driving the connection in this task. A pooled connection that
-    /// turns out closed before the request went out is replaced
-    /// transparently (as hyper-util's client does). Upgrade requests get
-    /// their connection driven by a task of its own, which hands the socket
-    /// over on `101`; such connections are not pooled.
-    pub(crate) async fn send(
-        &self,
-        server: usize,
-        addr: SocketAddr,
-        mut req: Request<ProxyBody>,
-        upgrade: bool,
-    ) -> Result<Response<PooledBody>, SendError> {
-        loop {
-            let (mut conn, reused) = match self.checkout(server).await {
-                Some(c) => (c, true),
-                // Boxed: connecting is the rare path and its future is
-                // large; inline it would be copied on every request.
-                None => (Box::pin(self.connect(addr)).await?, false),
-            };
-            if upgrade {
-                match Box::pin(send_upgrade(conn, req)).await {
-                    Ok(resp) => return Ok(resp),
-                    Err(mut e) => match e.take_message() {
-                        Some(r) if reused => {
-                            req = r;
-                            continue;
-                        }
-                        _ => return Err(SendError::Http(e.into_error())),
-                    },
-                }
-            }
-            let mut fut = pin!(conn.tx.try_send_request(req));
-            let res = poll_fn(|cx| {
-                if let Poll::Ready(r) = fut.as_mut().poll(cx) {
-                    return Poll::Ready(r);
-                }
-                if conn.conn.is_some() && !conn.drive(cx) {
-                    // The connection finished: the request future learns
-                    // why now (its callback was answered or dropped).
-                    return fut.as_mut().poll(cx);
-                }
-                // Driving may have completed the exchange.
-                fut.as_mut().poll(cx)
-            })
-            .await;
-            match res {
-                Ok(resp) => {
-                    let pool = self.inner.clone();
-                    return Ok(resp
-                        .map(|body| PooledBody::new(body, Some(Checkin { pool, server, conn }))));
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(r) if reused => {
-                        req = r;
-                        continue;
-                    }
-                    _ => return Err(SendError::Http(e.into_error())),
-                },
-            }
+        if stack.len() >= self.inner.max_idle {
+            // Full: this one closes (after the lock is released).
+            drop(stack);
+            drop(conn);
+            return;
         }
-    }
-}
-
-/// An upgrade request: its connection is driven by a task of its own, which
-/// hands the socket over on `101`.
-async fn send_upgrade(
-    mut conn: Box<UpConn>,
-    req: Request<ProxyBody>,
-) -> Result<Response<PooledBody>, hyper::client::conn::TrySendError<Request<ProxyBody>>> {
-    if let Some(c) = conn.conn.take() {
-        tokio::spawn(async move {
-            if let Err(e) = c.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
-    }
-    let resp = conn.tx.try_send_request(req).await?;
-    Ok(resp.map(|body| PooledBody::new(body, None)))
-}
-
-/// Where a connection goes back once its response body is complete.
-struct Checkin {
-    pool: Arc<PoolInner>,
-    server: usize,
-    conn: Box<UpConn>,
-}
-
-/// The upstream response body. Polling it drives the connection; once the
-/// body is complete the connection returns to the pool (when the body is
-/// dropped unfinished, the connection closes, as nginx does).
-pub(crate) struct PooledBody {
-    body: Incoming,
-    checkin: Option<Checkin>,
-    done: bool,
-}
-
-impl PooledBody {
-    fn new(body: Incoming, checkin: Option<Checkin>) -> PooledBody {
-        PooledBody {
-            body,
-            checkin,
-            done: false,
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(c) = self.checkin.take() {
-            c.pool.checkin(c.server, c.conn);
-        }
-    }
-}
-
-impl Body for PooledBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let mut res = Pin::new(&mut this.body).poll_frame(cx);
-        if res.is_pending()
-            && let Some(c) = &mut this.checkin
+        stack.push(Idle { conn, since: now });
+        drop(stack);
+        if !self.inner.reaper_running.swap(true, Ordering::AcqRel)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            c.conn.drive(cx);
-            res = Pin::new(&mut this.body).poll_frame(cx);
+            rt.spawn(reap(Arc::downgrade(&self.inner)));
         }
-        match &res {
-            Poll::Ready(None) => {
-                this.done = true;
-                this.finish();
-            }
-            Poll::Ready(Some(Err(_))) => {
-                // Never pool a connection whose body failed.
-                this.checkin = None;
-            }
-            _ => {}
-        }
-        res
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+    /// Idle connections per server (status and tests).
+    pub(crate) fn idle_counts(&self) -> Vec<usize> {
+        (0..self.inner.servers.len())
+            .map(|i| self.inner.stack(i).map_or(0, |s| s.len()))
+            .collect()
     }
 }
 
-impl Drop for PooledBody {
-    fn drop(&mut self) {
-        // A body whose length is exhausted may never be polled to its end
-        // (the server sees is_end_stream): it is complete all the same.
-        if self.done || self.body.is_end_stream() {
-            self.finish();
+/// Opens a connection to `addr` within `timeout`.
+pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<UpConn> {
+    let io = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ));
         }
+    };
+    // Small requests and responses go out at once (nginx sets tcp_nodelay
+    // on keep-alive connections too).
+    let _ = io.set_nodelay(true);
+    Ok(UpConn::new(io))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    async fn pair(l: &TcpListener) -> (UpConn, TcpStream) {
+        let addr = l.local_addr().expect("addr");
+        let (c, s) = tokio::join!(connect(addr, Duration::from_secs(5)), l.accept());
+        (c.expect("connect"), s.expect("accept").0)
+    }
+
+    #[tokio::test]
+    async fn checkout_skips_closed_and_chatty_connections() {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let pool = Pool::new(1, 8, Duration::from_secs(60));
+        let (a, a_srv) = pair(&l).await;
+        let (b, mut b_srv) = pair(&l).await;
+        let (c, _c_srv) = pair(&l).await;
+        pool.checkin(0, c, Instant::now());
+        pool.checkin(0, b, Instant::now());
+        pool.checkin(0, a, Instant::now());
+        assert_eq!(pool.idle_counts(), vec![3]);
+        // The backend closes `a` and writes junk on `b` while they idle.
+        drop(a_srv);
+        b_srv.write_all(b"junk").await.expect("write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let got = pool.checkout(0, Instant::now()).expect("the open one");
+        assert!(got.reused);
+        assert_eq!(pool.idle_counts(), vec![0]);
+        assert!(pool.checkout(0, Instant::now()).is_none());
+    }
+
+    #[tokio::test]
+    async fn reaper_closes_connections_idle_past_the_timeout() {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (a, mut a_srv) = pair(&l).await;
+        let (b, _b_srv) = pair(&l).await;
+        let (c, _c_srv) = pair(&l).await;
+        // Sockets first, then virtual time: connects are real I/O.
+        tokio::time::pause();
+        let pool = Pool::new(2, 8, Duration::from_secs(4));
+        pool.checkin(0, a, Instant::now());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        pool.checkin(1, b, Instant::now());
+        assert_eq!(pool.idle_counts(), vec![1, 1]);
+        // `a` expires at 4 s, `b` at 6 s; the reaper wakes for each.
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        assert_eq!(pool.idle_counts(), vec![0, 1]);
+        // The reaper really closed the socket: the backend reads EOF.
+        let mut buf = [0u8; 8];
+        let n = tokio::io::AsyncReadExt::read(&mut a_srv, &mut buf)
+            .await
+            .expect("read");
+        assert_eq!(n, 0);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(pool.idle_counts(), vec![0, 0]);
+        assert!(pool.checkout(1, Instant::now()).is_none());
+        // Once empty the reaper stops; a new checkin starts it again.
+        assert!(!pool.inner.reaper_running.load(Ordering::Acquire));
+        pool.checkin(0, c, Instant::now());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(pool.idle_counts(), vec![0, 0]);
+    }
+
+    #[tokio::test]
+    async fn full_stack_and_leftover_bytes_are_not_pooled() {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let pool = Pool::new(1, 1, Duration::from_secs(60));
+        let (a, _a) = pair(&l).await;
+        let (b, _b) = pair(&l).await;
+        let (mut c, _c) = pair(&l).await;
+        pool.checkin(0, a, Instant::now());
+        pool.checkin(0, b, Instant::now());
+        assert_eq!(pool.idle_counts(), vec![1]);
+        assert!(pool.checkout(0, Instant::now()).is_some());
+        c.rbuf.extend_from_slice(b"extra");
+        pool.checkin(0, c, Instant::now());
+        assert_eq!(pool.idle_counts(), vec![0]);
     }
 }

@@ -7,6 +7,7 @@
 //! prefix. Regex locations do not exist in the config, so nginx's regex
 //! pass is not modelled.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -26,18 +27,29 @@ pub(crate) struct VhostTable {
 
 impl VhostTable {
     /// Builds one table per listen address from the sites in config order.
-    pub(crate) fn build_all(sites: &[Site]) -> HashMap<SocketAddr, VhostTable> {
-        let mut out: HashMap<SocketAddr, VhostTable> = HashMap::new();
+    /// A list, not a map: a node listens on a handful of addresses, and a
+    /// linear scan beats hashing a socket address on every request.
+    pub(crate) fn build_all(sites: &[Site]) -> Vec<(SocketAddr, VhostTable)> {
+        let mut out: Vec<(SocketAddr, VhostTable)> = Vec::new();
         for (i, site) in sites.iter().enumerate() {
             for addr in &site.listen {
-                let table = out.entry(*addr).or_insert_with(|| VhostTable {
-                    default: i,
-                    ..VhostTable::default()
-                });
-                table.add(i, site);
+                let pos = match out.iter().position(|(a, _)| a == addr) {
+                    Some(p) => p,
+                    None => {
+                        out.push((
+                            *addr,
+                            VhostTable {
+                                default: i,
+                                ..VhostTable::default()
+                            },
+                        ));
+                        out.len() - 1
+                    }
+                };
+                out[pos].1.add(i, site);
             }
         }
-        for t in out.values_mut() {
+        for (_, t) in out.iter_mut() {
             // Stable sort keeps config order among equal lengths, so the
             // earlier site wins a tie like nginx's first definition does.
             t.leading
@@ -67,17 +79,22 @@ impl VhostTable {
 
     /// The site for a Host header value (port and trailing dot ignored).
     pub(crate) fn select(&self, host: Option<&str>) -> usize {
+        if self.exact.is_empty() && self.leading.is_empty() && self.trailing.is_empty() {
+            // One site on this address (the usual case): no name to match.
+            return self.default;
+        }
         let Some(host) = host.map(normalize_host) else {
             return self.default;
         };
-        if let Some(i) = self.exact.get(&host) {
+        let host: &str = &host;
+        if let Some(i) = self.exact.get(host) {
             return *i;
         }
         for (suffix, also_bare, i) in &self.leading {
             if host.ends_with(suffix.as_str()) && host.len() > suffix.len() {
                 return *i;
             }
-            if *also_bare && host == suffix[1..] {
+            if *also_bare && host == &suffix[1..] {
                 return *i;
             }
         }
@@ -91,8 +108,8 @@ impl VhostTable {
 }
 
 /// Lowercase, without `:port` and without a trailing dot; IPv6 literals
-/// keep their brackets.
-pub(crate) fn normalize_host(host: &str) -> String {
+/// keep their brackets. Borrowed when nothing needs lowering.
+pub(crate) fn normalize_host(host: &str) -> Cow<'_, str> {
     let host = host.trim();
     let no_port = if host.starts_with('[') {
         match host.find(']') {
@@ -105,7 +122,12 @@ pub(crate) fn normalize_host(host: &str) -> String {
             None => host,
         }
     };
-    no_port.trim_end_matches('.').to_ascii_lowercase()
+    let h = no_port.trim_end_matches('.');
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    }
 }
 
 /// Locations of one site.
@@ -133,7 +155,9 @@ impl LocationTable {
 
     /// The location index for a normalized (decoded, dot-segment free) path.
     pub(crate) fn select(&self, path: &str) -> Option<usize> {
-        if let Some(i) = self.exact.get(path) {
+        if !self.exact.is_empty()
+            && let Some(i) = self.exact.get(path)
+        {
             return Some(*i);
         }
         self.prefixes
@@ -173,7 +197,7 @@ mod tests {
             site("dflt", &["default.test"], true),
         ];
         let tables = VhostTable::build_all(&sites);
-        let t = &tables[&"127.0.0.1:80".parse().expect("addr")];
+        let t = &tables[0].1;
         let cases = [
             (Some("www.example.com"), "exact"),
             (Some("WWW.Example.COM:8080"), "exact"),
@@ -194,7 +218,7 @@ mod tests {
         // Without a default_server the first site on the address wins.
         let sites2 = vec![site("a", &["a.test"], false), site("b", &["b.test"], false)];
         let t2 = VhostTable::build_all(&sites2);
-        let t2 = &t2[&"127.0.0.1:80".parse().expect("addr")];
+        let t2 = &t2[0].1;
         assert_eq!(t2.select(Some("zzz")), 0);
         assert_eq!(t2.select(Some("b.test")), 1);
     }

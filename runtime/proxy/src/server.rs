@@ -1,28 +1,20 @@
 //! Listeners, the accept loop and one client connection.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::conn::{ClientIo, ConnInfo, Timer};
+use crate::conn::ConnInfo;
 use crate::error::ProxyError;
-use crate::handler;
 use crate::metrics::Metrics;
 use crate::state::State;
-
-/// hyper refuses read buffers below 8 KiB (it asserts), so smaller
-/// `max_header_bytes` values are raised to this.
-const HYPER_MIN_BUF: usize = 8192;
+use crate::{h1, h2};
 
 /// What the accept loops and connections share with the `Proxy` handle.
 pub(crate) struct Shared {
@@ -31,6 +23,9 @@ pub(crate) struct Shared {
     pub conn_limit: Arc<Semaphore>,
     /// Flips to true once: stop accepting, finish in-flight requests.
     pub shutdown: watch::Sender<bool>,
+    /// The same, for the per-request check (a relaxed load; the watch
+    /// channel's lock would be shared by every request on every thread).
+    pub stopping: AtomicBool,
 }
 
 /// Binds a listening socket that works before the VIP is on this node.
@@ -127,119 +122,13 @@ async fn serve_conn(
     // (nginx does the same): route by the address the client reached.
     let local = stream.local_addr().unwrap_or(listen);
     let info = Arc::new(ConnInfo::new(peer, listen, local));
-
-    let header_timeout = limits.header_timeout;
-    let ka = limits.keepalive_timeout;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // client_header_timeout and keepalive_timeout are enforced below.
-        // hyper's own head timer also runs while a connection idles, which
-        // would cut keep-alive at header_timeout; it stays as a safety net
-        // that can only fire after ours.
-        .header_read_timeout(header_timeout + ka + Duration::from_secs(1))
-        // Heads beyond this get 431 from hyper before it closes.
-        .max_buf_size(limits.max_header_bytes.max(HYPER_MIN_BUF))
-        .keep_alive(!ka.is_zero());
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-
-    let svc_shared = shared.clone();
-    let svc_info = info.clone();
-    let svc = service_fn(move |req| {
-        let state = svc_shared.state.load_full();
-        let metrics = svc_shared.metrics.clone();
-        let info = svc_info.clone();
-        async move { Ok::<_, Infallible>(handler::handle(state, metrics, info, req).await) }
-    });
-    let io = ClientIo::new(stream, info.clone(), limits.io_timeout);
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    let mut shutdown = shared.shutdown.subscribe();
-    let mut closing = false;
-    if *shutdown.borrow() {
-        conn.as_mut().graceful_shutdown();
-        closing = true;
-    }
-    // One timer for the connection's life. It is not moved when requests
-    // start and end: each deadline the connection state can produce lies at
-    // least `step` after the event that produced it, so looking at the state
-    // at least every `step` (and at the exact deadline once known) fires
-    // every timer on time while costing nothing per request.
-    let step = if ka.is_zero() {
-        header_timeout
-    } else {
-        header_timeout.min(ka)
-    }
-    .max(Duration::from_millis(1));
-    let (first, _) = info.next_timer(header_timeout, ka);
-    let first = first.min(std::time::Instant::now() + step);
-    let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(first));
-    tokio::pin!(sleep);
-    // Created once (not per loop turn): resolves when shutdown starts.
-    let stopping = async {
-        while !*shutdown.borrow_and_update() {
-            if shutdown.changed().await.is_err() {
-                return;
-            }
-        }
-    };
-    tokio::pin!(stopping);
-    loop {
-        tokio::select! {
-            biased;
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
-                    if let Some(status) = rejected_status(e.as_ref()) {
-                        handler::log_rejected(&shared.state.load(), &shared.metrics, &info, status);
-                    }
-                }
-                break;
-            }
-            _ = stopping.as_mut(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = sleep.as_mut(), if !closing => {
-                let now = std::time::Instant::now();
-                let (deadline, timer) = info.next_timer(header_timeout, ka);
-                match timer {
-                    // Slowloris or a silent client: drop it, nginx sends
-                    // nothing either.
-                    Timer::Header if deadline <= now => {
-                        tracing::debug!(%peer, "client header timeout");
-                        break;
-                    }
-                    Timer::Idle if deadline <= now => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    // A request is being served: look again later.
-                    Timer::Busy => sleep
-                        .as_mut()
-                        .reset(tokio::time::Instant::from_std(now + step)),
-                    Timer::Header | Timer::Idle => sleep
-                        .as_mut()
-                        .reset(tokio::time::Instant::from_std(deadline.min(now + step))),
-                }
-            }
+    match h1::server::serve(shared.clone(), stream, info.clone(), &limits).await {
+        h1::server::Outcome::Closed => {}
+        // Boxed: hyper's HTTP/2 connection is large and rare here; idle
+        // HTTP/1 connections should not carry its size.
+        h1::server::Outcome::Http2(stream, prefix) => {
+            Box::pin(h2::serve(shared.clone(), stream, prefix, info, &limits)).await
         }
     }
     shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-}
-
-/// The status hyper answered with when it refused a request head itself.
-fn rejected_status(e: &(dyn std::error::Error + 'static)) -> Option<http::StatusCode> {
-    let he = e.downcast_ref::<hyper::Error>()?;
-    if he.is_parse_too_large() {
-        Some(http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-    } else if he.is_parse() {
-        Some(http::StatusCode::BAD_REQUEST)
-    } else {
-        None
-    }
 }

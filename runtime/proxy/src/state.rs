@@ -11,6 +11,7 @@ use hadeploy_config::proxy::{LogFormat, ProxyConfig};
 
 use crate::access_log::{LogFile, LogRegistry};
 use crate::error::ProxyError;
+use crate::metrics::{Metrics, SiteStats};
 use crate::router::{LocationTable, VhostTable};
 use crate::upstream::UpstreamRt;
 
@@ -18,13 +19,19 @@ use crate::upstream::UpstreamRt;
 pub(crate) struct SiteRt {
     pub locations: LocationTable,
     pub log: Option<(Arc<LogFile>, LogFormat)>,
+    /// This site's counters (shared with earlier generations of the same
+    /// site name, so a reload does not reset them).
+    pub stats: Arc<SiteStats>,
+    /// The upstream of each location that proxies (by location index),
+    /// resolved once here rather than by name on every request.
+    pub upstreams: Vec<Option<Arc<UpstreamRt>>>,
 }
 
 #[derive(Debug)]
 pub(crate) struct State {
     pub cfg: ProxyConfig,
     pub sites: Vec<SiteRt>,
-    pub vhosts: HashMap<SocketAddr, VhostTable>,
+    pub vhosts: Vec<(SocketAddr, VhostTable)>,
     pub upstreams: HashMap<String, Arc<UpstreamRt>>,
 }
 
@@ -47,20 +54,10 @@ impl State {
     pub(crate) fn build(
         cfg: ProxyConfig,
         logs: &LogRegistry,
+        metrics: &Metrics,
         prev: Option<&State>,
     ) -> Result<State, ProxyError> {
         validate(&cfg)?;
-        let mut sites = Vec::with_capacity(cfg.sites.len());
-        for site in &cfg.sites {
-            let log = match &site.access_log {
-                Some(al) => Some((logs.get_or_open(&al.path)?, al.format)),
-                None => None,
-            };
-            sites.push(SiteRt {
-                locations: LocationTable::build(&site.locations),
-                log,
-            });
-        }
         let mut upstreams = HashMap::new();
         for (name, up) in &cfg.upstreams {
             // Without health checks nothing would ever clear an old "failing"
@@ -75,12 +72,38 @@ impl State {
             });
             upstreams.insert(name.clone(), Arc::new(rt));
         }
+        let mut sites = Vec::with_capacity(cfg.sites.len());
+        for site in &cfg.sites {
+            let log = match &site.access_log {
+                Some(al) => Some((logs.get_or_open(&al.path)?, al.format)),
+                None => None,
+            };
+            sites.push(SiteRt {
+                locations: LocationTable::build(&site.locations),
+                log,
+                stats: metrics.site(&site.name),
+                upstreams: site
+                    .locations
+                    .iter()
+                    .map(|l| {
+                        l.proxy
+                            .as_ref()
+                            .and_then(|pp| upstreams.get(&pp.upstream).cloned())
+                    })
+                    .collect(),
+            });
+        }
         Ok(State {
             vhosts: VhostTable::build_all(&cfg.sites),
             sites,
             upstreams,
             cfg,
         })
+    }
+
+    /// The virtual hosts on a listen address.
+    pub(crate) fn vhost(&self, addr: &SocketAddr) -> Option<&VhostTable> {
+        self.vhosts.iter().find(|(a, _)| a == addr).map(|(_, t)| t)
     }
 
     pub(crate) fn log_paths(&self) -> Vec<PathBuf> {
@@ -95,7 +118,7 @@ impl State {
     /// whose port also has a wildcard of the same family (Linux refuses
     /// that bind; the wildcard socket serves them, routed by local address).
     pub(crate) fn listen_set(&self) -> Vec<SocketAddr> {
-        let all: Vec<SocketAddr> = self.vhosts.keys().copied().collect();
+        let all: Vec<SocketAddr> = self.vhosts.iter().map(|(a, _)| *a).collect();
         let covered = |a: &SocketAddr| {
             !a.ip().is_unspecified()
                 && all.iter().any(|w| {

@@ -1,22 +1,50 @@
 //! nginx's static module: `root` + `index` list, conditional GETs, a single
 //! byte range, no directory listing.
 
+use std::borrow::Cow;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::AsyncSeekExt;
 
 use crate::body::{FileBody, ProxyBody, empty};
+use crate::h1::head::HeaderList;
 
 /// Decodes `%XX`, merges slashes and resolves `.` / `..` the way nginx
 /// normalizes `$uri`. Errors (-> 400) on a NUL byte, invalid escapes or
 /// UTF-8, and on `..` that would climb above the root, which is how
 /// traversal attempts (`/../etc/passwd`, `/%2e%2e/`, `/..%2f`) end.
-pub(crate) fn normalize_path(raw: &str) -> Result<String, ()> {
+pub(crate) fn normalize_path(raw: &str) -> Result<Cow<'_, str>, ()> {
+    if is_plain(raw) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    slow_normalize(raw).map(Cow::Owned)
+}
+
+/// Already normalized: starts with `/`, no escapes, backslashes, NULs,
+/// empty, `.` or `..` segments (most request paths).
+fn is_plain(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    if b.first() != Some(&b'/') || b.iter().any(|c| matches!(c, b'%' | b'\\' | 0)) {
+        return false;
+    }
+    // Segments between slashes; the first (before the leading slash) is "".
+    raw.split('/')
+        .skip(1)
+        .enumerate()
+        .all(|(i, seg)| match seg {
+            "." | ".." => false,
+            // An empty segment is fine only as the trailing slash.
+            "" => i + 2 == raw.split('/').count(),
+            _ => true,
+        })
+}
+
+fn slow_normalize(raw: &str) -> Result<String, ()> {
     let bytes = raw.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -88,7 +116,7 @@ pub(crate) type StaticResult = Result<Response<ProxyBody>, StatusCode>;
 
 pub(crate) struct StaticRequest<'a> {
     pub method: &'a Method,
-    pub headers: &'a HeaderMap,
+    pub headers: &'a HeaderList,
     /// Normalized path (see [`normalize_path`]).
     pub path: &'a str,
     /// The raw path and query, for the trailing-slash redirect.
@@ -180,10 +208,7 @@ pub(crate) async fn serve_file(
     builder = builder.header(header::CONTENT_TYPE, mime.as_ref());
 
     let range = if req.method == Method::GET && if_range_ok(req.headers, &tag, &last_modified) {
-        req.headers
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| parse_range(v, len))
+        req.headers.get_str("range").map(|v| parse_range(v, len))
     } else {
         None
     };
@@ -230,16 +255,12 @@ fn io_status(e: &std::io::Error) -> StatusCode {
 }
 
 /// If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
-fn not_modified(headers: &HeaderMap, tag: &str, mtime: u64) -> bool {
-    if let Some(inm) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
+fn not_modified(headers: &HeaderList, tag: &str, mtime: u64) -> bool {
+    if let Some(inm) = headers.get_str("if-none-match") {
         return etag_matches(inm, tag);
     }
     if let Some(ims) = headers
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
+        .get_str("if-modified-since")
         .and_then(|v| httpdate::parse_http_date(v).ok())
     {
         let ims = ims
@@ -251,8 +272,8 @@ fn not_modified(headers: &HeaderMap, tag: &str, mtime: u64) -> bool {
     false
 }
 
-fn if_range_ok(headers: &HeaderMap, tag: &str, last_modified: &str) -> bool {
-    match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+fn if_range_ok(headers: &HeaderList, tag: &str, last_modified: &str) -> bool {
+    match headers.get_str("if-range") {
         None => true,
         Some(v) if v.starts_with('"') => v == tag,
         Some(v) => v == last_modified,
@@ -330,7 +351,13 @@ mod tests {
             normalize_path("/%7euser/x%20y").as_deref(),
             Ok("/~user/x y")
         );
-        assert_eq!(normalize_path("/"), Ok("/".to_string()));
+        assert_eq!(normalize_path("/").as_deref(), Ok("/"));
+        assert!(matches!(normalize_path("/a/b.html"), Ok(Cow::Borrowed(_))));
+        assert!(matches!(normalize_path("/a/b/"), Ok(Cow::Borrowed(_))));
+        assert_eq!(normalize_path("/a//").as_deref(), Ok("/a/"));
+        assert_eq!(normalize_path("//").as_deref(), Ok("/"));
+        assert_eq!(normalize_path("/a/.").as_deref(), Ok("/a/"));
+        assert_eq!(normalize_path("/a/..b").as_deref(), Ok("/a/..b"));
         for bad in [
             "/../etc/passwd",
             "/%2e%2e/etc/passwd",
@@ -342,6 +369,9 @@ mod tests {
             "/..\\etc",
         ] {
             assert_eq!(normalize_path(bad), Err(()), "{bad}");
+        }
+        for bad in ["", "a/b", "/a\0b"] {
+            assert_eq!(normalize_path(bad), Err(()), "{bad:?}");
         }
     }
 

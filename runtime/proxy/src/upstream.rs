@@ -1,28 +1,42 @@
-//! One upstream group at run time: its balancer, its keep-alive pool, and
-//! the forwarding loop with nginx's `proxy_next_upstream error timeout`.
+//! One upstream group at run time (balancer + keep-alive pool) and the
+//! exchange with it: the request head written from the client's header
+//! lines, the response head read back, and nginx's `proxy_next_upstream
+//! error timeout` retries around them.
 
+use std::future::poll_fn;
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use hadeploy_config::proxy::{HostHeader, ProxyPass, Upstream};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::balancer::{Balancer, PeerHealth};
-use crate::body::{IdleTimeoutBody, ProxyBody, full};
-use crate::headers::strip_hop_by_hop;
-use crate::pool::{Pool, PooledBody, SendError};
+use crate::body::BoxError;
+use crate::clock::Clock;
+use crate::h1::body::BodyReader;
+use crate::h1::framing::{self, Framing};
+use crate::h1::head::{self, RequestHead, ResponseHead};
+use crate::h1::write;
+use crate::headers::ClientIdentity;
+use crate::pool::{self, Pool, UpConn};
+
+/// Largest upstream response head (nginx's proxy_buffer_size is 4-8 KiB;
+/// more generous here, and "upstream sent too big header" beyond).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 pub(crate) struct UpstreamRt {
     pub name: String,
     pub cfg: Upstream,
     pub balancer: Balancer,
-    pool: Pool,
+    pub pool: Pool,
 }
 
 impl std::fmt::Debug for UpstreamRt {
@@ -46,41 +60,113 @@ impl UpstreamRt {
             .iter()
             .map(|s| prev(s.address).unwrap_or_default())
             .collect();
-        // The idle timeout is enforced by the pool's reaper, so stale
-        // connections do not race the backend's own close (hyper #3553).
-        let pool = Pool::new(
-            cfg.servers.len(),
-            cfg.keepalive.max_idle,
-            cfg.keepalive.idle_timeout,
-            cfg.connect_timeout,
-        );
         UpstreamRt {
             name: name.to_string(),
             cfg: cfg.clone(),
             balancer: Balancer::new(&cfg.servers, health),
-            pool,
+            pool: Pool::new(
+                cfg.servers.len(),
+                cfg.keepalive.max_idle,
+                cfg.keepalive.idle_timeout,
+            ),
         }
     }
 }
 
-/// The request body as the forwarding loop sees it.
-pub(crate) enum OutBody {
-    /// Read fully before the first attempt (nginx's request buffering), so
-    /// it can be sent again to the next server.
-    Buffered(Bytes),
-    /// `max_body_bytes: 0` (unlimited): streamed once, never retried.
-    Streaming(Option<ProxyBody>),
+/// A request body that arrives while it is forwarded (`max_body_bytes: 0`):
+/// the client's HTTP/1 connection or an HTTP/2 stream.
+pub(crate) trait BodySource: Send {
+    /// The next piece; `None` at the end; `Err` when the client's side
+    /// failed (the status to answer with, if it still can be).
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StatusCode>>>;
 }
 
-/// A request ready to be forwarded: hop-by-hop headers gone, forwarding
-/// headers set; Host is chosen per attempt.
-pub(crate) struct Outgoing {
-    pub method: Method,
-    pub path_and_query: String,
-    pub headers: HeaderMap,
-    pub client_host: Option<HeaderValue>,
-    pub body: OutBody,
-    pub upgrade: Option<(HeaderValue, OnUpgrade)>,
+/// The request body as the exchange sends it.
+pub(crate) enum OutBody<'a> {
+    Empty,
+    /// Read fully before the first attempt (nginx's request buffering), so
+    /// the next server can get it again. Sent with Content-Length.
+    Buffered(Bytes),
+    /// Streamed as it arrives: Content-Length when known, else chunked.
+    /// Once a piece went out, no other server can be tried.
+    Stream {
+        src: &'a mut dyn BodySource,
+        length: Option<u64>,
+        started: bool,
+    },
+}
+
+/// A request ready to be forwarded.
+pub(crate) struct Outgoing<'a> {
+    /// The client's head: method and the header lines to pass on.
+    pub head: &'a RequestHead,
+    /// Origin-form target after nginx's URI replacement.
+    pub target: &'a str,
+    pub id: &'a ClientIdentity,
+    /// `Upgrade` value of a WebSocket-style handshake.
+    pub upgrade: Option<&'a [u8]>,
+    pub body: OutBody<'a>,
+    /// Client write/read gap for streamed bodies (io_timeout).
+    pub io_timeout: std::time::Duration,
+}
+
+/// Why no response came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// A status the proxy answers with (502, 504; 400/408 for a broken
+    /// streamed request body).
+    Status(StatusCode),
+    /// The client closed its connection while we waited (nginx's 499).
+    ClientGone,
+}
+
+/// The upstream's response head, with the connection it arrived on; the
+/// body is read with [`UpResponse::next`].
+pub(crate) struct UpResponse<'a> {
+    pub head: ResponseHead,
+    pub framing: Framing,
+    pub conn: UpConn,
+    pub body: BodyReader,
+    pub server: usize,
+    pub pool: &'a Pool,
+    /// The response may be followed by another on this connection.
+    keep_alive: bool,
+}
+
+impl UpResponse<'_> {
+    /// The next body piece already received, without waiting.
+    pub(crate) fn buffered(&mut self) -> std::io::Result<Option<Bytes>> {
+        self.body.buffered(&mut self.conn.rbuf)
+    }
+
+    /// The next body piece (`None` at the end); the caller times it.
+    pub(crate) async fn next(&mut self) -> std::io::Result<Option<Bytes>> {
+        self.body.next(&mut self.conn.io, &mut self.conn.rbuf).await
+    }
+
+    /// The head, and the body as an `http_body::Body` that owns the
+    /// connection (for hyper's HTTP/2 server).
+    pub(crate) fn into_body(self) -> (ResponseHead, UpstreamBody) {
+        let reusable = self.keep_alive && self.framing != Framing::Close;
+        (
+            self.head,
+            UpstreamBody {
+                conn: Some(self.conn),
+                reader: self.body,
+                pool: self.pool.clone(),
+                server: self.server,
+                reusable,
+            },
+        )
+    }
+
+    /// Hands the connection back to the pool if the body was read to its
+    /// end and the upstream keeps the connection open; closes it otherwise.
+    pub(crate) fn finish(self, now: Instant) {
+        if self.body.is_done() && self.keep_alive && self.framing != Framing::Close {
+            self.pool.checkin(self.server, self.conn, now);
+        }
+    }
 }
 
 /// nginx does not retry POST, LOCK and PATCH once they were sent.
@@ -88,29 +174,327 @@ fn idempotent(m: &Method) -> bool {
     !(m == Method::POST || m == Method::PATCH || m.as_str() == "LOCK")
 }
 
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        cur = err.source();
+/// Writes the upstream request head for one attempt at `addr`.
+fn encode_head(out: &mut Vec<u8>, o: &Outgoing<'_>, pp: &ProxyPass, addr: SocketAddr) {
+    let h = o.head;
+    out.clear();
+    write::put(out, h.method.as_str().as_bytes());
+    out.push(b' ');
+    write::put(out, o.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    match &pp.host {
+        HostHeader::Client => match h.host() {
+            Some(v) => write::put(out, v.as_bytes()),
+            None => addr_text(out, addr),
+        },
+        HostHeader::Upstream => addr_text(out, addr),
+        HostHeader::Fixed(v) => write::put(out, v.as_bytes()),
     }
-    false
+    out.extend_from_slice(b"\r\n");
+    let named = write::connection_named(&h.headers);
+    h.headers
+        .copy_lines(out, |n| !write::is_hop(n, &named) && !replaced(n, pp));
+    // nginx's $proxy_add_x_forwarded_for, X-Real-IP and the scheme.
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if let Some(prev) = &o.id.forwarded_for {
+        write::put(out, prev.as_bytes());
+        out.extend_from_slice(b", ");
+    }
+    write::ip(out, o.id.peer);
+    out.extend_from_slice(b"\r\nX-Real-IP: ");
+    write::ip(out, o.id.real_ip);
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
+    write::put(
+        out,
+        o.id.forwarded_proto.as_deref().unwrap_or("http").as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    for (k, v) in &pp.set_headers {
+        // nginx: an empty proxy_set_header value removes the header.
+        if !v.is_empty() {
+            write::header(out, k.as_bytes(), v.as_bytes());
+        }
+    }
+    match &o.body {
+        OutBody::Empty => {
+            // A client's explicit `Content-Length: 0` is kept (POST).
+            if h.headers.contains("content-length") || h.headers.contains("transfer-encoding") {
+                out.extend_from_slice(b"Content-Length: 0\r\n");
+            }
+        }
+        OutBody::Buffered(b) => {
+            out.extend_from_slice(b"Content-Length: ");
+            write::number(out, b.len() as u64);
+            out.extend_from_slice(b"\r\n");
+        }
+        OutBody::Stream { length, .. } => match length {
+            Some(n) => {
+                out.extend_from_slice(b"Content-Length: ");
+                write::number(out, *n);
+                out.extend_from_slice(b"\r\n");
+            }
+            None => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        },
+    }
+    if let Some(proto) = o.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+        write::header(out, b"Upgrade", proto);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
-/// Sends the request to the upstream, trying the next server after
-/// connect errors, other errors before the response head (idempotent
-/// methods only) and read timeouts (idempotent only). Once a response head
-/// arrived it is returned as is, whatever its status: a backend's own 502
-/// is the client's answer. `Err` is a status the proxy generates.
-pub(crate) async fn forward(
-    up: &UpstreamRt,
+fn addr_text(out: &mut Vec<u8>, addr: SocketAddr) {
+    use std::io::Write as _;
+    let _ = write!(out, "{addr}");
+}
+
+/// Client lines the proxy writes itself (or that a `set_headers` entry
+/// replaces or removes).
+fn replaced(name: &[u8], pp: &ProxyPass) -> bool {
+    let eq = |h: &str| name.eq_ignore_ascii_case(h.as_bytes());
+    let ours = match name.len() {
+        4 => eq("host"),
+        // The body was already read (or is streamed) by us: the client's
+        // 100-continue handshake happened with the proxy.
+        6 => eq("expect"),
+        9 => eq("x-real-ip"),
+        14 => eq("content-length"),
+        15 => eq("x-forwarded-for"),
+        // Transfer-Encoding is hop-by-hop anyway; the framing is ours.
+        17 => eq("x-forwarded-proto") || eq("transfer-encoding"),
+        _ => false,
+    };
+    ours || pp
+        .set_headers
+        .keys()
+        .any(|k| name.eq_ignore_ascii_case(k.as_bytes()))
+}
+
+/// Writes `a` then `b` with as few system calls as possible.
+pub(crate) async fn write_two(
+    io: &mut TcpStream,
+    mut a: &[u8],
+    mut b: &[u8],
+) -> std::io::Result<()> {
+    while !a.is_empty() || !b.is_empty() {
+        let n = if a.is_empty() {
+            io.write(b).await?
+        } else if b.is_empty() {
+            io.write(a).await?
+        } else {
+            io.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+                .await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_a = n.min(a.len());
+        a = &a[from_a..];
+        b = &b[n - from_a..];
+    }
+    Ok(())
+}
+
+/// Why sending the request failed.
+enum SendError {
+    Upstream(std::io::Error),
+    /// The client's streamed body failed: answer with this status.
+    Client(StatusCode),
+    Timeout,
+}
+
+/// Writes the head and body; `first` is the deadline of the head's write
+/// (the attempt's start + send_timeout), later pieces get `send_gap` each.
+async fn send_request(
+    conn: &mut UpConn,
+    head: &[u8],
+    body: &mut OutBody<'_>,
+    clock: &mut Clock,
+    first: Instant,
+    send_gap: std::time::Duration,
+    io_gap: std::time::Duration,
+) -> Result<(), SendError> {
+    let io = &mut conn.io;
+    let r = match body {
+        OutBody::Empty => clock.run(first, io.write_all(head)).await,
+        OutBody::Buffered(b) => clock.run(first, write_two(io, head, b)).await,
+        OutBody::Stream {
+            src,
+            length,
+            started,
+        } => {
+            let chunked = length.is_none();
+            match clock.run(first, io.write_all(head)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(SendError::Upstream(e)),
+                Err(_) => return Err(SendError::Timeout),
+            }
+            let mut frame = Vec::with_capacity(16);
+            loop {
+                let piece = match clock
+                    .run(Instant::now() + io_gap, poll_fn(|cx| src.poll_piece(cx)))
+                    .await
+                {
+                    Ok(Some(Ok(p))) => p,
+                    Ok(None) => break,
+                    Ok(Some(Err(status))) => return Err(SendError::Client(status)),
+                    Err(_) => return Err(SendError::Client(StatusCode::REQUEST_TIMEOUT)),
+                };
+                *started = true;
+                frame.clear();
+                if chunked {
+                    framing::chunk_header(&mut frame, piece.len());
+                }
+                let w = async {
+                    write_two(io, &frame, &piece).await?;
+                    if chunked {
+                        io.write_all(b"\r\n").await?;
+                    }
+                    Ok::<(), std::io::Error>(())
+                };
+                match clock.run(Instant::now() + send_gap, w).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(SendError::Upstream(e)),
+                    Err(_) => return Err(SendError::Timeout),
+                }
+            }
+            if chunked {
+                clock
+                    .run(Instant::now() + send_gap, io.write_all(framing::LAST_CHUNK))
+                    .await
+            } else {
+                Ok(Ok(()))
+            }
+        }
+    };
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(SendError::Upstream(e)),
+        Err(_) => Err(SendError::Timeout),
+    }
+}
+
+/// Resolves when the client closed its connection (EOF or error); never
+/// when it sends more (a pipelined request): then it stops watching. Uses
+/// the socket's own read-readiness slot (no waiter list, no system call
+/// until the client sends something or closes).
+async fn client_gone(client: &TcpStream) {
+    let mut watching = true;
+    poll_fn(|cx| {
+        if !watching {
+            return Poll::Pending;
+        }
+        let mut b = [0u8; 1];
+        let mut rb = tokio::io::ReadBuf::new(&mut b);
+        match client.poll_peek(cx, &mut rb) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(()),
+            Poll::Ready(Ok(_)) => {
+                watching = false;
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+enum HeadError {
+    /// No response byte arrived before the connection closed.
+    Closed,
+    Io(std::io::Error),
+    Invalid(&'static str),
+    Timeout,
+    ClientGone,
+}
+
+/// Reads the response head (skipping 1xx interim responses other than a
+/// 101) by `deadline`, watching `client` for an abort meanwhile.
+async fn read_head(
+    conn: &mut UpConn,
+    method: &Method,
+    clock: &mut Clock,
+    deadline: Instant,
+    client: Option<&TcpStream>,
+) -> Result<(ResponseHead, Framing), HeadError> {
+    loop {
+        if !conn.rbuf.is_empty() {
+            match head::parse_response(&conn.rbuf) {
+                Ok(Some((len, parts))) => {
+                    let h = head::response_from(conn.rbuf.split_to(len).freeze(), parts);
+                    if h.status.is_informational() && h.status != StatusCode::SWITCHING_PROTOCOLS {
+                        continue;
+                    }
+                    let f = framing::response_framing(&h, method)
+                        .map_err(|e| HeadError::Invalid(e.0))?;
+                    return Ok((h, f));
+                }
+                Ok(None) if conn.rbuf.len() > MAX_RESPONSE_HEAD => {
+                    return Err(HeadError::Invalid("too big header"));
+                }
+                Ok(None) => {}
+                Err(_) => return Err(HeadError::Invalid("invalid header")),
+            }
+        }
+        if conn.rbuf.capacity() - conn.rbuf.len() < 1024 {
+            conn.rbuf.reserve(8 * 1024);
+        }
+        let had = conn.rbuf.len();
+        let read = tokio::io::AsyncReadExt::read_buf(&mut conn.io, &mut conn.rbuf);
+        let r = clock
+            .run(deadline, async {
+                match client {
+                    Some(c) => tokio::select! {
+                        biased;
+                        r = read => Some(r),
+                        () = client_gone(c) => None,
+                    },
+                    None => Some(read.await),
+                }
+            })
+            .await;
+        match r {
+            Err(_) => return Err(HeadError::Timeout),
+            Ok(None) => return Err(HeadError::ClientGone),
+            Ok(Some(Ok(0))) if had == 0 => return Err(HeadError::Closed),
+            Ok(Some(Ok(0))) => return Err(HeadError::Invalid("truncated header")),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) if had == 0 => {
+                return Err(match e.kind() {
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                        HeadError::Closed
+                    }
+                    _ => HeadError::Io(e),
+                });
+            }
+            Ok(Some(Err(e))) => return Err(HeadError::Io(e)),
+        }
+    }
+}
+
+fn keeps_alive(h: &ResponseHead) -> bool {
+    if h.version == http::Version::HTTP_10 {
+        h.headers.has_token("connection", "keep-alive")
+    } else {
+        !h.headers.has_token("connection", "close")
+    }
+}
+
+/// Sends the request to the upstream and returns the response head. Tries
+/// the next server after connect errors (always: nothing was sent), and
+/// after other errors or a response head timeout for idempotent methods
+/// whose body can be sent again. A pooled connection that fails before any
+/// response byte is the keep-alive race (the backend closed it as we took
+/// it): retried once on a fresh connection to the same server, without
+/// marking the server failed. Once a response head arrived it is returned
+/// whatever its status: a backend's own 502 is the client's answer.
+pub(crate) async fn forward<'a>(
+    up: &'a UpstreamRt,
     pp: &ProxyPass,
-    mut out: Outgoing,
-) -> Result<Response<ProxyBody>, StatusCode> {
+    out: &mut Outgoing<'_>,
+    clock: &mut Clock,
+    client: Option<&TcpStream>,
+    head_buf: &mut Vec<u8>,
+) -> Result<UpResponse<'a>, Failure> {
     let bal = &up.balancer;
     let max = bal.max_tries().max(1);
     let tries = match up.cfg.next_upstream_tries {
@@ -119,176 +503,276 @@ pub(crate) async fn forward(
     };
     let mut tried = bal.new_tried();
     let mut last = StatusCode::BAD_GATEWAY;
-    let retry_ok = idempotent(&out.method);
-    let deadline = up.cfg.connect_timeout + up.cfg.read_timeout;
-    let mut upgrade = out.upgrade.take();
-    for attempt in 0..tries {
-        let Some(i) = bal.select(&mut tried, Instant::now()) else {
+    let retry_ok = idempotent(&out.head.method);
+    let mut attempt = 0;
+    // One clock read per attempt: the timers here are seconds long.
+    let mut now = Instant::now();
+    'servers: while attempt < tries {
+        if attempt > 0 {
+            now = Instant::now();
+        }
+        let Some(i) = bal.select(&mut tried, now.into_std()) else {
             if attempt == 0 {
                 tracing::error!(upstream = %up.name, "no live upstreams");
             }
             break;
         };
+        attempt += 1;
         let addr = bal.addrs[i];
-        let body = match &mut out.body {
-            OutBody::Buffered(b) => full(b.clone()),
-            OutBody::Streaming(b) => match b.take() {
-                Some(b) => b,
-                None => break,
-            },
-        };
-        // The headers are moved into the last attempt's request rather
-        // than copied (the common case: one attempt).
-        let last_attempt = attempt + 1 == tries;
-        let req = match build_request(
-            &mut out,
-            last_attempt,
-            pp,
-            addr,
-            upgrade.as_ref().map(|u| &u.0),
-            body,
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(upstream = %up.name, error = %e, "cannot build upstream request");
-                return Err(StatusCode::INTERNAL_SERVER_ERROR);
-            }
-        };
-        let send = up.pool.send(i, addr, req, upgrade.is_some());
-        match tokio::time::timeout(deadline, send).await {
-            Ok(Ok(resp)) => {
-                bal.succeeded(i);
-                return Ok(response(
-                    resp,
-                    upgrade.take().map(|u| u.1),
-                    up.cfg.read_timeout,
-                ));
-            }
-            Ok(Err(e)) => {
-                bal.failed(i, Instant::now());
-                let timed_out = is_timeout(&e);
-                last = if timed_out {
-                    StatusCode::GATEWAY_TIMEOUT
-                } else {
-                    StatusCode::BAD_GATEWAY
-                };
-                tracing::error!(upstream = %up.name, server = %addr, error = %error_chain(&e), "upstream request failed");
-                // A connect error means nothing was sent: always safe to retry.
-                if !matches!(e, SendError::Connect(_)) && !retry_ok {
-                    break;
-                }
-            }
-            Err(_) => {
-                bal.failed(i, Instant::now());
-                last = StatusCode::GATEWAY_TIMEOUT;
-                tracing::error!(upstream = %up.name, server = %addr, "upstream timed out reading the response header");
-                if !retry_ok {
-                    break;
-                }
-            }
-        }
-    }
-    Err(last)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        s.push_str(": ");
-        s.push_str(&err.to_string());
-        cur = err.source();
-    }
-    s
-}
-
-fn build_request(
-    out: &mut Outgoing,
-    last_attempt: bool,
-    pp: &ProxyPass,
-    addr: SocketAddr,
-    upgrade: Option<&HeaderValue>,
-    body: ProxyBody,
-) -> Result<Request<ProxyBody>, http::Error> {
-    // Origin form (`/path?query`): what goes on the wire to the upstream.
-    let uri = if last_attempt {
-        Uri::try_from(std::mem::take(&mut out.path_and_query))?
-    } else {
-        Uri::try_from(out.path_and_query.as_str())?
-    };
-    let mut req = Request::builder()
-        .method(out.method.clone())
-        .uri(uri)
-        .version(http::Version::HTTP_11)
-        .body(body)?;
-    let h = req.headers_mut();
-    *h = if last_attempt {
-        std::mem::take(&mut out.headers)
-    } else {
-        out.headers.clone()
-    };
-    let host = match &pp.host {
-        HostHeader::Client => out.client_host.clone(),
-        HostHeader::Upstream => HeaderValue::from_str(&addr.to_string()).ok(),
-        HostHeader::Fixed(v) => HeaderValue::from_str(v).ok(),
-    };
-    h.insert(
-        header::HOST,
-        host.unwrap_or_else(|| {
-            HeaderValue::from_str(&addr.to_string())
-                .unwrap_or(HeaderValue::from_static("localhost"))
-        }),
-    );
-    for (k, v) in &pp.set_headers {
-        let Ok(name) = HeaderName::from_bytes(k.as_bytes()) else {
-            continue;
-        };
-        // nginx: an empty proxy_set_header value removes the header.
-        if v.is_empty() {
-            h.remove(&name);
-        } else if let Ok(val) = HeaderValue::from_str(v) {
-            h.insert(name, val);
-        }
-    }
-    if let Some(proto) = upgrade {
-        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        h.insert(header::UPGRADE, proto.clone());
-    }
-    Ok(req)
-}
-
-/// Turns the upstream response into the client's; a 101 to an upgrade
-/// request splices the two upgraded connections together.
-fn response(
-    mut resp: Response<PooledBody>,
-    client_upgrade: Option<OnUpgrade>,
-    read_timeout: std::time::Duration,
-) -> Response<ProxyBody> {
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(client_up) = client_upgrade
-    {
-        let upstream_up = hyper::upgrade::on(&mut resp);
-        let (parts, _) = resp.into_parts();
-        tokio::spawn(async move {
-            match (client_up.await, upstream_up.await) {
-                (Ok(c), Ok(u)) => {
-                    let mut c = TokioIo::new(c);
-                    let mut u = TokioIo::new(u);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-                        tracing::debug!(error = %e, "upgraded connection ended");
+        // nginx: the response head is due connect + read timeout after the
+        // attempt starts (each is a gap in nginx; a sum bounds both here).
+        let deadline = now + up.cfg.connect_timeout + up.cfg.read_timeout;
+        let mut pooled = true;
+        loop {
+            let mut conn = match pooled.then(|| up.pool.checkout(i, now)).flatten() {
+                Some(c) => c,
+                None => match Box::pin(pool::connect(addr, up.cfg.connect_timeout)).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        bal.failed(i, std::time::Instant::now());
+                        last = if e.kind() == std::io::ErrorKind::TimedOut {
+                            StatusCode::GATEWAY_TIMEOUT
+                        } else {
+                            StatusCode::BAD_GATEWAY
+                        };
+                        tracing::error!(upstream = %up.name, server = %addr, error = %e, "upstream connect failed");
+                        // Nothing was sent: any method may go elsewhere,
+                        // as long as the body can still be sent.
+                        if matches!(out.body, OutBody::Stream { started: true, .. }) {
+                            break 'servers;
+                        }
+                        continue 'servers;
                     }
+                },
+            };
+            encode_head(head_buf, out, pp, addr);
+            let resend_ok = !matches!(out.body, OutBody::Stream { started: true, .. });
+            let sent = send_request(
+                &mut conn,
+                head_buf,
+                &mut out.body,
+                clock,
+                now + up.cfg.send_timeout,
+                up.cfg.send_timeout,
+                out.io_timeout,
+            )
+            .await;
+            let stale = conn.reused;
+            let can_resend = !matches!(out.body, OutBody::Stream { started: true, .. });
+            match sent {
+                Ok(()) => {}
+                Err(SendError::Client(status)) => return Err(Failure::Status(status)),
+                Err(SendError::Upstream(e)) => {
+                    if stale && resend_ok && can_resend {
+                        pooled = false;
+                        continue;
+                    }
+                    bal.failed(i, std::time::Instant::now());
+                    last = StatusCode::BAD_GATEWAY;
+                    tracing::error!(upstream = %up.name, server = %addr, error = %e, "upstream send failed");
+                    if !retry_ok || !can_resend {
+                        break 'servers;
+                    }
+                    continue 'servers;
                 }
-                (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "upgrade failed"),
+                Err(SendError::Timeout) => {
+                    bal.failed(i, std::time::Instant::now());
+                    last = StatusCode::GATEWAY_TIMEOUT;
+                    tracing::error!(upstream = %up.name, server = %addr, "upstream timed out reading the request");
+                    if !retry_ok || !can_resend {
+                        break 'servers;
+                    }
+                    continue 'servers;
+                }
             }
-        });
-        let mut r = Response::from_parts(parts, crate::body::empty());
-        r.headers_mut().remove(header::TRANSFER_ENCODING);
-        return r;
+            match read_head(&mut conn, &out.head.method, clock, deadline, client).await {
+                Ok((h, framing)) => {
+                    if h.status == StatusCode::SWITCHING_PROTOCOLS && out.upgrade.is_none() {
+                        bal.failed(i, std::time::Instant::now());
+                        tracing::error!(upstream = %up.name, server = %addr, "upstream sent 101 without an upgrade request");
+                        return Err(Failure::Status(StatusCode::BAD_GATEWAY));
+                    }
+                    bal.succeeded(i);
+                    let keep_alive = keeps_alive(&h);
+                    return Ok(UpResponse {
+                        body: BodyReader::new(framing),
+                        head: h,
+                        framing,
+                        conn,
+                        server: i,
+                        pool: &up.pool,
+                        keep_alive,
+                    });
+                }
+                Err(HeadError::ClientGone) => return Err(Failure::ClientGone),
+                Err(HeadError::Closed) if stale && can_resend && retry_ok => {
+                    pooled = false;
+                    continue;
+                }
+                Err(HeadError::Closed) if stale => {
+                    // The keep-alive race for a request that must not be
+                    // sent twice: nginx gives up too, without blaming the
+                    // server.
+                    tracing::error!(upstream = %up.name, server = %addr, "upstream closed a kept-alive connection before responding");
+                    return Err(Failure::Status(StatusCode::BAD_GATEWAY));
+                }
+                Err(HeadError::Timeout) => {
+                    bal.failed(i, std::time::Instant::now());
+                    last = StatusCode::GATEWAY_TIMEOUT;
+                    tracing::error!(upstream = %up.name, server = %addr, "upstream timed out reading the response header");
+                }
+                Err(HeadError::Invalid(what)) => {
+                    bal.failed(i, std::time::Instant::now());
+                    tracing::error!(upstream = %up.name, server = %addr, "upstream sent {what}");
+                    // nginx's default proxy_next_upstream has no
+                    // invalid_header: the client gets the 502.
+                    return Err(Failure::Status(StatusCode::BAD_GATEWAY));
+                }
+                Err(HeadError::Closed) => {
+                    bal.failed(i, std::time::Instant::now());
+                    last = StatusCode::BAD_GATEWAY;
+                    tracing::error!(upstream = %up.name, server = %addr, "upstream prematurely closed connection while reading response header");
+                }
+                Err(HeadError::Io(e)) => {
+                    bal.failed(i, std::time::Instant::now());
+                    last = StatusCode::BAD_GATEWAY;
+                    tracing::error!(upstream = %up.name, server = %addr, error = %e, "upstream read failed");
+                }
+            }
+            if !retry_ok || !can_resend {
+                break 'servers;
+            }
+            continue 'servers;
+        }
     }
-    let (mut parts, body) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(
-        parts,
-        IdleTimeoutBody::new(body, read_timeout).boxed_unsync(),
-    )
+    Err(Failure::Status(last))
+}
+
+/// An upstream response body owned by hyper's stream; the connection goes
+/// back to the pool when the body ends.
+pub(crate) struct UpstreamBody {
+    conn: Option<UpConn>,
+    reader: BodyReader,
+    pool: Pool,
+    server: usize,
+    reusable: bool,
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match ready!(this.reader.poll_next(cx, &mut conn.io, &mut conn.rbuf)) {
+            Ok(Some(b)) => Poll::Ready(Some(Ok(Frame::data(b)))),
+            Ok(None) => {
+                if let Some(c) = this.conn.take()
+                    && this.reusable
+                {
+                    this.pool.checkin(this.server, c, Instant::now());
+                }
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                this.conn = None;
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.reader.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.reader {
+            BodyReader::Length(n) => SizeHint::with_exact(n),
+            BodyReader::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // hyper stops polling once `is_end_stream` says so: a body read to
+        // its end still returns its connection.
+        if self.reader.is_done()
+            && self.reusable
+            && let Some(c) = self.conn.take()
+        {
+            self.pool.checkin(self.server, c, Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h1::head::{parse_request, request_from};
+
+    /// ProxyPass from a YAML snippet, through the config crate's parser.
+    fn pp(yaml: &str) -> ProxyPass {
+        let cfg = format!(
+            "node: n\nupstreams: {{b: {{servers: [{{address: \"127.0.0.1:9\"}}]}}}}\nsites: [{{name: s, listen: [\"127.0.0.1:1\"], locations: [{{path: /, proxy: {yaml}}}]}}]\n"
+        );
+        let (c, _) = hadeploy_config::parse_proxy(&cfg, std::path::Path::new("t.yaml"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        c.sites[0].locations[0].proxy.clone().expect("proxy")
+    }
+
+    fn req(raw: &str) -> RequestHead {
+        let (len, p) = parse_request(raw.as_bytes())
+            .expect("ok")
+            .expect("complete");
+        request_from(Bytes::copy_from_slice(&raw.as_bytes()[..len]), p)
+    }
+
+    #[test]
+    fn request_head_rewrite() {
+        let h = req(
+            "POST /api/x?y=1 HTTP/1.1\r\nHost: site.test\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nX-Forwarded-For: 6.6.6.6\r\nExpect: 100-continue\r\nContent-Length: 3\r\nTE: trailers\r\nX-Kept: k\r\nX-Drop: d\r\n\r\n",
+        );
+        let id = ClientIdentity {
+            peer: "192.0.2.1".parse().expect("ip"),
+            real_ip: "192.0.2.1".parse().expect("ip"),
+            forwarded_for: None,
+            forwarded_proto: None,
+        };
+        let o = Outgoing {
+            head: &h,
+            target: "/x?y=1",
+            id: &id,
+            upgrade: None,
+            body: OutBody::Buffered(Bytes::from_static(b"abc")),
+            io_timeout: std::time::Duration::from_secs(1),
+        };
+        let p = pp("{upstream: b, set_headers: {X-Drop: '', X-Set: v}}");
+        let mut out = Vec::new();
+        encode_head(&mut out, &o, &p, "127.0.0.1:9".parse().expect("a"));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "POST /x?y=1 HTTP/1.1\r\nHost: site.test\r\nX-Kept: k\r\nX-Forwarded-For: 192.0.2.1\r\nX-Real-IP: 192.0.2.1\r\nX-Forwarded-Proto: http\r\nX-Set: v\r\nContent-Length: 3\r\n\r\n"
+        );
+        let p = pp("{upstream: b, host: upstream}");
+        let o = Outgoing {
+            body: OutBody::Empty,
+            ..o
+        };
+        encode_head(&mut out, &o, &p, "127.0.0.1:9".parse().expect("a"));
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("POST /x?y=1 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n"),
+            "{text}"
+        );
+        // The client said Content-Length: 3 but nothing is sent: 0.
+        assert!(text.ends_with("Content-Length: 0\r\n\r\n"), "{text}");
+    }
 }

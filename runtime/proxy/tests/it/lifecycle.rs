@@ -257,9 +257,11 @@ sites:
     std::fs::rename(&combined, &rotated).expect("rename");
     p.reopen_logs();
     get(&c, port, "x", "/after").await;
-    let m = p.metrics_text();
     drop(stop);
     h.await.expect("run");
+    // Read after the drain: a request is counted in its log phase, just
+    // after the client has its response.
+    let m = p.metrics_text();
     let new = std::fs::read_to_string(&combined).expect("new log");
     assert_eq!(new.lines().count(), 1);
     assert!(new.contains("\"GET /after HTTP/1.1\" 200"), "{new}");

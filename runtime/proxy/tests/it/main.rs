@@ -4,6 +4,7 @@ mod common;
 
 mod balancing;
 mod headers;
+mod http1;
 mod lifecycle;
 mod limits;
 mod routing;

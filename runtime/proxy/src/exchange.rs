@@ -1,0 +1,301 @@
+//! What both client protocols share about one request: choosing the site
+//! and location (nginx's rules), nginx's `proxy_pass` URI replacement, the
+//! static and error-page responses the proxy makes itself, and the log
+//! phase (access log line and metrics, after the response).
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use hadeploy_config::proxy::{Location, ProxyPass, Site};
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+
+use crate::access_log::{self, Fields};
+use crate::body::{ProxyBody, full};
+use crate::conn::ConnInfo;
+use crate::h1::head::RequestHead;
+use crate::metrics::Metrics;
+use crate::state::{SiteRt, State};
+use crate::static_files::{self, StaticRequest};
+use crate::upstream::UpstreamRt;
+
+/// What to do with a request once its site and location are known.
+pub(crate) enum Action<'s> {
+    Proxy {
+        loc: &'s Location,
+        pp: &'s ProxyPass,
+        up: &'s UpstreamRt,
+    },
+    Static {
+        root: &'s Path,
+        index: &'s [String],
+    },
+    /// A generated error (the site's error pages apply).
+    Fail(StatusCode),
+}
+
+/// A routed request.
+pub(crate) struct Routed<'s> {
+    pub site: &'s Site,
+    pub rt: &'s SiteRt,
+    /// The decoded, dot-segment free path (empty when it was invalid).
+    pub norm: Cow<'s, str>,
+    pub action: Action<'s>,
+}
+
+/// The site for a connection's address and a Host: the address's table, or
+/// the wildcard listener's that accepted it; the first site otherwise.
+pub(crate) fn site_index(state: &State, conn: &ConnInfo, host: Option<&str>) -> usize {
+    state
+        .vhost(&conn.local)
+        .or_else(|| state.vhost(&conn.listen))
+        .map(|t| t.select(host))
+        .unwrap_or(0)
+}
+
+pub(crate) fn route<'s>(
+    state: &'s State,
+    conn: &ConnInfo,
+    head: &'s RequestHead,
+) -> Option<Routed<'s>> {
+    let idx = site_index(state, conn, head.host());
+    let site = state.cfg.sites.get(idx)?;
+    let rt = state.sites.get(idx)?;
+    let norm = match static_files::normalize_path(head.path()) {
+        Ok(n) => n,
+        Err(()) => {
+            return Some(Routed {
+                site,
+                rt,
+                norm: Cow::Borrowed(""),
+                action: Action::Fail(StatusCode::BAD_REQUEST),
+            });
+        }
+    };
+    let li = rt.locations.select(&norm);
+    let loc = li.and_then(|i| site.locations.get(i));
+    let action = match loc {
+        Some(l) if l.proxy.is_some() => match l.proxy.as_ref().zip(
+            li.and_then(|i| rt.upstreams.get(i))
+                .and_then(|u| u.as_deref()),
+        ) {
+            Some((pp, up)) => Action::Proxy { loc: l, pp, up },
+            // Validation ties every proxy to an upstream.
+            None => Action::Fail(StatusCode::INTERNAL_SERVER_ERROR),
+        },
+        _ => match loc.and_then(|l| l.root.as_deref()).or(site.root.as_deref()) {
+            Some(root) => Action::Static {
+                root,
+                index: loc.and_then(|l| l.index.as_deref()).unwrap_or(&site.index),
+            },
+            None => Action::Fail(StatusCode::NOT_FOUND),
+        },
+    };
+    Some(Routed {
+        site,
+        rt,
+        norm,
+        action,
+    })
+}
+
+/// nginx `proxy_pass` URI rules: without `uri` the request URI goes as the
+/// client sent it; with `uri` the matched location prefix is replaced.
+pub(crate) fn upstream_target<'a>(
+    raw_path: &'a str,
+    query: Option<&str>,
+    norm: &str,
+    loc: &str,
+    uri: Option<&str>,
+) -> Cow<'a, str> {
+    let mut out = match uri {
+        None if query.is_none() && !raw_path.is_empty() => return Cow::Borrowed(raw_path),
+        None => raw_path.to_string(),
+        Some(u) => {
+            let rest = if let Some(r) = raw_path.strip_prefix(loc) {
+                r.to_string()
+            } else {
+                // The prefix matched only after decoding (`/%61pi/`): use
+                // the normalized path, re-escaped where it must be.
+                escape_path(norm.strip_prefix(loc).unwrap_or(""))
+            };
+            format!("{u}{rest}")
+        }
+    };
+    if out.is_empty() {
+        out.push('/');
+    }
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Cow::Owned(out)
+}
+
+fn escape_path(p: &str) -> String {
+    let mut s = String::with_capacity(p.len());
+    for b in p.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b) {
+            s.push(char::from(b));
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+/// Serves a static file, or a generated error status.
+pub(crate) async fn serve_static(
+    head: &RequestHead,
+    norm: &str,
+    root: &Path,
+    index: &[String],
+) -> Result<Response<ProxyBody>, StatusCode> {
+    let sreq = StaticRequest {
+        method: &head.method,
+        headers: &head.headers,
+        path: norm,
+        raw_path: head.path(),
+        raw_query: head.query(),
+    };
+    static_files::serve(&sreq, root, index).await
+}
+
+/// The site's `error_page` for a generated error, served with the original
+/// status; nginx's built-in page otherwise.
+pub(crate) async fn error_page(site: &Site, status: StatusCode) -> Response<ProxyBody> {
+    if let (Some(uri), Some(root)) = (site.error_pages.get(&status.as_u16()), site.root.as_ref())
+        && let Ok(norm) = static_files::normalize_path(uri)
+        && let Some((data, mime)) =
+            static_files::read_small(&root.join(Path::new(norm.trim_start_matches('/')))).await
+    {
+        let mut resp = Response::new(full(data));
+        *resp.status_mut() = status;
+        if let Ok(v) = HeaderValue::from_str(&mime) {
+            resp.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        return resp;
+    }
+    default_error(status)
+}
+
+/// nginx's built-in error page.
+pub(crate) fn default_error(status: StatusCode) -> Response<ProxyBody> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let code = status.as_u16();
+    let body = format!(
+        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>hadeploy</center>\r\n</body>\r\n</html>\r\n"
+    );
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    resp
+}
+
+/// Statuses after which nginx closes the connection: the rest of the
+/// request is unread or unusable.
+pub(crate) fn closes_connection(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            | StatusCode::NOT_IMPLEMENTED
+            | StatusCode::HTTP_VERSION_NOT_SUPPORTED
+    )
+}
+
+/// The wall-clock time at `at`, from a per-thread anchor re-read once a
+/// second: the log shows seconds, and the realtime clock is not read for
+/// every request.
+fn wall_time(at: Instant) -> SystemTime {
+    thread_local! {
+        static ANCHOR: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
+    }
+    ANCHOR.with(|a| match a.get() {
+        Some((i, w)) if at >= i && at - i < Duration::from_secs(1) => w + (at - i),
+        _ => {
+            let w = SystemTime::now();
+            a.set(Some((at, w)));
+            w
+        }
+    })
+}
+
+/// The log phase of one request: its access log line and its metrics.
+/// `end` is when the response ended; `took` its duration (none for heads
+/// refused before routing).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn log(
+    metrics: &Metrics,
+    rt: &SiteRt,
+    remote: IpAddr,
+    head: Option<&RequestHead>,
+    status: u16,
+    body_bytes: u64,
+    end: Instant,
+    took: Option<Duration>,
+) {
+    if let Some((file, format)) = &rt.log {
+        thread_local! {
+            static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            let f = Fields {
+                remote_addr: remote,
+                head,
+                status,
+                body_bytes_sent: body_bytes,
+                time: wall_time(end),
+            };
+            access_log::format_line(&mut line, &f, *format);
+            file.write_line(&line);
+        });
+    }
+    match took {
+        Some(t) => metrics.observe(&rt.stats, status, t),
+        None => metrics.count(&rt.stats, status),
+    }
+}
+
+/// Whether a method's response never has a body.
+pub(crate) fn is_head(m: &Method) -> bool {
+    m == Method::HEAD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_replacement() {
+        assert_eq!(
+            upstream_target("/api/x", None, "/api/x", "/api/", Some("/")),
+            "/x"
+        );
+        assert_eq!(
+            upstream_target("/api/x", Some("a=1"), "/api/x", "/api/", Some("/v1/")),
+            "/v1/x?a=1"
+        );
+        assert_eq!(
+            upstream_target("/api/x", None, "/api/x", "/api/", None),
+            "/api/x"
+        );
+        assert_eq!(
+            upstream_target("/a%20b", Some("q"), "/a b", "/", None),
+            "/a%20b?q"
+        );
+        assert_eq!(
+            upstream_target("/%61pi/x y", None, "/api/x y", "/api/", Some("/")),
+            "/x%20y"
+        );
+        assert_eq!(upstream_target("/api", None, "/api", "/api", Some("")), "/");
+    }
+}

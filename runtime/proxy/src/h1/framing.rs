@@ -1,0 +1,455 @@
+//! Where an HTTP/1 body ends (RFC 9112 section 6), the chunked decoder, and
+//! the strict choices that keep the proxy and its backends agreeing on
+//! message boundaries (request smuggling): a request with both
+//! Content-Length and Transfer-Encoding, conflicting lengths, or a coding
+//! other than `chunked` is refused, as nginx refuses them.
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Method, StatusCode, Version};
+
+use super::head::{HeaderList, RequestHead, ResponseHead};
+
+/// How a body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the connection closes (responses only).
+    Close,
+}
+
+/// A single valid Content-Length (repeated identical values are allowed,
+/// RFC 9110 8.6); `Err` on anything else.
+fn content_length(h: &HeaderList) -> Result<Option<u64>, ()> {
+    let mut found: Option<u64> = None;
+    for v in h.tokens("content-length") {
+        if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+            return Err(());
+        }
+        let n: u64 = std::str::from_utf8(v)
+            .map_err(|_| ())?
+            .parse()
+            .map_err(|_| ())?;
+        match found {
+            Some(prev) if prev != n => return Err(()),
+            _ => found = Some(n),
+        }
+    }
+    // A Content-Length line with an empty value is also invalid.
+    if found.is_none() && h.contains("content-length") {
+        return Err(());
+    }
+    Ok(found)
+}
+
+/// The request body's framing, or the status to refuse the request with.
+pub(crate) fn request_framing(h: &RequestHead) -> Result<Framing, StatusCode> {
+    let has_te = h.headers.contains("transfer-encoding");
+    if has_te {
+        if h.headers.contains("content-length") || h.version == Version::HTTP_10 {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        let codings: Vec<&[u8]> = h.headers.tokens("transfer-encoding").collect();
+        return match codings.as_slice() {
+            [only] if only.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
+            // Not chunked last: the length cannot be known (RFC 9112 6.1).
+            [.., last] if !last.eq_ignore_ascii_case(b"chunked") => Err(StatusCode::BAD_REQUEST),
+            [] => Err(StatusCode::BAD_REQUEST),
+            // gzip, chunked: nginx answers 501 too.
+            _ => Err(StatusCode::NOT_IMPLEMENTED),
+        };
+    }
+    match content_length(&h.headers) {
+        Ok(Some(0)) | Ok(None) => Ok(Framing::Empty),
+        Ok(Some(n)) => Ok(Framing::Length(n)),
+        Err(()) => Err(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// Why an upstream response cannot be relayed (-> 502, as nginx's
+/// "upstream sent invalid header").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InvalidResponse(pub &'static str);
+
+/// The framing of an upstream response to a request with `method`.
+pub(crate) fn response_framing(
+    h: &ResponseHead,
+    method: &Method,
+) -> Result<Framing, InvalidResponse> {
+    let code = h.status.as_u16();
+    if method == Method::HEAD || (100..200).contains(&code) || code == 204 || code == 304 {
+        return Ok(Framing::Empty);
+    }
+    if h.headers.contains("transfer-encoding") {
+        if h.headers.contains("content-length") {
+            return Err(InvalidResponse("both Content-Length and Transfer-Encoding"));
+        }
+        let mut codings = h.headers.tokens("transfer-encoding").peekable();
+        let only_chunked = codings
+            .next()
+            .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+            && codings.peek().is_none();
+        return if only_chunked {
+            Ok(Framing::Chunked)
+        } else {
+            Err(InvalidResponse("unknown Transfer-Encoding"))
+        };
+    }
+    match content_length(&h.headers) {
+        Ok(Some(n)) => Ok(Framing::Length(n)),
+        Ok(None) => Ok(Framing::Close),
+        Err(()) => Err(InvalidResponse("invalid Content-Length")),
+    }
+}
+
+/// Longest chunk-size line (with extensions) and trailer section accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers(usize),
+    Done,
+}
+
+/// Malformed chunked framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChunkError;
+
+/// What the decoder found at the front of the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Chunk {
+    Data(Bytes),
+    /// The buffer ends mid-frame: read more.
+    NeedMore,
+    /// The last chunk and the trailers were consumed.
+    End,
+}
+
+/// Incremental decoder of `Transfer-Encoding: chunked`. Trailers are
+/// read and dropped (nginx does not pass them on either).
+#[derive(Debug, Clone)]
+pub(crate) struct ChunkedDecoder {
+    state: State,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder { state: State::Size }
+    }
+}
+
+impl ChunkedDecoder {
+    /// Consumes framing from the front of `buf` and returns the next piece
+    /// of data (split off without copying), `NeedMore` or `End`.
+    pub(crate) fn next(&mut self, buf: &mut BytesMut) -> Result<Chunk, ChunkError> {
+        loop {
+            match self.state {
+                State::Done => return Ok(Chunk::End),
+                State::Size => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        // httparse lets anything through in extensions; a
+                        // bare CR or LF there is read as a line end by some
+                        // servers, so it is refused.
+                        let line = buf.get(..used.saturating_sub(2)).unwrap_or_default();
+                        if used > MAX_CHUNK_LINE || line.iter().any(|b| *b == b'\n' || *b == b'\r')
+                        {
+                            return Err(ChunkError);
+                        }
+                        buf.advance(used);
+                        self.state = if size == 0 {
+                            State::Trailers(0)
+                        } else {
+                            State::Data(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        return if buf.len() > MAX_CHUNK_LINE {
+                            Err(ChunkError)
+                        } else {
+                            Ok(Chunk::NeedMore)
+                        };
+                    }
+                    Err(_) => return Err(ChunkError),
+                },
+                State::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Chunk::NeedMore);
+                    }
+                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let data = buf.split_to(n).freeze();
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        State::DataEnd
+                    } else {
+                        State::Data(left)
+                    };
+                    return Ok(Chunk::Data(data));
+                }
+                State::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Chunk::NeedMore);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(ChunkError);
+                    }
+                    buf.advance(2);
+                    self.state = State::Size;
+                }
+                State::Trailers(seen) => {
+                    let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
+                        return if seen + buf.len() > MAX_TRAILERS {
+                            Err(ChunkError)
+                        } else {
+                            Ok(Chunk::NeedMore)
+                        };
+                    };
+                    let line = eol + 2;
+                    if seen + line > MAX_TRAILERS || buf[..eol].contains(&b'\n') {
+                        return Err(ChunkError);
+                    }
+                    buf.advance(line);
+                    self.state = if eol == 0 {
+                        State::Done
+                    } else {
+                        State::Trailers(seen + line)
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Appends the chunk-size line for `len` data bytes.
+pub(crate) fn chunk_header(out: &mut Vec<u8>, len: usize) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = len;
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[n % 16];
+        n /= 16;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The last chunk with no trailers.
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::super::head::{parse_request, parse_response, request_from, response_from};
+    use super::*;
+
+    fn req(raw: &str) -> RequestHead {
+        let (len, p) = parse_request(raw.as_bytes())
+            .expect("ok")
+            .expect("complete");
+        request_from(Bytes::copy_from_slice(&raw.as_bytes()[..len]), p)
+    }
+
+    fn resp(raw: &str) -> ResponseHead {
+        let (len, p) = parse_response(raw.as_bytes())
+            .expect("ok")
+            .expect("complete");
+        response_from(Bytes::copy_from_slice(&raw.as_bytes()[..len]), p)
+    }
+
+    #[test]
+    fn request_framing_table() {
+        let cases: &[(&str, Result<Framing, u16>)] = &[
+            ("GET / HTTP/1.1\r\n\r\n", Ok(Framing::Empty)),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+                Ok(Framing::Length(5)),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                Ok(Framing::Empty),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                Ok(Framing::Length(5)),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
+                Ok(Framing::Length(5)),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                Err(400),
+            ),
+            ("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", Err(400)),
+            ("POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", Err(400)),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                Err(400),
+            ),
+            ("POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", Err(400)),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Ok(Framing::Chunked),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n",
+                Ok(Framing::Chunked),
+            ),
+            // Smuggling shapes: refused.
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+                Err(400),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+                Err(400),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
+                Err(400),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Err(501),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(501),
+            ),
+            (
+                "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Err(400),
+            ),
+        ];
+        for (raw, want) in cases {
+            let got = request_framing(&req(raw)).map_err(|s| s.as_u16());
+            assert_eq!(&got, want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn response_framing_table() {
+        let get = Method::GET;
+        let cases: &[(&str, &Method, Result<Framing, ()>)] = &[
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+                &get,
+                Ok(Framing::Length(3)),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+                &Method::HEAD,
+                Ok(Framing::Empty),
+            ),
+            ("HTTP/1.1 204 No Content\r\n\r\n", &get, Ok(Framing::Empty)),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                &get,
+                Ok(Framing::Empty),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                &get,
+                Ok(Framing::Chunked),
+            ),
+            ("HTTP/1.0 200 OK\r\n\r\n", &get, Ok(Framing::Close)),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+                &get,
+                Err(()),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                &get,
+                Err(()),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                &get,
+                Err(()),
+            ),
+        ];
+        for (raw, m, want) in cases {
+            let got = response_framing(&resp(raw), m).map_err(|_| ());
+            assert_eq!(&got, want, "{raw:?}");
+        }
+    }
+
+    fn decode_all(input: &[u8], step: usize) -> Result<Vec<u8>, ChunkError> {
+        let mut d = ChunkedDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut fed = 0;
+        loop {
+            match d.next(&mut buf)? {
+                Chunk::Data(b) => out.extend_from_slice(&b),
+                Chunk::End => return Ok(out),
+                Chunk::NeedMore => {
+                    if fed >= input.len() {
+                        return Err(ChunkError);
+                    }
+                    let end = (fed + step).min(input.len());
+                    buf.extend_from_slice(&input[fed..end]);
+                    fed = end;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_decoding_any_split() {
+        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+        for step in [1, 2, 3, 7, 100] {
+            assert_eq!(
+                decode_all(body, step).as_deref(),
+                Ok(&b"hello world"[..]),
+                "step {step}"
+            );
+        }
+        assert_eq!(decode_all(b"0\r\n\r\n", 1).as_deref(), Ok(&b""[..]));
+        assert_eq!(
+            decode_all(b"A\r\n0123456789\r\n0\r\n\r\n", 4).map(|v| v.len()),
+            Ok(10)
+        );
+    }
+
+    #[test]
+    fn chunked_errors() {
+        for bad in [
+            &b"5\r\nhelloXX0\r\n\r\n"[..],
+            b"zz\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"-5\r\nhello\r\n0\r\n\r\n",
+            b"fffffffffffffffff\r\n",
+            b"5;a\nb\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(
+                decode_all(bad, 3).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let long = format!("5;{}\r\nhello\r\n0\r\n\r\n", "e".repeat(MAX_CHUNK_LINE));
+        assert!(decode_all(long.as_bytes(), 512).is_err());
+        let trailers = format!("0\r\nX: {}\r\n\r\n", "t".repeat(MAX_TRAILERS));
+        assert!(decode_all(trailers.as_bytes(), 512).is_err());
+    }
+
+    #[test]
+    fn chunk_header_hex() {
+        let mut v = Vec::new();
+        chunk_header(&mut v, 0x1a2b);
+        chunk_header(&mut v, 0);
+        assert_eq!(v, b"1a2b\r\n0\r\n");
+    }
+}
