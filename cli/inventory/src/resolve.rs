@@ -971,6 +971,13 @@ fn resolve_site(
         {
             ctx.err(format!("{lp}.root"), "root must be an absolute path");
         }
+        if let Some(pp) = &rl.proxy {
+            for (k, v) in &pp.set_headers {
+                if let Some(why) = hadeploy_config::proxy::set_header_problem(k, v) {
+                    ctx.err(format!("{lp}.proxy.set_headers.{k}"), why);
+                }
+            }
+        }
         locations.push(Location {
             path: rl.path.clone(),
             match_kind: rl.match_kind,

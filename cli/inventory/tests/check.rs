@@ -560,3 +560,26 @@ clusters:
     assert_eq!(inv.hosts["lb2"].ssh.port, 2200);
     assert_eq!(inv.hosts["lb2"].vrrp_interface, "eth9");
 }
+
+#[test]
+fn set_headers_cannot_touch_framing_or_break_lines() {
+    let with = |extra: &str| format!("{BASE}              set_headers:\n{extra}");
+    assert_error(
+        &with("                Content-Length: \"5\"\n"),
+        34,
+        17,
+        "`Content-Length` is managed by the proxy",
+    );
+    assert_error(
+        &with("                \"X Bad\": v\n"),
+        34,
+        17,
+        "`X Bad` is not a valid header name",
+    );
+    assert_error(
+        &with("                X-Evil: \"a\\r\\nHost: b\"\n"),
+        34,
+        17,
+        "contains a control character",
+    );
+}

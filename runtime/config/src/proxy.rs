@@ -307,6 +307,40 @@ pub enum HostHeader {
     Fixed(String),
 }
 
+/// Why a `set_headers` entry cannot be sent upstream, if it cannot: names
+/// must be HTTP tokens and not one of the headers that frame the message or
+/// the connection (the proxy writes those itself; setting them would make
+/// the proxy and the backend disagree about where a message ends), values
+/// must not contain line breaks or other control characters.
+pub fn set_header_problem(name: &str, value: &str) -> Option<String> {
+    const MANAGED: [&str; 9] = [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+    ];
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(tchar) {
+        return Some(format!("`{name}` is not a valid header name"));
+    }
+    if MANAGED.iter().any(|m| name.eq_ignore_ascii_case(m)) {
+        return Some(format!(
+            "`{name}` is managed by the proxy (message framing and connection handling) and cannot be set"
+        ));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Some(format!(
+            "the value of `{name}` contains a control character (line break?)"
+        ));
+    }
+    None
+}
+
 impl ProxyConfig {
     pub fn validate(&self) -> Vec<Diagnostic> {
         let mut out = Vec::new();
@@ -460,6 +494,14 @@ impl ProxyConfig {
                                 format!("{lp}.proxy.uri"),
                                 "uri must start with /",
                             ));
+                        }
+                        for (k, v) in &pp.set_headers {
+                            if let Some(why) = set_header_problem(k, v) {
+                                out.push(Diagnostic::error(
+                                    format!("{lp}.proxy.set_headers.{k}"),
+                                    why,
+                                ));
+                            }
                         }
                     }
                     None => {

@@ -196,6 +196,26 @@ pub(crate) fn default_error(status: StatusCode) -> Response<ProxyBody> {
     resp
 }
 
+/// Whether the request's Host is unusable (nginx answers 400 "client sent
+/// invalid host header"): missing on HTTP/1.1, given twice, empty, or with
+/// characters no host name or address has (`/`, `\\`, spaces, `..`).
+pub(crate) fn host_problem(head: &RequestHead) -> bool {
+    let mut lines = head.headers.get_all("host");
+    let first = lines.next();
+    if lines.next().is_some() {
+        return true;
+    }
+    let Some(host) = head.target_authority().map(str::as_bytes).or(first) else {
+        return head.version == http::Version::HTTP_11;
+    };
+    host.is_empty()
+        || host[0] == b'.'
+        || host.windows(2).any(|w| w == b"..")
+        || !host
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(b))
+}
+
 /// Statuses after which nginx closes the connection: the rest of the
 /// request is unread or unusable.
 pub(crate) fn closes_connection(status: StatusCode) -> bool {
@@ -273,6 +293,36 @@ pub(crate) fn is_head(m: &Method) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_checks() {
+        let head = |raw: &str| {
+            let (len, p) = crate::h1::head::parse_request(raw.as_bytes())
+                .expect("ok")
+                .expect("complete");
+            crate::h1::head::request_from(bytes::Bytes::copy_from_slice(&raw.as_bytes()[..len]), p)
+        };
+        for ok in [
+            "GET / HTTP/1.1\r\nHost: a.example:8080\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: under_score.example\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+            "GET http://a.example/ HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(!host_problem(&head(ok)), "{ok:?}");
+        }
+        for bad in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: \r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: ..\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: .a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+        ] {
+            assert!(host_problem(&head(bad)), "{bad:?}");
+        }
+    }
 
     #[test]
     fn uri_replacement() {

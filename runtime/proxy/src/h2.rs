@@ -185,12 +185,14 @@ async fn handle(
     {
         parts.headers.insert(header::HOST, v);
     }
+    join_cookies(&mut parts.headers);
     let head = RequestHead::from_parts(parts.method, Version::HTTP_2, &target, &parts.headers);
     let id = headers::identify(conn.peer, &head.headers, &state.cfg.trusted_proxies);
     let site = exchange::site_index(&state, &conn, head.host());
-    let resp = Box::pin(respond(&state, &conn, &head, &id, body)).await;
-    let log = RequestLog {
-        status: resp.status().as_u16(),
+    // Exists before the upstream is asked: a stream the client resets
+    // meanwhile drops it, which logs 499.
+    let mut log = Box::new(RequestLog {
+        status: 499,
         state: state.clone(),
         site,
         remote: id.real_ip,
@@ -199,8 +201,27 @@ async fn handle(
         metrics,
         conn,
         written: false,
-    };
-    resp.map(|b| TrackedBody::new(b, Box::new(log)))
+    });
+    let resp = Box::pin(respond(&state, &log.conn, &log.head, &id, body)).await;
+    log.status = resp.status().as_u16();
+    resp.map(|b| TrackedBody::new(b, log))
+}
+
+/// HTTP/2 sends each cookie as its own field; HTTP/1.1 backends expect one
+/// `Cookie` line joined with `; ` (RFC 9113 8.2.3).
+fn join_cookies(h: &mut http::HeaderMap) {
+    if h.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<u8> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(header::COOKIE, v);
+    }
 }
 
 async fn respond(
@@ -213,6 +234,9 @@ async fn respond(
     let Some(routed) = exchange::route(state, conn, head) else {
         return exchange::default_error(StatusCode::INTERNAL_SERVER_ERROR);
     };
+    if exchange::host_problem(head) {
+        return exchange::error_page(routed.site, StatusCode::BAD_REQUEST).await;
+    }
     let result = match &routed.action {
         Action::Proxy { loc, pp, up } => {
             let limits = &state.cfg.limits;
@@ -334,4 +358,19 @@ fn response(resp: UpResponse<'_>, read_timeout: std::time::Duration) -> Response
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_joined() {
+        let mut h = http::HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, vec![HeaderValue::from_static("a=1; b=2")]);
+    }
 }

@@ -81,14 +81,16 @@ pub(crate) fn identify(
     }
 }
 
-/// The Upgrade protocol if this is an HTTP/1.1 upgrade request
-/// (`Connection: upgrade` + `Upgrade: x`).
+/// The Upgrade value of a WebSocket handshake (`Connection: upgrade` +
+/// `Upgrade: websocket`). Other upgrades (h2c, TLS) are not tunnelled: the
+/// request goes upstream as a plain one, without its hop-by-hop Upgrade.
 pub(crate) fn upgrade_protocol(headers: &HeaderList) -> Option<&[u8]> {
-    if headers.has_token("connection", "upgrade") {
-        headers.get("upgrade")
-    } else {
-        None
+    if !headers.has_token("connection", "upgrade") {
+        return None;
     }
+    headers
+        .get("upgrade")
+        .filter(|_| headers.has_token("upgrade", "websocket"))
 }
 
 #[cfg(test)]
@@ -136,6 +138,11 @@ mod tests {
         ]);
         assert_eq!(upgrade_protocol(&h), Some(&b"websocket"[..]));
         let h = list(&[("upgrade", "websocket")]);
+        assert_eq!(upgrade_protocol(&h), None);
+        let h = list(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ]);
         assert_eq!(upgrade_protocol(&h), None);
     }
 }

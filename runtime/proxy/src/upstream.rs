@@ -28,6 +28,14 @@ use crate::h1::write;
 use crate::headers::ClientIdentity;
 use crate::pool::{self, Pool, UpConn};
 
+/// Buffered request bodies up to this size go out in one timed write
+/// with the head; larger ones in pieces of this size.
+const SEND_PIECE: usize = 64 * 1024;
+
+/// How long a backend whose socket refused the rest of an upload may take
+/// to show the answer it sent early.
+const EARLY_ANSWER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Largest upstream response head (nginx's proxy_buffer_size is 4-8 KiB;
 /// more generous here, and "upstream sent too big header" beyond).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -175,40 +183,62 @@ fn idempotent(m: &Method) -> bool {
 }
 
 /// Writes the upstream request head for one attempt at `addr`.
+///
+/// A `set_headers` entry replaces the line the proxy would write (Host, the
+/// X-Forwarded-* family) and the client's lines of that name; an empty
+/// value removes the header (nginx's `proxy_set_header X ""`).
 fn encode_head(out: &mut Vec<u8>, o: &Outgoing<'_>, pp: &ProxyPass, addr: SocketAddr) {
     let h = o.head;
+    let set = |name: &str| {
+        pp.set_headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
+    };
     out.clear();
     write::put(out, h.method.as_str().as_bytes());
     out.push(b' ');
     write::put(out, o.target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    match &pp.host {
-        HostHeader::Client => match h.host() {
-            Some(v) => write::put(out, v.as_bytes()),
-            None => addr_text(out, addr),
-        },
-        HostHeader::Upstream => addr_text(out, addr),
-        HostHeader::Fixed(v) => write::put(out, v.as_bytes()),
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let custom = !pp.set_headers.is_empty();
+    if !custom || !set("host") {
+        out.extend_from_slice(b"Host: ");
+        match &pp.host {
+            HostHeader::Client => match h.host() {
+                Some(v) => write::put(out, v.as_bytes()),
+                None => addr_text(out, addr),
+            },
+            HostHeader::Upstream => addr_text(out, addr),
+            HostHeader::Fixed(v) => write::put(out, v.as_bytes()),
+        }
+        out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"\r\n");
     let named = write::connection_named(&h.headers);
-    h.headers
-        .copy_lines(out, |n| !write::is_hop(n, &named) && !replaced(n, pp));
+    h.headers.copy_lines(out, |n| {
+        valid_name(n) && !write::is_hop(n, &named) && !replaced(n, pp)
+    });
     // nginx's $proxy_add_x_forwarded_for, X-Real-IP and the scheme.
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    if let Some(prev) = &o.id.forwarded_for {
-        write::put(out, prev.as_bytes());
-        out.extend_from_slice(b", ");
+    if !custom || !set("x-forwarded-for") {
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        if let Some(prev) = &o.id.forwarded_for {
+            write::put(out, prev.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+        write::ip(out, o.id.peer);
+        out.extend_from_slice(b"\r\n");
     }
-    write::ip(out, o.id.peer);
-    out.extend_from_slice(b"\r\nX-Real-IP: ");
-    write::ip(out, o.id.real_ip);
-    out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
-    write::put(
-        out,
-        o.id.forwarded_proto.as_deref().unwrap_or("http").as_bytes(),
-    );
-    out.extend_from_slice(b"\r\n");
+    if !custom || !set("x-real-ip") {
+        out.extend_from_slice(b"X-Real-IP: ");
+        write::ip(out, o.id.real_ip);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !custom || !set("x-forwarded-proto") {
+        out.extend_from_slice(b"X-Forwarded-Proto: ");
+        write::put(
+            out,
+            o.id.forwarded_proto.as_deref().unwrap_or("http").as_bytes(),
+        );
+        out.extend_from_slice(b"\r\n");
+    }
     for (k, v) in &pp.set_headers {
         // nginx: an empty proxy_set_header value removes the header.
         if !v.is_empty() {
@@ -241,6 +271,14 @@ fn encode_head(out: &mut Vec<u8>, o: &Outgoing<'_>, pp: &ProxyPass, addr: Socket
         write::header(out, b"Upgrade", proto);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// nginx's defaults (`underscores_in_headers off`, `ignore_invalid_headers
+/// on`): client header names other than letters, digits and `-` are not
+/// passed on. Backends that map `-` and `_` to the same variable (CGI,
+/// WSGI, Rack) would otherwise let a client's `X_Real_IP` shadow ours.
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
 }
 
 fn addr_text(out: &mut Vec<u8>, addr: SocketAddr) {
@@ -317,7 +355,25 @@ async fn send_request(
     let io = &mut conn.io;
     let r = match body {
         OutBody::Empty => clock.run(first, io.write_all(head)).await,
-        OutBody::Buffered(b) => clock.run(first, write_two(io, head, b)).await,
+        OutBody::Buffered(b) if b.len() <= SEND_PIECE => {
+            clock.run(first, write_two(io, head, b)).await
+        }
+        // A large body: send_timeout is the gap allowed per piece, as for
+        // nginx, not a bound on the whole upload.
+        OutBody::Buffered(b) => {
+            let mut r = clock
+                .run(first, write_two(io, head, &b[..SEND_PIECE]))
+                .await;
+            let mut rest = &b[SEND_PIECE..];
+            while matches!(r, Ok(Ok(()))) && !rest.is_empty() {
+                let n = rest.len().min(SEND_PIECE);
+                r = clock
+                    .run(Instant::now() + send_gap, io.write_all(&rest[..n]))
+                    .await;
+                rest = &rest[n..];
+            }
+            r
+        }
         OutBody::Stream {
             src,
             length,
@@ -416,6 +472,9 @@ async fn read_head(
     deadline: Instant,
     client: Option<&TcpStream>,
 ) -> Result<(ResponseHead, Framing), HeadError> {
+    // Whether any response byte (a skipped 1xx included) arrived: only a
+    // connection that stayed silent can be the keep-alive race.
+    let mut got_any = !conn.rbuf.is_empty();
     loop {
         if !conn.rbuf.is_empty() {
             match head::parse_response(&conn.rbuf) {
@@ -438,7 +497,6 @@ async fn read_head(
         if conn.rbuf.capacity() - conn.rbuf.len() < 1024 {
             conn.rbuf.reserve(8 * 1024);
         }
-        let had = conn.rbuf.len();
         let read = tokio::io::AsyncReadExt::read_buf(&mut conn.io, &mut conn.rbuf);
         let r = clock
             .run(deadline, async {
@@ -455,10 +513,17 @@ async fn read_head(
         match r {
             Err(_) => return Err(HeadError::Timeout),
             Ok(None) => return Err(HeadError::ClientGone),
-            Ok(Some(Ok(0))) if had == 0 => return Err(HeadError::Closed),
-            Ok(Some(Ok(0))) => return Err(HeadError::Invalid("truncated header")),
-            Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(e))) if had == 0 => {
+            Ok(Some(Ok(0))) if !got_any => return Err(HeadError::Closed),
+            // nginx: "upstream prematurely closed connection while reading
+            // response header" - an error, retried like one.
+            Ok(Some(Ok(0))) => {
+                return Err(HeadError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "upstream closed the connection in the middle of the response head",
+                )));
+            }
+            Ok(Some(Ok(_))) => got_any = true,
+            Ok(Some(Err(e))) if !got_any => {
                 return Err(match e.kind() {
                     std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
                         HeadError::Closed
@@ -519,9 +584,6 @@ pub(crate) async fn forward<'a>(
         };
         attempt += 1;
         let addr = bal.addrs[i];
-        // nginx: the response head is due connect + read timeout after the
-        // attempt starts (each is a gap in nginx; a sum bounds both here).
-        let deadline = now + up.cfg.connect_timeout + up.cfg.read_timeout;
         let mut pooled = true;
         loop {
             let mut conn = match pooled.then(|| up.pool.checkout(i, now)).flatten() {
@@ -563,6 +625,24 @@ pub(crate) async fn forward<'a>(
                 Ok(()) => {}
                 Err(SendError::Client(status)) => return Err(Failure::Status(status)),
                 Err(SendError::Upstream(e)) => {
+                    // A backend may answer before it read the whole body (413,
+                    // 401) and close: that answer is the client's, and the
+                    // server did nothing wrong.
+                    let early = Instant::now() + EARLY_ANSWER.min(up.cfg.read_timeout);
+                    if let Ok((h, framing)) =
+                        read_head(&mut conn, &out.head.method, clock, early, None).await
+                    {
+                        bal.succeeded(i);
+                        return Ok(UpResponse {
+                            body: BodyReader::new(framing),
+                            head: h,
+                            framing,
+                            conn,
+                            server: i,
+                            pool: &up.pool,
+                            keep_alive: false,
+                        });
+                    }
                     if stale && resend_ok && can_resend {
                         pooled = false;
                         continue;
@@ -585,6 +665,17 @@ pub(crate) async fn forward<'a>(
                     continue 'servers;
                 }
             }
+            // The response head is due read_timeout after the request went
+            // out. A small request goes out at once: the attempt's start
+            // (+ connect_timeout for a possible connect) saves a clock read;
+            // after a long upload the clock is read again.
+            let deadline = match &out.body {
+                OutBody::Empty => now + up.cfg.connect_timeout + up.cfg.read_timeout,
+                OutBody::Buffered(b) if b.len() <= SEND_PIECE => {
+                    now + up.cfg.connect_timeout + up.cfg.read_timeout
+                }
+                _ => Instant::now() + up.cfg.read_timeout,
+            };
             match read_head(&mut conn, &out.head.method, clock, deadline, client).await {
                 Ok((h, framing)) => {
                     if h.status == StatusCode::SWITCHING_PROTOCOLS && out.upgrade.is_none() {

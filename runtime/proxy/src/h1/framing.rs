@@ -153,6 +153,11 @@ impl ChunkedDecoder {
         loop {
             match self.state {
                 State::Done => return Ok(Chunk::End),
+                // httparse reads a line without digits (`\r\n`, `;x`) as
+                // size 0, the last chunk: a smuggling vector behind another
+                // proxy. A chunk line starts with a hex digit.
+                State::Size if buf.is_empty() => return Ok(Chunk::NeedMore),
+                State::Size if !buf[0].is_ascii_hexdigit() => return Err(ChunkError),
                 State::Size => match httparse::parse_chunk_size(buf) {
                     Ok(httparse::Status::Complete((used, size))) => {
                         // httparse lets anything through in extensions; a
@@ -432,6 +437,12 @@ mod tests {
             b"-5\r\nhello\r\n0\r\n\r\n",
             b"fffffffffffffffff\r\n",
             b"5;a\nb\r\nhello\r\n0\r\n\r\n",
+            // No size digits: not a last chunk.
+            b"\r\n\r\n",
+            b" \r\n\r\n",
+            b"\t\r\n\r\n",
+            b";x\r\n\r\n",
+            b"5\r\nhello\r\n\r\n\r\n",
         ] {
             assert!(
                 decode_all(bad, 3).is_err(),

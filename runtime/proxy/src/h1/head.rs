@@ -386,20 +386,18 @@ impl RequestHead {
         std::str::from_utf8(self.headers.slice(self.target.0, self.target.1)).unwrap_or("/")
     }
 
-    /// Path and query of the target (absolute form reduced to its path).
-    pub(crate) fn path_and_query(&self) -> &str {
+    /// Path and query of the target: the absolute form without its scheme
+    /// and authority (`http://h?q` -> `?q`, whose path is `/`).
+    fn path_and_query(&self) -> &str {
         let t = self.target();
         if t.starts_with('/') || t == "*" {
             return t;
         }
-        // absolute-form: scheme://authority/path?query
+        // absolute-form: scheme://authority[/path][?query]
         match t.find("://") {
             Some(i) => {
                 let rest = &t[i + 3..];
-                match rest.find(['/', '?']) {
-                    Some(j) if rest.as_bytes().get(j) == Some(&b'/') => &rest[j..],
-                    _ => "/",
-                }
+                rest.find(['/', '?']).map_or("", |j| &rest[j..])
             }
             None => t,
         }
@@ -407,7 +405,10 @@ impl RequestHead {
 
     pub(crate) fn path(&self) -> &str {
         let pq = self.path_and_query();
-        pq.split_once('?').map_or(pq, |(p, _)| p)
+        match pq.split_once('?').map_or(pq, |(p, _)| p) {
+            "" => "/",
+            p => p,
+        }
     }
 
     pub(crate) fn query(&self) -> Option<&str> {
@@ -541,9 +542,12 @@ mod tests {
     fn absolute_form_overrides_host() {
         let r = req(b"GET http://a.test:8080/p?q HTTP/1.1\r\nHost: b.test\r\n\r\n");
         assert_eq!(r.host(), Some("a.test:8080"));
-        assert_eq!(r.path_and_query(), "/p?q");
+        assert_eq!((r.path(), r.query()), ("/p", Some("q")));
         let r = req(b"GET http://a.test HTTP/1.1\r\n\r\n");
-        assert_eq!(r.path_and_query(), "/");
+        assert_eq!((r.path(), r.query()), ("/", None));
+        let r = req(b"GET http://a.test?x=1 HTTP/1.1\r\n\r\n");
+        assert_eq!((r.path(), r.query()), ("/", Some("x=1")));
+        assert_eq!(r.host(), Some("a.test"));
     }
 
     #[test]

@@ -78,6 +78,9 @@ struct Client {
     keepalive: Duration,
     io_timeout: Duration,
     max_header: usize,
+    /// The client may still be sending bytes nobody will read (a refused
+    /// or unread body): close with nginx's lingering close.
+    unread: bool,
     served: u64,
     accepted: Instant,
     last_done: Instant,
@@ -116,6 +119,7 @@ pub(crate) async fn serve(
         keepalive: limits.keepalive_timeout,
         io_timeout: limits.io_timeout,
         max_header: limits.max_header_bytes.max(256),
+        unread: false,
         served: 0,
         accepted: now,
         last_done: now,
@@ -127,6 +131,7 @@ pub(crate) async fn serve(
             Next::Http2 => return Outcome::Http2(c.io, c.rbuf),
             Next::Refuse(e) => {
                 Box::pin(c.refuse(e.status())).await;
+                c.unread = true;
                 break;
             }
         };
@@ -143,8 +148,12 @@ pub(crate) async fn serve(
             break;
         }
     }
-    // Our FIN first, so the client does not see a reset for unread bytes.
-    let _ = tokio::time::timeout(Duration::from_secs(1), c.io.shutdown()).await;
+    if c.unread || !c.rbuf.is_empty() {
+        c.linger().await;
+    } else {
+        // Our FIN first: the client sees an orderly close.
+        let _ = tokio::time::timeout(Duration::from_secs(1), c.io.shutdown()).await;
+    }
     Outcome::Closed
 }
 
@@ -166,6 +175,61 @@ async fn write_all_slices(io: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> s
         IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
+}
+
+/// Copies bytes both ways between an upgraded client and its upstream
+/// until both directions ended, either side errs, nothing moved for
+/// `idle`, or a side does not take bytes for `write_gap`. A side's EOF is
+/// passed on as a half-close. Returns the bytes sent to the client.
+async fn tunnel(
+    client: &mut TcpStream,
+    upstream: &mut TcpStream,
+    clock: &mut Clock,
+    idle: Duration,
+    write_gap: Duration,
+) -> u64 {
+    let mut up_buf = vec![0u8; 16 * 1024];
+    let mut down_buf = vec![0u8; 16 * 1024];
+    let (mut client_open, mut upstream_open) = (true, true);
+    let mut down = 0u64;
+    while client_open || upstream_open {
+        let r = clock
+            .run(Instant::now() + idle, async {
+                tokio::select! {
+                    r = client.read(&mut up_buf), if client_open => (true, r),
+                    r = upstream.read(&mut down_buf), if upstream_open => (false, r),
+                }
+            })
+            .await;
+        let Ok((from_client, r)) = r else {
+            tracing::debug!("upgraded connection idle: closed");
+            return down;
+        };
+        let n = match r {
+            Ok(n) => n,
+            Err(_) => return down,
+        };
+        let (src_open, dst, data) = if from_client {
+            (&mut client_open, &mut *upstream, &up_buf[..n])
+        } else {
+            (&mut upstream_open, &mut *client, &down_buf[..n])
+        };
+        let w = if n == 0 {
+            *src_open = false;
+            clock.run(Instant::now() + write_gap, dst.shutdown()).await
+        } else {
+            clock
+                .run(Instant::now() + write_gap, dst.write_all(data))
+                .await
+        };
+        if !matches!(w, Ok(Ok(()))) {
+            return down;
+        }
+        if !from_client {
+            down += n as u64;
+        }
+    }
+    down
 }
 
 /// A piece of a client response as up to three slices: chunk line, data,
@@ -222,6 +286,9 @@ impl Client {
                     }
                 } else {
                     match head::parse_request(&self.rbuf) {
+                        Ok(Some((len, _))) if len > self.max_header => {
+                            return Next::Refuse(HeadError::TooLarge);
+                        }
                         Ok(Some((len, parts))) => {
                             let bytes = self.rbuf.split_to(len).freeze();
                             return Next::Request(head::request_from(bytes, parts));
@@ -306,8 +373,16 @@ impl Client {
         };
         let id = headers::identify(self.info.peer, &head.headers, &state.cfg.trusted_proxies);
         let mut keep = head.keep_alive() && !self.keepalive.is_zero();
-        let (status, bytes) = match framing::request_framing(head) {
-            Err(status) => Box::pin(self.fail(&routed, head, status, &mut keep)).await,
+        let framing = if exchange::host_problem(head) {
+            Err(StatusCode::BAD_REQUEST)
+        } else {
+            framing::request_framing(head)
+        };
+        let (status, bytes) = match framing {
+            Err(status) => {
+                self.unread = true;
+                Box::pin(self.fail(&routed, head, status, &mut keep)).await
+            }
             Ok(framing) => {
                 let mut reader = BodyReader::new(framing);
                 match &routed.action {
@@ -372,6 +447,7 @@ impl Client {
         while let Ok(Some(_)) = reader.buffered(&mut self.rbuf) {}
         if !reader.is_done() {
             *keep = false;
+            self.unread = true;
         }
     }
 
@@ -414,11 +490,11 @@ impl Client {
                 Ok(b) => Some(b),
                 Err(status) => {
                     *keep = false;
-                    let r = Box::pin(self.fail(routed, head, status, keep)).await;
-                    if status == StatusCode::PAYLOAD_TOO_LARGE && !expects_continue(head) {
-                        Box::pin(self.linger()).await;
-                    }
-                    return r;
+                    // A client waiting for 100-continue sends nothing more.
+                    self.unread = !(status == StatusCode::PAYLOAD_TOO_LARGE
+                        && expects_continue(head)
+                        && self.rbuf.is_empty());
+                    return Box::pin(self.fail(routed, head, status, keep)).await;
                 }
             }
         };
@@ -488,16 +564,19 @@ impl Client {
             Err(Failure::Status(status)) => {
                 if streaming && !reader.is_done() {
                     *keep = false;
+                    self.unread = true;
                 }
                 Box::pin(self.fail(routed, head, status, keep)).await
             }
             Ok(resp) if resp.head.status == StatusCode::SWITCHING_PROTOCOLS => {
                 *keep = false;
-                Box::pin(self.splice(resp)).await
+                Box::pin(self.splice(resp, up.cfg.read_timeout)).await
             }
             Ok(resp) => {
                 if streaming && !reader.is_done() {
+                    // The upstream answered before the upload ended.
                     *keep = false;
+                    self.unread = true;
                 }
                 self.relay(routed, head, resp, keep, up.cfg.read_timeout)
                     .await
@@ -643,7 +722,7 @@ impl Client {
         // Head, chunk line, first piece, CRLF, last chunk: one write.
         let mut wbuf = std::mem::take(&mut self.wbuf);
         wbuf.clear();
-        write::upstream_response(&mut wbuf, &resp.head, d, false);
+        write::upstream_response(&mut wbuf, &resp.head, resp.framing, d, false);
         if chunked && !first.is_empty() {
             framing::chunk_header(&mut wbuf, first.len());
         }
@@ -717,8 +796,9 @@ impl Client {
     }
 
     /// A 101 answer to an upgrade: the head, then bytes both ways until
-    /// either side closes.
-    async fn splice(&mut self, mut resp: UpResponse<'_>) -> (u16, u64) {
+    /// both sides closed or neither sent anything for `idle` (nginx applies
+    /// proxy_read_timeout to tunnels the same way).
+    async fn splice(&mut self, mut resp: UpResponse<'_>, idle: Duration) -> (u16, u64) {
         let d = Delimit {
             chunked: false,
             close: false,
@@ -726,7 +806,7 @@ impl Client {
         };
         let mut wbuf = std::mem::take(&mut self.wbuf);
         wbuf.clear();
-        write::upstream_response(&mut wbuf, &resp.head, d, true);
+        write::upstream_response(&mut wbuf, &resp.head, resp.framing, d, true);
         let early = resp.conn.rbuf.split().freeze();
         let r = self
             .send(&[&wbuf, &early, b"", b"", b""], Instant::now())
@@ -735,13 +815,19 @@ impl Client {
         if r.is_err() {
             return (101, 0);
         }
-        if !self.rbuf.is_empty() && resp.conn.io.write_all(&self.rbuf).await.is_err() {
+        let gap = self.io_timeout;
+        let pending = std::mem::take(&mut self.rbuf);
+        if !pending.is_empty()
+            && !matches!(
+                self.clock
+                    .run(Instant::now() + gap, resp.conn.io.write_all(&pending))
+                    .await,
+                Ok(Ok(()))
+            )
+        {
             return (101, early.len() as u64);
         }
-        self.rbuf.clear();
-        let (_, down) = tokio::io::copy_bidirectional(&mut self.io, &mut resp.conn.io)
-            .await
-            .unwrap_or((0, 0));
+        let down = tunnel(&mut self.io, &mut resp.conn.io, &mut self.clock, idle, gap).await;
         (101, early.len() as u64 + down)
     }
 

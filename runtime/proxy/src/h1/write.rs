@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 
+use super::framing::Framing;
 use super::head::{HeaderList, ResponseHead};
 
 /// Hop-by-hop headers (RFC 9110 7.6.1, plus the legacy ones nginx drops).
@@ -196,16 +197,34 @@ fn connection_lines(out: &mut Vec<u8>, d: Delimit) {
 }
 
 /// The client's head for an upstream response: the upstream's status and
-/// end-to-end headers, our framing and connection lines. `upgrade` keeps
+/// end-to-end headers, our framing and connection lines. The length line
+/// is ours too: written from the framing the proxy read the body by (the
+/// upstream's own lines are not trusted to say the same, nor allowed to be
+/// dropped by its Connection line); a bodiless response (HEAD, 304) keeps
+/// the upstream's, which describes the resource. `upgrade` keeps
 /// `Connection: upgrade` + `Upgrade` for a 101.
-pub(crate) fn upstream_response(out: &mut Vec<u8>, h: &ResponseHead, d: Delimit, upgrade: bool) {
+pub(crate) fn upstream_response(
+    out: &mut Vec<u8>,
+    h: &ResponseHead,
+    framing: Framing,
+    d: Delimit,
+    upgrade: bool,
+) {
     status_line(out, h.status, h.reason());
     let named = connection_named(&h.headers);
+    let own_length = framing != Framing::Empty;
     h.headers.copy_lines(out, |n| {
-        // Re-chunked or close-delimited bodies have no length line.
-        let length_line = d.chunked && n.eq_ignore_ascii_case(b"content-length");
-        !is_hop(n, &named) && !length_line
+        let length_line = n.eq_ignore_ascii_case(b"content-length");
+        if length_line {
+            return !own_length;
+        }
+        !is_hop(n, &named)
     });
+    if let Framing::Length(n) = framing {
+        out.extend_from_slice(b"Content-Length: ");
+        number(out, n);
+        out.extend_from_slice(b"\r\n");
+    }
     if upgrade {
         out.extend_from_slice(b"Connection: upgrade\r\n");
         if let Some(u) = h.headers.get("upgrade") {
@@ -293,10 +312,10 @@ mod tests {
             close: true,
             keep_alive_10: false,
         };
-        upstream_response(&mut out, &h, d, false);
+        upstream_response(&mut out, &h, Framing::Length(3), d, false);
         assert_eq!(
             String::from_utf8_lossy(&out),
-            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Kept: 1\r\nConnection: close\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nX-Kept: 1\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"
         );
         out.clear();
         let d = Delimit {
@@ -304,10 +323,32 @@ mod tests {
             close: false,
             keep_alive_10: false,
         };
-        upstream_response(&mut out, &h, d, false);
+        upstream_response(&mut out, &h, Framing::Chunked, d, false);
         assert_eq!(
             String::from_utf8_lossy(&out),
             "HTTP/1.1 200 OK\r\nX-Kept: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        // The upstream cannot take the length line away with Connection.
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 3, 3\r\n\r\n";
+        let (len, p) = parse_response(raw).expect("ok").expect("complete");
+        let h = response_from(Bytes::copy_from_slice(&raw[..len]), p);
+        out.clear();
+        upstream_response(&mut out, &h, Framing::Length(3), d, false);
+        assert!(String::from_utf8_lossy(&out).contains("\r\nContent-Length: 3\r\n"));
+        // HEAD: no body, the upstream's length line describes the resource.
+        out.clear();
+        let d = Delimit {
+            chunked: false,
+            close: false,
+            keep_alive_10: false,
+        };
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n";
+        let (len, p) = parse_response(raw).expect("ok").expect("complete");
+        let h = response_from(Bytes::copy_from_slice(&raw[..len]), p);
+        upstream_response(&mut out, &h, Framing::Empty, d, false);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"
         );
     }
 

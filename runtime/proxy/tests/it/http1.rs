@@ -515,3 +515,226 @@ async fn streamed_chunked_request_body_stays_chunked() {
     assert!(req.contains("Transfer-Encoding: chunked\r\n"), "{req}");
     assert!(!req.contains("Content-Length"), "{req}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_streamed_upload_is_not_an_upstream_timeout() {
+    // Regression: the response head deadline ran from the attempt's start,
+    // so an upload slower than connect + read timeout got a 504 and the
+    // backend was marked failed.
+    let be = Backend::start("be").await;
+    let (port, p) = proxy_to(
+        be.addr,
+        "    connect_timeout: 1s\n    read_timeout: 1s\n",
+        "  max_body_bytes: 0\n  drain_timeout: 1s",
+    )
+    .await;
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("head");
+    for b in [b"ab", b"cd", b"ef"] {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        s.write_all(b).await.expect("body");
+    }
+    let mut r = String::new();
+    s.read_to_string(&mut r).await.expect("read");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(r.contains("body-len: 6"), "{r}");
+    let line = format!(
+        "hadeploy_proxy_upstream_failures_total{{upstream=\"backend\",server=\"{}\"}} 0",
+        be.addr
+    );
+    assert!(p.metrics_text().contains(&line));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_line_without_digits_is_not_a_last_chunk() {
+    // Regression: httparse reads "\r\n" as chunk size 0, which ended the
+    // body early and let the next bytes through as a second request.
+    let be = Backend::start("be").await;
+    let (port, _p) = proxy_to(be.addr, "", "  drain_timeout: 1s").await;
+    for line in ["", " ", ";x"] {
+        let req = format!(
+            "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{line}\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        );
+        let r = raw(port, req.as_bytes(), Duration::from_secs(3)).await;
+        assert!(r.starts_with("HTTP/1.1 400"), "{line:?}: {r:.200}");
+        assert!(!r.contains("smuggled"), "{r}");
+    }
+    assert_eq!(be.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_headers_replace_the_proxys_own_lines() {
+    // Regression: Host and the X-Forwarded family were written twice when
+    // set, and an empty value did not remove the proxy's line.
+    let be = RawBackend::start(|_, _| Reply::Send(ok("ok"))).await;
+    let port = free_port();
+    let yaml = format!(
+        r#"
+node: test
+upstreams:
+  backend:
+    servers: [{{address: "{}"}}]
+sites:
+  - name: s
+    listen: ["127.0.0.1:{port}"]
+    locations:
+      - path: /
+        proxy:
+          upstream: backend
+          set_headers: {{Host: fixed.example, X-Real-IP: "", X-Forwarded-For: 192.0.2.1}}
+"#,
+        be.addr
+    );
+    let (_p, _stop, _h) = start_proxy(config(&yaml)).await;
+    let r = raw(
+        port,
+        b"GET / HTTP/1.1\r\nHost: client.example\r\nX_Real_IP: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let req = be.requests().pop().expect("request").to_ascii_lowercase();
+    assert_eq!(req.matches("\r\nhost: ").count(), 1, "{req}");
+    assert!(req.contains("\r\nhost: fixed.example\r\n"), "{req}");
+    assert!(!req.contains("x-real-ip"), "{req}");
+    assert!(
+        !req.contains("x_real_ip"),
+        "underscore names dropped: {req}"
+    );
+    assert_eq!(req.matches("x-forwarded-for").count(), 1, "{req}");
+    assert!(req.contains("x-forwarded-for: 192.0.2.1\r\n"), "{req}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_cannot_strip_the_length_line_via_connection() {
+    let be = RawBackend::start(|_, _| {
+        Reply::Send(
+            b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 3\r\n\r\nabc"
+                .to_vec(),
+        )
+    })
+    .await;
+    let (port, _p) = proxy_to(be.addr, "", "  drain_timeout: 1s").await;
+    let r = raw(
+        port,
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(r.matches("Content-Length: 3\r\n").count(), 2, "{r}");
+    assert!(r.ends_with("abc"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_websocket_tunnel_is_closed_after_read_timeout() {
+    let be = RawBackend::start(|_, _| {
+        Reply::Send(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                .to_vec(),
+        )
+    })
+    .await;
+    let (port, _p) = proxy_to(be.addr, "    read_timeout: 500ms\n", "  drain_timeout: 1s").await;
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await
+        .expect("write");
+    let t = std::time::Instant::now();
+    let mut r = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut r))
+        .await
+        .expect("tunnel closed when idle")
+        .expect("read");
+    assert!(r.starts_with("HTTP/1.1 101"), "{r}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_answer_during_an_upload_reaches_the_client() {
+    // A backend that refuses the upload after its head: 413 and close.
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut tmp).await {
+                        Ok(n) if n > 0 => buf.extend_from_slice(&tmp[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope")
+                    .await;
+                // Read a little more so the close is a FIN, then go.
+                let _ = tokio::time::timeout(Duration::from_millis(50), s.read(&mut tmp)).await;
+            });
+        }
+    });
+    let (port, p) = proxy_to(addr, "", "  max_body_bytes: 67108864\n  drain_timeout: 1s").await;
+    let body = Bytes::from(vec![b'x'; 16 * 1024 * 1024]);
+    let g = send(
+        &client(),
+        Request::post(format!("http://127.0.0.1:{port}/up"))
+            .body(Full::new(body))
+            .expect("req"),
+    )
+    .await
+    .expect("response");
+    assert_eq!(g.status, 413);
+    assert_eq!(g.body, "nope");
+    let line = format!(
+        "hadeploy_proxy_upstream_failures_total{{upstream=\"backend\",server=\"{addr}\"}} 0"
+    );
+    assert!(p.metrics_text().contains(&line), "{}", p.metrics_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_head_over_the_limit_gets_431() {
+    // Regression: only an incomplete head was checked against the limit.
+    let be = Backend::start("be").await;
+    let (port, _p) = proxy_to(be.addr, "", "  max_header_bytes: 8192").await;
+    let r = raw(
+        port,
+        format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(12_000)
+        )
+        .as_bytes(),
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 431"), "{r:.100}");
+    assert_eq!(be.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_host_headers_get_400() {
+    let be = Backend::start("be").await;
+    let (port, _p) = proxy_to(be.addr, "", "  drain_timeout: 1s").await;
+    for req in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+    ] {
+        let r = raw(port, req, Duration::from_secs(3)).await;
+        assert!(
+            r.starts_with("HTTP/1.1 400"),
+            "{:?}: {r:.100}",
+            String::from_utf8_lossy(req)
+        );
+    }
+    assert_eq!(be.hits(), 0);
+}
