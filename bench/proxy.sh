@@ -3,7 +3,7 @@
 # proxy, both in front of the same backend (nginx serving a 512-byte file),
 # measured alternately in one run on loopback. See bench/README.md "## Proxy".
 #
-#   bench/proxy.sh [--rounds N] [--secs S] [--conns C] [--idle-conns N]
+#   bench/proxy.sh [--rounds N] [--lat-rounds N] [--secs S] [--conns C] [--idle-conns N]
 #   (env: RUNTIME=binary skips the build; SRV_CPU / GEN_CPU change pinning)
 #
 # Run as root (ulimit -n for 10k connections). Builds the static runtime and
@@ -13,10 +13,13 @@
 # proxy) on core $SRV_CPU, every load generator on core $GEN_CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=3 SECS=10 CONNS=32 IDLE_CONNS=10000
+# Latency percentiles on this 2-core box vary ~2x between runs of the same
+# server (scheduling): more rounds for them than for throughput.
+ROUNDS=5 LAT_ROUNDS=9 SECS=10 CONNS=32 IDLE_CONNS=10000
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS=$2; shift 2 ;;
+        --lat-rounds) LAT_ROUNDS=$2; shift 2 ;;
         --secs) SECS=$2; shift 2 ;;
         --conns) CONNS=$2; shift 2 ;;
         --idle-conns) IDLE_CONNS=$2; shift 2 ;;
@@ -191,8 +194,12 @@ for t in direct ours nginx; do
 done
 
 RATE=$(awk -v n="${RPS[nginx]}" 'BEGIN { printf "%d", n / 2 }')
-echo "== latency: oha -q $RATE (50% of nginx's peak) -c$CONNS -z${SECS}s --latency-correction"
-for r in $(seq "$ROUNDS"); do
+echo "== latency: oha -q $RATE (50% of nginx's peak) -c$CONNS -z${SECS}s --latency-correction, $LAT_ROUNDS alternating rounds"
+for t in direct ours nginx; do # warm up at the rate
+    taskset -c "$GEN_CPU" "$OHA" --no-tui -q "$RATE" -c "$CONNS" -z 3s "http://127.0.0.1:${PORT[$t]}/" >/dev/null
+done
+declare -A P99R
+for r in $(seq "$LAT_ROUNDS"); do
     for t in direct ours nginx; do
         taskset -c "$GEN_CPU" "$OHA" --no-tui --output-format json --latency-correction \
             -q "$RATE" -c "$CONNS" -z "${SECS}s" "http://127.0.0.1:${PORT[$t]}/" >"$WORK/oha.json"
@@ -205,8 +212,11 @@ print(p["p50"] * 1000, p["p99"] * 1000, "ok" if set(codes) <= {"200"} else "ERR:
 ' "$WORK/oha.json")
         echo "  round $r $t: p50 $p50 ms, p99 $p99 ms ($ok)"
         P50[$t]="${P50[$t]:-} $p50" P99[$t]="${P99[$t]:-} $p99"
+        [ "$t" = ours ] && ours_p99=$p99
+        [ "$t" = nginx ] && P99R[all]="${P99R[all]:-} $(awk -v a="$ours_p99" -v b="$p99" 'BEGIN { printf "%.3f", a / b }')"
     done
 done
+P99_RATIO=$(echo "${P99R[all]}" | tr ' ' '\n' | grep . | median)
 for t in direct ours nginx; do
     P50[$t]=$(echo "${P50[$t]}" | tr ' ' '\n' | grep . | median)
     P99[$t]=$(echo "${P99[$t]}" | tr ' ' '\n' | grep . | median)
@@ -231,12 +241,13 @@ done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
-echo "== results (medians of $ROUNDS rounds; ratio = ours / nginx)"
+echo "== results (medians of $ROUNDS throughput / $LAT_ROUNDS latency rounds; ratio = ours / nginx)"
 printf '%-26s %12s %12s %12s %8s\n' "" "backend" "ours" "nginx" "ratio"
 printf '%-26s %12.0f %12.0f %12.0f %8s\n' "req/s (wrk -c$CONNS)" "${RPS[direct]}" "${RPS[ours]}" "${RPS[nginx]}" "$(ratio "${RPS[ours]}" "${RPS[nginx]}")"
 printf '%-26s %12.2f %12.2f %12.2f %8s\n' "CPU us/request (server)" "${CPU[direct]}" "${CPU[ours]}" "${CPU[nginx]}" "$(ratio "${CPU[ours]}" "${CPU[nginx]}")"
 printf '%-26s %12.3f %12.3f %12.3f %8s\n' "p50 ms @ $RATE req/s" "${P50[direct]}" "${P50[ours]}" "${P50[nginx]}" "$(ratio "${P50[ours]}" "${P50[nginx]}")"
 printf '%-26s %12.3f %12.3f %12.3f %8s\n' "p99 ms @ $RATE req/s" "${P99[direct]}" "${P99[ours]}" "${P99[nginx]}" "$(ratio "${P99[ours]}" "${P99[nginx]}")"
+printf '%-26s %12s %12s %12s %8s\n' "p99 ratio, median of rounds" "-" "-" "-" "$P99_RATIO"
 printf '%-26s %12s %12s %12s %8s\n' "RSS MB idle (fresh)" "-" "$(mb "$IDLE_OURS")" "$(mb "$IDLE_NGINX")" "$(ratio "$IDLE_OURS" "$IDLE_NGINX")"
 printf '%-26s %12s %12s %12s %8s\n' "RSS MB idle after load" "-" "$(mb "$LOADED_OURS")" "$(mb "$LOADED_NGINX")" "$(ratio "$LOADED_OURS" "$LOADED_NGINX")"
 printf '%-26s %12s %12s %12s %8s\n' "RSS MB, $IDLE_CONNS idle conns" "-" "$(mb "${CONN_RSS[ours]}")" "$(mb "${CONN_RSS[nginx]}")" "$(ratio "${CONN_RSS[ours]}" "${CONN_RSS[nginx]}")"

@@ -5,5 +5,6 @@ mod apply;
 mod cli;
 mod e2e;
 mod runtime_check;
+mod runtime_proxy;
 mod vagrant;
 mod vrrp_wire;

@@ -1,10 +1,10 @@
 //! hadeploy-proxy: the reverse proxy and static web server that replaces
 //! nginx on a hadeploy node.
 //!
-//! The runtime binary owns the tokio runtime and the signals:
+//! The runtime binary owns the tokio runtimes and the signals:
 //!
 //! ```ignore
-//! let proxy = Proxy::bind(cfg).await?;          // listeners bound, serving
+//! let proxy = Proxy::bind_on(cfg, workers).await?; // listeners bound, serving
 //! let handle = proxy.clone();                   // for SIGHUP / SIGUSR1
 //! handle.reload(new_cfg)?;                      // atomic; old kept on error
 //! handle.reopen_logs();                         // logrotate
@@ -68,7 +68,11 @@ struct Inner {
     conn_limit_total: Mutex<usize>,
     /// Serializes reloads so two SIGHUPs cannot interleave their swaps.
     reload_lock: Mutex<()>,
+    /// Where control tasks run (health checks, the log flusher).
     runtime: tokio::runtime::Handle,
+    /// Where connections are accepted and served: every listener has an
+    /// accept loop on each (nginx's worker processes on a shared socket).
+    workers: Vec<tokio::runtime::Handle>,
 }
 
 /// The running proxy. Cheap to clone: clones share one server, so the
@@ -90,8 +94,24 @@ impl Proxy {
     /// address and starts serving (and health checking) on the current
     /// tokio runtime.
     pub async fn bind(cfg: ProxyConfig) -> Result<Proxy, ProxyError> {
+        let current = tokio::runtime::Handle::try_current()
+            .map_err(|e| ProxyError::Runtime(e.to_string()))?;
+        Proxy::bind_on(cfg, vec![current]).await
+    }
+
+    /// As [`bind`](Self::bind), with connections accepted and served on
+    /// `workers` (one single-threaded runtime per core, as nginx's worker
+    /// processes; a connection stays on the worker that accepted it).
+    /// Control tasks run on the current runtime.
+    pub async fn bind_on(
+        cfg: ProxyConfig,
+        workers: Vec<tokio::runtime::Handle>,
+    ) -> Result<Proxy, ProxyError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| ProxyError::Runtime(e.to_string()))?;
+        if workers.is_empty() {
+            return Err(ProxyError::Runtime("no worker runtimes".into()));
+        }
         let logs = Arc::new(LogRegistry::default());
         let metrics = Arc::new(Metrics::default());
         let state = State::build(cfg, &logs, &metrics, None)?;
@@ -117,6 +137,7 @@ impl Proxy {
             conn_limit_total: Mutex::new(max_conns),
             reload_lock: Mutex::new(()),
             runtime,
+            workers,
         });
         let proxy = Proxy { inner };
         for (addr, l) in bound {
@@ -137,13 +158,29 @@ impl Proxy {
 
     fn start_listener(&self, addr: SocketAddr, l: std::net::TcpListener) {
         let (stop, stop_rx) = watch::channel(false);
-        let shared = self.inner.shared.clone();
-        // Entering the runtime is needed to register the socket with tokio
-        // when reload is called from a plain thread.
-        let _guard = self.inner.runtime.enter();
-        self.inner
-            .runtime
-            .spawn(server::accept_loop(shared, l, addr, stop_rx));
+        // Every worker accepts on the same socket (its own descriptor);
+        // the socket is registered with a worker's reactor inside the
+        // accept loop, on that worker.
+        let n = self.inner.workers.len();
+        let mut socket = Some(l);
+        for (i, w) in self.inner.workers.iter().enumerate() {
+            let fd = if i + 1 == n {
+                socket.take()
+            } else {
+                match socket.as_ref().map(std::net::TcpListener::try_clone) {
+                    Some(Ok(c)) => Some(c),
+                    Some(Err(e)) => {
+                        tracing::error!(%addr, error = %e, "cannot share listener with worker {i}");
+                        None
+                    }
+                    None => None,
+                }
+            };
+            if let Some(fd) = fd {
+                let shared = self.inner.shared.clone();
+                w.spawn(server::accept_loop(shared, fd, addr, stop_rx.clone()));
+            }
+        }
         lock(&self.inner.listeners).insert(addr, Listener { stop });
         tracing::info!(%addr, "listening");
     }

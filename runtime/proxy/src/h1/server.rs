@@ -157,6 +157,44 @@ pub(crate) async fn serve(
     Outcome::Closed
 }
 
+/// Read buffers of idle connections, kept per thread for the next
+/// connection that has bytes to read: 10k idle keep-alive connections hold
+/// no buffers, and a busy one does not allocate one per request.
+mod spare_buffers {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    /// Per thread; beyond this, buffers are freed.
+    const KEEP: usize = 64;
+    /// Buffers smaller than a head read are not worth keeping.
+    const MIN: usize = super::HEAD_READ;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer (with room, when one is spare).
+    pub(super) fn take() -> BytesMut {
+        SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+    }
+
+    /// Keeps an emptied buffer for later.
+    pub(super) fn put(mut buf: BytesMut) {
+        buf.clear();
+        // `try_reclaim` succeeds only when nothing else shares the
+        // allocation any more (the last request's head was dropped).
+        if buf.try_reclaim(MIN) {
+            SPARE.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < KEEP {
+                    s.push(buf);
+                }
+            });
+        }
+    }
+}
+
 /// Whether `buf` is (the start of) the HTTP/2 preface.
 fn h2_prefix(buf: &[u8]) -> bool {
     let n = buf.len().min(H2_PREFACE.len());
@@ -308,7 +346,7 @@ impl Client {
             let idle = self.rbuf.is_empty();
             if idle {
                 // Nothing pending: hold no buffer while the client thinks.
-                self.rbuf = BytesMut::new();
+                spare_buffers::put(std::mem::take(&mut self.rbuf));
             }
             let want = (self.rbuf.len() + HEAD_READ).min(self.max_header + 1);
             let Client {
@@ -324,6 +362,7 @@ impl Client {
                             r = ready => r?,
                             () = stopping.as_mut() => return Ok(None),
                         }
+                        *rbuf = spare_buffers::take();
                     }
                     rbuf.reserve(want.saturating_sub(rbuf.len()));
                     io.read_buf(rbuf).await.map(Some)
