@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use hadeploy_config::proxy::LogFormat;
 
 use crate::error::ProxyError;
-use crate::h1::head::RequestHead;
+use crate::h1::head::{Name, RequestHead, names};
 use crate::h1::write;
 
 /// One open log file. Writes go to a 64 KiB buffer; a background task
@@ -174,7 +174,7 @@ fn version_text(v: http::Version) -> &'static [u8] {
 }
 
 fn format_with_time(out: &mut Vec<u8>, f: &Fields<'_>, format: LogFormat, time: &str) {
-    let header = |name: &str| f.head.and_then(|h| h.headers.get(name));
+    let header = |name: Name| f.head.and_then(|h| h.headers.get(name));
     let dash = |out: &mut Vec<u8>, v: Option<&[u8]>| match v {
         Some(v) => escape_into(out, v),
         None => out.push(b'-'),
@@ -183,7 +183,7 @@ fn format_with_time(out: &mut Vec<u8>, f: &Fields<'_>, format: LogFormat, time: 
     out.extend_from_slice(b" - ");
     let user = f
         .head
-        .and_then(|h| h.headers.get_str("authorization"))
+        .and_then(|h| h.headers.get_str(names::AUTHORIZATION))
         .and_then(basic_auth_user);
     dash(out, user.as_deref().map(str::as_bytes));
     out.extend_from_slice(b" [");
@@ -204,15 +204,15 @@ fn format_with_time(out: &mut Vec<u8>, f: &Fields<'_>, format: LogFormat, time: 
     out.push(b' ');
     write::number(out, f.body_bytes_sent);
     out.extend_from_slice(b" \"");
-    dash(out, header("referer"));
+    dash(out, header(names::REFERER));
     out.extend_from_slice(b"\" \"");
-    dash(out, header("user-agent"));
+    dash(out, header(names::USER_AGENT));
     out.push(b'"');
     if format == LogFormat::Main {
         out.extend_from_slice(b" \"");
         let xff: Vec<&[u8]> = f
             .head
-            .map(|h| h.headers.get_all("x-forwarded-for").collect())
+            .map(|h| h.headers.get_all(names::X_FORWARDED_FOR).collect())
             .unwrap_or_default();
         if xff.is_empty() {
             out.push(b'-');

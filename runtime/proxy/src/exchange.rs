@@ -16,7 +16,7 @@ use http::{Method, Response, StatusCode};
 use crate::access_log::{self, Fields};
 use crate::body::{ProxyBody, full};
 use crate::conn::ConnInfo;
-use crate::h1::head::RequestHead;
+use crate::h1::head::{RequestHead, names};
 use crate::metrics::Metrics;
 use crate::state::{SiteRt, State};
 use crate::static_files::{self, StaticRequest};
@@ -200,7 +200,7 @@ pub(crate) fn default_error(status: StatusCode) -> Response<ProxyBody> {
 /// invalid host header"): missing on HTTP/1.1, given twice, empty, or with
 /// characters no host name or address has (`/`, `\\`, spaces, `..`).
 pub(crate) fn host_problem(head: &RequestHead) -> bool {
-    let mut lines = head.headers.get_all("host");
+    let mut lines = head.headers.get_all(names::HOST);
     let first = lines.next();
     if lines.next().is_some() {
         return true;

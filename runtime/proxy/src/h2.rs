@@ -274,7 +274,17 @@ async fn respond(
                         io_timeout: limits.io_timeout,
                     };
                     let mut ubuf = Vec::new();
-                    match upstream::forward(up, pp, &mut out, &mut clock, None, &mut ubuf).await {
+                    match upstream::forward(
+                        up,
+                        pp,
+                        &mut out,
+                        &mut clock,
+                        None,
+                        &mut ubuf,
+                        tokio::time::Instant::now(),
+                    )
+                    .await
+                    {
                         Ok(resp) => Ok(response(resp, up.cfg.read_timeout)),
                         Err(Failure::Status(s)) => Err(s),
                         Err(Failure::ClientGone) => Err(StatusCode::BAD_GATEWAY),

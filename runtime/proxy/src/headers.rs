@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
-use crate::h1::head::HeaderList;
+use crate::h1::head::{HeaderList, names};
 
 pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = canonical(ip);
@@ -49,7 +49,7 @@ pub(crate) fn identify(
         };
     }
     let xff: Vec<&str> = headers
-        .get_all("x-forwarded-for")
+        .get_all(names::X_FORWARDED_FOR)
         .filter_map(|v| std::str::from_utf8(v).ok())
         .collect();
     let forwarded_for = if xff.is_empty() {
@@ -72,7 +72,9 @@ pub(crate) fn identify(
             }
         }
     }
-    let forwarded_proto = headers.get_str("x-forwarded-proto").map(str::to_string);
+    let forwarded_proto = headers
+        .get_str(names::X_FORWARDED_PROTO)
+        .map(str::to_string);
     ClientIdentity {
         peer: peer_ip,
         real_ip,
@@ -85,12 +87,12 @@ pub(crate) fn identify(
 /// `Upgrade: websocket`). Other upgrades (h2c, TLS) are not tunnelled: the
 /// request goes upstream as a plain one, without its hop-by-hop Upgrade.
 pub(crate) fn upgrade_protocol(headers: &HeaderList) -> Option<&[u8]> {
-    if !headers.has_token("connection", "upgrade") {
+    if !headers.has_token(names::CONNECTION, "upgrade") {
         return None;
     }
     headers
-        .get("upgrade")
-        .filter(|_| headers.has_token("upgrade", "websocket"))
+        .get(names::UPGRADE)
+        .filter(|_| headers.has_token(names::UPGRADE, "websocket"))
 }
 
 #[cfg(test)]
@@ -103,7 +105,7 @@ mod tests {
         for (k, v) in pairs {
             h.append(*k, HeaderValue::from_static(v));
         }
-        HeaderList::from_map(b"", &h)
+        HeaderList::from_map(&h)
     }
 
     #[test]

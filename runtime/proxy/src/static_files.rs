@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use tokio::io::AsyncSeekExt;
 
 use crate::body::{FileBody, ProxyBody, empty};
-use crate::h1::head::HeaderList;
+use crate::h1::head::{HeaderList, names};
 
 /// Decodes `%XX`, merges slashes and resolves `.` / `..` the way nginx
 /// normalizes `$uri`. Errors (-> 400) on a NUL byte, invalid escapes or
@@ -208,7 +208,9 @@ pub(crate) async fn serve_file(
     builder = builder.header(header::CONTENT_TYPE, mime.as_ref());
 
     let range = if req.method == Method::GET && if_range_ok(req.headers, &tag, &last_modified) {
-        req.headers.get_str("range").map(|v| parse_range(v, len))
+        req.headers
+            .get_str(names::RANGE)
+            .map(|v| parse_range(v, len))
     } else {
         None
     };
@@ -256,11 +258,11 @@ fn io_status(e: &std::io::Error) -> StatusCode {
 
 /// If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
 fn not_modified(headers: &HeaderList, tag: &str, mtime: u64) -> bool {
-    if let Some(inm) = headers.get_str("if-none-match") {
+    if let Some(inm) = headers.get_str(names::IF_NONE_MATCH) {
         return etag_matches(inm, tag);
     }
     if let Some(ims) = headers
-        .get_str("if-modified-since")
+        .get_str(names::IF_MODIFIED_SINCE)
         .and_then(|v| httpdate::parse_http_date(v).ok())
     {
         let ims = ims
@@ -273,7 +275,7 @@ fn not_modified(headers: &HeaderList, tag: &str, mtime: u64) -> bool {
 }
 
 fn if_range_ok(headers: &HeaderList, tag: &str, last_modified: &str) -> bool {
-    match headers.get_str("if-range") {
+    match headers.get_str(names::IF_RANGE) {
         None => true,
         Some(v) if v.starts_with('"') => v == tag,
         Some(v) => v == last_modified,

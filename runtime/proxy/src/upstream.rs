@@ -23,7 +23,7 @@ use crate::body::BoxError;
 use crate::clock::Clock;
 use crate::h1::body::BodyReader;
 use crate::h1::framing::{self, Framing};
-use crate::h1::head::{self, RequestHead, ResponseHead};
+use crate::h1::head::{self, RequestHead, ResponseHead, names};
 use crate::h1::write;
 use crate::headers::ClientIdentity;
 use crate::pool::{self, Pool, UpConn};
@@ -248,7 +248,9 @@ fn encode_head(out: &mut Vec<u8>, o: &Outgoing<'_>, pp: &ProxyPass, addr: Socket
     match &o.body {
         OutBody::Empty => {
             // A client's explicit `Content-Length: 0` is kept (POST).
-            if h.headers.contains("content-length") || h.headers.contains("transfer-encoding") {
+            if h.headers.contains(names::CONTENT_LENGTH)
+                || h.headers.contains(names::TRANSFER_ENCODING)
+            {
                 out.extend_from_slice(b"Content-Length: 0\r\n");
             }
         }
@@ -538,9 +540,9 @@ async fn read_head(
 
 fn keeps_alive(h: &ResponseHead) -> bool {
     if h.version == http::Version::HTTP_10 {
-        h.headers.has_token("connection", "keep-alive")
+        h.headers.has_token(names::CONNECTION, "keep-alive")
     } else {
-        !h.headers.has_token("connection", "close")
+        !h.headers.has_token(names::CONNECTION, "close")
     }
 }
 
@@ -552,6 +554,8 @@ fn keeps_alive(h: &ResponseHead) -> bool {
 /// it): retried once on a fresh connection to the same server, without
 /// marking the server failed. Once a response head arrived it is returned
 /// whatever its status: a backend's own 502 is the client's answer.
+/// `started` is when the request's exchange began (the first attempt's
+/// clock; later attempts read it again).
 pub(crate) async fn forward<'a>(
     up: &'a UpstreamRt,
     pp: &ProxyPass,
@@ -559,6 +563,7 @@ pub(crate) async fn forward<'a>(
     clock: &mut Clock,
     client: Option<&TcpStream>,
     head_buf: &mut Vec<u8>,
+    started: Instant,
 ) -> Result<UpResponse<'a>, Failure> {
     let bal = &up.balancer;
     let max = bal.max_tries().max(1);
@@ -571,7 +576,7 @@ pub(crate) async fn forward<'a>(
     let retry_ok = idempotent(&out.head.method);
     let mut attempt = 0;
     // One clock read per attempt: the timers here are seconds long.
-    let mut now = Instant::now();
+    let mut now = started;
     'servers: while attempt < tries {
         if attempt > 0 {
             now = Instant::now();

@@ -7,7 +7,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 
-use super::head::{HeaderList, RequestHead, ResponseHead};
+use super::head::{HeaderList, RequestHead, ResponseHead, names};
 
 /// How a body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub(crate) enum Framing {
 /// RFC 9110 8.6); `Err` on anything else.
 fn content_length(h: &HeaderList) -> Result<Option<u64>, ()> {
     let mut found: Option<u64> = None;
-    for v in h.tokens("content-length") {
+    for v in h.tokens(names::CONTENT_LENGTH) {
         if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
             return Err(());
         }
@@ -40,7 +40,7 @@ fn content_length(h: &HeaderList) -> Result<Option<u64>, ()> {
         }
     }
     // A Content-Length line with an empty value is also invalid.
-    if found.is_none() && h.contains("content-length") {
+    if found.is_none() && h.contains(names::CONTENT_LENGTH) {
         return Err(());
     }
     Ok(found)
@@ -48,12 +48,12 @@ fn content_length(h: &HeaderList) -> Result<Option<u64>, ()> {
 
 /// The request body's framing, or the status to refuse the request with.
 pub(crate) fn request_framing(h: &RequestHead) -> Result<Framing, StatusCode> {
-    let has_te = h.headers.contains("transfer-encoding");
+    let has_te = h.headers.contains(names::TRANSFER_ENCODING);
     if has_te {
-        if h.headers.contains("content-length") || h.version == Version::HTTP_10 {
+        if h.headers.contains(names::CONTENT_LENGTH) || h.version == Version::HTTP_10 {
             return Err(StatusCode::BAD_REQUEST);
         }
-        let codings: Vec<&[u8]> = h.headers.tokens("transfer-encoding").collect();
+        let codings: Vec<&[u8]> = h.headers.tokens(names::TRANSFER_ENCODING).collect();
         return match codings.as_slice() {
             [only] if only.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
             // Not chunked last: the length cannot be known (RFC 9112 6.1).
@@ -84,11 +84,11 @@ pub(crate) fn response_framing(
     if method == Method::HEAD || (100..200).contains(&code) || code == 204 || code == 304 {
         return Ok(Framing::Empty);
     }
-    if h.headers.contains("transfer-encoding") {
-        if h.headers.contains("content-length") {
+    if h.headers.contains(names::TRANSFER_ENCODING) {
+        if h.headers.contains(names::CONTENT_LENGTH) {
             return Err(InvalidResponse("both Content-Length and Transfer-Encoding"));
         }
-        let mut codings = h.headers.tokens("transfer-encoding").peekable();
+        let mut codings = h.headers.tokens(names::TRANSFER_ENCODING).peekable();
         let only_chunked = codings
             .next()
             .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))

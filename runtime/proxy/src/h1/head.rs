@@ -64,6 +64,57 @@ fn known_bit(name: &[u8]) -> Option<u32> {
         .map(|&i| 1u32 << i)
 }
 
+/// A header name to look up, in lower case, with its [`KNOWN`] bit worked
+/// out at compile time (lookups run several times per request).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Name {
+    name: &'static str,
+    /// 0 for names outside [`KNOWN`] (always scanned for).
+    bit: u32,
+}
+
+impl Name {
+    pub(crate) const fn new(name: &'static str) -> Name {
+        let n = name.as_bytes();
+        let mut i = 0;
+        while i < KNOWN.len() {
+            let k = KNOWN[i].as_bytes();
+            if k.len() == n.len() {
+                let mut j = 0;
+                while j < k.len() && k[j] == n[j] {
+                    j += 1;
+                }
+                if j == k.len() {
+                    return Name { name, bit: 1 << i };
+                }
+            }
+            i += 1;
+        }
+        Name { name, bit: 0 }
+    }
+}
+
+/// The names the proxy reads.
+pub(crate) mod names {
+    use super::Name;
+
+    pub(crate) const HOST: Name = Name::new("host");
+    pub(crate) const CONNECTION: Name = Name::new("connection");
+    pub(crate) const CONTENT_LENGTH: Name = Name::new("content-length");
+    pub(crate) const TRANSFER_ENCODING: Name = Name::new("transfer-encoding");
+    pub(crate) const EXPECT: Name = Name::new("expect");
+    pub(crate) const UPGRADE: Name = Name::new("upgrade");
+    pub(crate) const AUTHORIZATION: Name = Name::new("authorization");
+    pub(crate) const REFERER: Name = Name::new("referer");
+    pub(crate) const USER_AGENT: Name = Name::new("user-agent");
+    pub(crate) const X_FORWARDED_FOR: Name = Name::new("x-forwarded-for");
+    pub(crate) const X_FORWARDED_PROTO: Name = Name::new("x-forwarded-proto");
+    pub(crate) const RANGE: Name = Name::new("range");
+    pub(crate) const IF_NONE_MATCH: Name = Name::new("if-none-match");
+    pub(crate) const IF_MODIFIED_SINCE: Name = Name::new("if-modified-since");
+    pub(crate) const IF_RANGE: Name = Name::new("if-range");
+}
+
 /// The header lines of one head, in order, names as sent.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HeaderList {
@@ -89,13 +140,12 @@ impl HeaderList {
     }
 
     /// Whether `name` may be present (false only for a known, absent name).
-    fn may_have(&self, name: &str) -> bool {
-        known_bit(name.as_bytes()).is_none_or(|b| self.present & b != 0)
+    fn may_have(&self, name: Name) -> bool {
+        name.bit == 0 || self.present & name.bit != 0
     }
 
-    /// Values of every line called `name` (ASCII case-insensitive; pass it
-    /// in lower case).
-    pub(crate) fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    /// Values of every line called `name` (ASCII case-insensitive).
+    pub(crate) fn get_all(&self, name: Name) -> impl Iterator<Item = &[u8]> + '_ {
         let spans: &[Span] = if self.may_have(name) {
             &self.spans
         } else {
@@ -104,27 +154,27 @@ impl HeaderList {
         spans
             .iter()
             .map(|s| (self.slice(s[0], s[1]), self.slice(s[2], s[3])))
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.name.as_bytes()))
             .map(|(_, v)| v)
     }
 
     /// The first value of `name`.
-    pub(crate) fn get(&self, name: &str) -> Option<&[u8]> {
+    pub(crate) fn get(&self, name: Name) -> Option<&[u8]> {
         if !self.may_have(name) {
             return None;
         }
         self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.name.as_bytes()))
             .map(|(_, v)| v)
     }
 
     /// The first value of `name` if it is valid UTF-8 (header values are
     /// visible ASCII in practice; obs-text is treated as absent).
-    pub(crate) fn get_str(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get_str(&self, name: Name) -> Option<&str> {
         self.get(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    pub(crate) fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: Name) -> bool {
         self.get(name).is_some()
     }
 
@@ -135,7 +185,7 @@ impl HeaderList {
 
     /// Comma-separated tokens of every `name` line, trimmed (`Connection`,
     /// `Transfer-Encoding`).
-    pub(crate) fn tokens<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    pub(crate) fn tokens(&self, name: Name) -> impl Iterator<Item = &[u8]> + '_ {
         self.get_all(name)
             .flat_map(|v| v.split(|b| *b == b','))
             .map(trim)
@@ -174,16 +224,14 @@ impl HeaderList {
         }
     }
 
-    pub(crate) fn has_token(&self, name: &str, token: &str) -> bool {
+    pub(crate) fn has_token(&self, name: Name, token: &str) -> bool {
         self.tokens(name)
             .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
     }
 
-    /// A list built from an `http` map (HTTP/2 requests, tests), its
-    /// buffer starting with `prefix` (the request-target).
-    pub(crate) fn from_map(prefix: &[u8], map: &HeaderMap) -> HeaderList {
-        let mut buf = BytesMut::with_capacity(prefix.len() + map.len() * 32);
-        buf.put_slice(prefix);
+    /// A list built from an `http` map (HTTP/2 requests, tests).
+    pub(crate) fn from_map(map: &HeaderMap) -> HeaderList {
+        let mut buf = BytesMut::with_capacity(map.len() * 32);
         let mut spans = Vec::with_capacity(map.len());
         for (k, v) in map {
             let n0 = buf.len();
@@ -272,9 +320,44 @@ fn spans_of(buf: &[u8], len: usize, headers: &[httparse::Header<'_>]) -> (Vec<Sp
 pub(crate) struct RequestHead {
     pub method: Method,
     pub version: Version,
-    /// Where the request-target is in `headers.buf`.
-    target: (u32, u32),
+    target: Target,
     pub headers: HeaderList,
+}
+
+/// The request-target, split once: routing, URI replacement, Host and the
+/// log all read parts of it.
+#[derive(Debug, Clone)]
+struct Target {
+    /// As sent (origin form `/p?q`, absolute form `http://h/p?q`, or `*`).
+    text: String,
+    /// Where path-and-query starts (after an absolute form's authority).
+    pq: usize,
+    /// Where the query starts (after `?`), if there is one.
+    query: Option<usize>,
+    /// The absolute form's authority.
+    authority: Option<(usize, usize)>,
+}
+
+impl Target {
+    fn new(text: &str) -> Target {
+        let (pq, authority) = if text.starts_with('/') || text == "*" {
+            (0, None)
+        } else if let Some(i) = text.find("://") {
+            // absolute-form: scheme://authority[/path][?query]
+            let a = i + 3;
+            let end = text[a..].find(['/', '?']).map_or(text.len(), |j| a + j);
+            (end, (end > a).then_some((a, end)))
+        } else {
+            (0, None)
+        };
+        let query = text[pq..].find('?').map(|q| pq + q + 1);
+        Target {
+            text: text.to_string(),
+            pq,
+            query,
+            authority,
+        }
+    }
 }
 
 /// Why a request head was refused; each maps to the status nginx answers.
@@ -350,10 +433,15 @@ pub(crate) struct RequestParts {
 /// The head from its bytes (exactly the `len` bytes `parse_request` saw).
 pub(crate) fn request_from(bytes: Bytes, parts: RequestParts) -> RequestHead {
     let (t0, tl) = parts.target;
+    // httparse accepted only visible ASCII here.
+    let text = bytes
+        .get(t0 as usize..(t0 + tl) as usize)
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or("/");
     RequestHead {
         method: parts.method,
         version: parts.version,
-        target: (t0, t0 + tl),
+        target: Target::new(text),
         headers: HeaderList {
             present: presence(&bytes, &parts.spans.0),
             buf: bytes,
@@ -371,74 +459,53 @@ impl RequestHead {
         target: &str,
         headers: &HeaderMap,
     ) -> RequestHead {
-        let headers = HeaderList::from_map(target.as_bytes(), headers);
         RequestHead {
             method,
             version,
-            target: (0, to_u32(target.len())),
-            headers,
+            target: Target::new(target),
+            headers: HeaderList::from_map(headers),
         }
     }
 
-    /// The request-target as sent (origin form `/p?q`, absolute form
-    /// `http://h/p?q`, or `*`). httparse only accepts visible ASCII there.
+    /// The request-target as sent.
     pub(crate) fn target(&self) -> &str {
-        std::str::from_utf8(self.headers.slice(self.target.0, self.target.1)).unwrap_or("/")
+        &self.target.text
     }
 
-    /// Path and query of the target: the absolute form without its scheme
-    /// and authority (`http://h?q` -> `?q`, whose path is `/`).
-    fn path_and_query(&self) -> &str {
-        let t = self.target();
-        if t.starts_with('/') || t == "*" {
-            return t;
-        }
-        // absolute-form: scheme://authority[/path][?query]
-        match t.find("://") {
-            Some(i) => {
-                let rest = &t[i + 3..];
-                rest.find(['/', '?']).map_or("", |j| &rest[j..])
-            }
-            None => t,
-        }
-    }
-
+    /// The path (`/` when an absolute form has none).
     pub(crate) fn path(&self) -> &str {
-        let pq = self.path_and_query();
-        match pq.split_once('?').map_or(pq, |(p, _)| p) {
-            "" => "/",
-            p => p,
+        let t = &self.target;
+        let end = t.query.map_or(t.text.len(), |q| q - 1);
+        match t.text.get(t.pq..end) {
+            Some("") | None => "/",
+            Some(p) => p,
         }
     }
 
     pub(crate) fn query(&self) -> Option<&str> {
-        self.path_and_query().split_once('?').map(|(_, q)| q)
+        self.target.query.and_then(|q| self.target.text.get(q..))
     }
 
     /// The authority of an absolute-form target (which overrides Host).
     pub(crate) fn target_authority(&self) -> Option<&str> {
-        let t = self.target();
-        if t.starts_with('/') {
-            return None;
-        }
-        let rest = &t[t.find("://")? + 3..];
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        Some(&rest[..end]).filter(|a| !a.is_empty())
+        self.target
+            .authority
+            .and_then(|(a, b)| self.target.text.get(a..b))
     }
 
     /// The host the client asked for: absolute-form authority, else Host.
     pub(crate) fn host(&self) -> Option<&str> {
         self.target_authority()
-            .or_else(|| self.headers.get_str("host"))
+            .or_else(|| self.headers.get_str(names::HOST))
     }
 
     /// Whether the client wants the connection kept open after this
     /// exchange (HTTP/1.1 unless `close`; HTTP/1.0 only with `keep-alive`).
     pub(crate) fn keep_alive(&self) -> bool {
         if self.version == Version::HTTP_10 {
-            self.headers.has_token("connection", "keep-alive")
+            self.headers.has_token(names::CONNECTION, "keep-alive")
         } else {
-            !self.headers.has_token("connection", "close")
+            !self.headers.has_token(names::CONNECTION, "close")
         }
     }
 }
@@ -530,10 +597,10 @@ mod tests {
         assert_eq!(r.path(), "/a/b");
         assert_eq!(r.query(), Some("x=1"));
         assert_eq!(r.host(), Some("Example.com:80"));
-        assert_eq!(r.headers.get("x-hop"), Some(&b"1"[..]));
-        let two: Vec<&[u8]> = r.headers.get_all("x-two").collect();
+        assert_eq!(r.headers.get(Name::new("x-hop")), Some(&b"1"[..]));
+        let two: Vec<&[u8]> = r.headers.get_all(Name::new("x-two")).collect();
         assert_eq!(two, vec![&b"a"[..], &b"b"[..]]);
-        assert!(r.headers.has_token("connection", "x-hop"));
+        assert!(r.headers.has_token(names::CONNECTION, "x-hop"));
         assert!(r.keep_alive());
         assert_eq!(r.headers.len(), 5);
     }
@@ -596,7 +663,7 @@ mod tests {
         let h = response_from(Bytes::copy_from_slice(&raw[..len]), parts);
         assert_eq!(h.status, StatusCode::NOT_FOUND);
         assert_eq!(h.reason(), "Not Found");
-        assert_eq!(h.headers.get_str("content-length"), Some("3"));
+        assert_eq!(h.headers.get_str(names::CONTENT_LENGTH), Some("3"));
     }
 
     #[test]
@@ -632,10 +699,10 @@ mod tests {
         }
         assert_eq!(known_bit(b"x-other"), None);
         let r = req(b"GET / HTTP/1.1\r\nX-Other: 1\r\nUSER-AGENT: u\r\n\r\n");
-        assert_eq!(r.headers.get("user-agent"), Some(&b"u"[..]));
-        assert_eq!(r.headers.get("x-other"), Some(&b"1"[..]));
-        assert_eq!(r.headers.get("host"), None);
-        assert_eq!(r.headers.get_all("referer").count(), 0);
+        assert_eq!(r.headers.get(names::USER_AGENT), Some(&b"u"[..]));
+        assert_eq!(r.headers.get(Name::new("x-other")), Some(&b"1"[..]));
+        assert_eq!(r.headers.get(names::HOST), None);
+        assert_eq!(r.headers.get_all(names::REFERER).count(), 0);
     }
 
     #[test]
@@ -644,9 +711,9 @@ mod tests {
         m.append("a", "1".parse().expect("v"));
         m.append("a", "2".parse().expect("v"));
         m.insert("b", "3".parse().expect("v"));
-        let l = HeaderList::from_map(b"", &m);
-        let a: Vec<&[u8]> = l.get_all("a").collect();
+        let l = HeaderList::from_map(&m);
+        let a: Vec<&[u8]> = l.get_all(Name::new("a")).collect();
         assert_eq!(a, vec![&b"1"[..], &b"2"[..]]);
-        assert_eq!(l.get("b"), Some(&b"3"[..]));
+        assert_eq!(l.get(Name::new("b")), Some(&b"3"[..]));
     }
 }

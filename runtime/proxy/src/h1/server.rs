@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use super::body::BodyReader;
 use super::framing::{self, Framing};
-use super::head::{self, HeadError, RequestHead};
+use super::head::{self, HeadError, RequestHead, names};
 use super::write::{self, Delimit};
 use crate::body::ProxyBody;
 use crate::clock::Clock;
@@ -301,7 +301,7 @@ impl BodySource for ClientBody<'_> {
 }
 
 fn expects_continue(head: &RequestHead) -> bool {
-    head.version == Version::HTTP_11 && head.headers.has_token("expect", "100-continue")
+    head.version == Version::HTTP_11 && head.headers.has_token(names::EXPECT, "100-continue")
 }
 
 impl Client {
@@ -436,6 +436,7 @@ impl Client {
                             &id,
                             &mut reader,
                             &mut keep,
+                            start,
                         )
                         .await
                     }
@@ -517,6 +518,7 @@ impl Client {
         id: &ClientIdentity,
         reader: &mut BodyReader,
         keep: &mut bool,
+        start: Instant,
     ) -> (u16, u64) {
         let limits = &state.cfg.limits;
         let upgrade =
@@ -575,7 +577,16 @@ impl Client {
                 },
                 io_timeout: self.io_timeout,
             };
-            upstream::forward(up, pp, &mut out, &mut self.clock, None, &mut self.ubuf).await
+            upstream::forward(
+                up,
+                pp,
+                &mut out,
+                &mut self.clock,
+                None,
+                &mut self.ubuf,
+                start,
+            )
+            .await
         } else {
             let mut out = Outgoing {
                 head,
@@ -592,6 +603,7 @@ impl Client {
                 &mut self.clock,
                 Some(&self.io),
                 &mut self.ubuf,
+                start,
             )
             .await
         };

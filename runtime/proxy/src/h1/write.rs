@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 
 use super::framing::Framing;
-use super::head::{HeaderList, ResponseHead};
+use super::head::{HeaderList, ResponseHead, names};
 
 /// Hop-by-hop headers (RFC 9110 7.6.1, plus the legacy ones nginx drops).
 pub(crate) const HOP_BY_HOP: [&str; 9] = [
@@ -45,7 +45,7 @@ pub(crate) fn is_hop_name(name: &[u8]) -> bool {
 /// (`Connection: keep-alive, X-Secret` -> `X-Secret`); usually none.
 pub(crate) fn connection_named(headers: &HeaderList) -> Vec<&[u8]> {
     headers
-        .tokens("connection")
+        .tokens(names::CONNECTION)
         .filter(|t| {
             !t.eq_ignore_ascii_case(b"keep-alive")
                 && !t.eq_ignore_ascii_case(b"close")
@@ -227,7 +227,7 @@ pub(crate) fn upstream_response(
     }
     if upgrade {
         out.extend_from_slice(b"Connection: upgrade\r\n");
-        if let Some(u) = h.headers.get("upgrade") {
+        if let Some(u) = h.headers.get(names::UPGRADE) {
             header(out, b"Upgrade", u);
         }
     } else {
