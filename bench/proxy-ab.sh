@@ -35,42 +35,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+. bench/proxy/configs.sh
 mkdir -p "$WORK"/{backend,nginx,www}
 head -c 512 /dev/zero | tr '\0' x >"$WORK/www/index.html"
-temp_paths() { for t in client_body proxy fastcgi uwsgi scgi; do echo "    ${t}_temp_path $1/$t;"; done; }
-cat >"$WORK/backend/nginx.conf" <<EOF
-daemon off; master_process on; user root; worker_processes 1;
-pid $WORK/backend/nginx.pid; error_log $WORK/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-$(temp_paths "$WORK/backend")
-    access_log off; keepalive_timeout 75s; keepalive_requests 1000000;
-    server { listen 127.0.0.1:$P_BACKEND; root $WORK/www; }
-}
-EOF
-cat >"$WORK/nginx/nginx.conf" <<EOF
-daemon off; master_process on; user root; worker_processes 1;
-pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-$(temp_paths "$WORK/nginx")
-    access_log $WORK/nginx/access.log combined buffer=64k flush=1s;
-    keepalive_timeout 75s; keepalive_requests 1000000;
-    upstream backend { server 127.0.0.1:$P_BACKEND; keepalive 32; keepalive_timeout 4s; }
-    server {
-        listen 127.0.0.1:$P_NGINX;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Real-IP \$remote_addr;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-        }
-    }
-}
-EOF
+backend_conf "$WORK/backend" "$P_BACKEND" "$WORK/www"
+nginx_proxy_conf "$WORK/nginx" "$P_NGINX" "$P_BACKEND" 1 4196
 taskset -c "$SRV_CPU" nginx -p "$WORK/backend" -c "$WORK/backend/nginx.conf" -e "$WORK/backend/error.log" &
 PIDS+=($!)
 taskset -c "$SRV_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
@@ -81,21 +50,7 @@ i=0
 for b in "$@"; do
     port=$((P_FIRST + i))
     mkdir -p "$WORK/b$i"
-    cat >"$WORK/b$i/proxy.yaml" <<EOF
-node: bench
-workers: 1
-upstreams:
-  backend:
-    servers: [{ address: "127.0.0.1:$P_BACKEND" }]
-    keepalive: { max_idle: 32, idle_timeout: 4s }
-sites:
-  - name: bench
-    listen: ["127.0.0.1:$port"]
-    access_log: { path: "$WORK/b$i/access.log", format: combined }
-    locations:
-      - path: /
-        proxy: { upstream: backend }
-EOF
+    ours_conf "$WORK/b$i" "$port" "$P_BACKEND" 1
     RUST_LOG=warn taskset -c "$SRV_CPU" "$b" proxy --config "$WORK/b$i/proxy.yaml" >"$WORK/b$i/stderr.log" 2>&1 &
     PIDS+=($!)
     NAMES+=("b$i") PORTS+=("$port") SPID+=($!)

@@ -54,65 +54,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# --- the backend: nginx, one worker, a 512-byte file, no log -------------
+# --- the servers: backend, nginx as a proxy, ours (bench/proxy/configs.sh) --
+. bench/proxy/configs.sh
 mkdir -p "$WORK"/{backend,nginx,ours,www}
 head -c 512 /dev/zero | tr '\0' x >"$WORK/www/index.html"
-temp_paths() { # nginx wants writable temp dirs; keep them in $WORK
-    for t in client_body proxy fastcgi uwsgi scgi; do echo "    ${t}_temp_path $1/$t;"; done
-}
-cat >"$WORK/backend/nginx.conf" <<EOF
-daemon off; master_process on; user root; worker_processes 1;
-pid $WORK/backend/nginx.pid; error_log $WORK/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-$(temp_paths "$WORK/backend")
-    access_log off; keepalive_timeout 75s; keepalive_requests 1000000;
-    server { listen 127.0.0.1:$P_BACKEND; root $WORK/www; }
-}
-EOF
-# --- nginx as reverse proxy, configured fairly ----------------------------
-cat >"$WORK/nginx/nginx.conf" <<EOF
-daemon off; master_process on; user root; worker_processes $WORKERS;
-worker_rlimit_nofile $NOFILE;
-pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log warn;
-events { worker_connections $((NOFILE - 100)); }
-http {
-$(temp_paths "$WORK/nginx")
-    # Same logging as ours: combined, 64 KiB buffer, flushed every second.
-    access_log $WORK/nginx/access.log combined buffer=64k flush=1s;
-    keepalive_timeout 75s; keepalive_requests 1000000;
-    upstream backend { server 127.0.0.1:$P_BACKEND; keepalive 32; keepalive_timeout 4s; }
-    server {
-        listen 127.0.0.1:$P_NGINX;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            # The headers ours sends (host: client is its default).
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Real-IP \$remote_addr;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-        }
-    }
-}
-EOF
-# --- ours ------------------------------------------------------------------
-cat >"$WORK/ours/proxy.yaml" <<EOF
-node: bench
-workers: $WORKERS
-upstreams:
-  backend:
-    servers: [{ address: "127.0.0.1:$P_BACKEND" }]
-    keepalive: { max_idle: 32, idle_timeout: 4s }
-sites:
-  - name: bench
-    listen: ["127.0.0.1:$P_OURS"]
-    access_log: { path: "$WORK/ours/access.log", format: combined }
-    locations:
-      - path: /
-        proxy: { upstream: backend }
-EOF
+backend_conf "$WORK/backend" "$P_BACKEND" "$WORK/www"
+nginx_proxy_conf "$WORK/nginx" "$P_NGINX" "$P_BACKEND" "$WORKERS" "$NOFILE"
+ours_conf "$WORK/ours" "$P_OURS" "$P_BACKEND" "$WORKERS"
 
 wait_port() {
     for _ in $(seq 100); do
