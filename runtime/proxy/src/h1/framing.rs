@@ -456,6 +456,70 @@ mod tests {
         assert!(decode_all(trailers.as_bytes(), 512).is_err());
     }
 
+    /// xorshift64: deterministic pseudo-random bytes for the tests below.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    #[test]
+    fn random_chunked_bodies_round_trip_through_any_split() {
+        let mut next = rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..500 {
+            let mut wire = Vec::new();
+            let mut body = Vec::new();
+            for _ in 0..(next() % 6) {
+                let n = (next() % 300) as usize + 1;
+                let data: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+                chunk_header(&mut wire, n);
+                if next() % 3 == 0 {
+                    // Extensions are allowed and ignored.
+                    let at = wire.len() - 2;
+                    wire.splice(at..at, b";name=value".iter().copied());
+                }
+                wire.extend_from_slice(&data);
+                wire.extend_from_slice(b"\r\n");
+                body.extend_from_slice(&data);
+            }
+            wire.extend_from_slice(LAST_CHUNK);
+            let step = (next() % 17) as usize + 1;
+            assert_eq!(decode_all(&wire, step).as_deref(), Ok(&body[..]));
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic_the_parsers() {
+        let mut next = rng(42);
+        let alphabet = b"0123456789abcdefABCDEF;\r\n \t=xX:/GETHTP";
+        for _ in 0..20_000 {
+            let n = (next() % 64) as usize;
+            let bytes: Vec<u8> = (0..n)
+                .map(|_| {
+                    let r = next();
+                    if r % 4 == 0 {
+                        r as u8
+                    } else {
+                        alphabet[(r >> 8) as usize % alphabet.len()]
+                    }
+                })
+                .collect();
+            let _ = decode_all(&bytes, (next() % 5) as usize + 1);
+            let _ = super::super::head::parse_request(&bytes);
+            let _ = super::super::head::parse_response(&bytes);
+            let mut req = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n".to_vec();
+            req.extend_from_slice(&bytes);
+            if let Ok(Some((len, p))) = super::super::head::parse_request(&req) {
+                let h = super::super::head::request_from(Bytes::copy_from_slice(&req[..len]), p);
+                let _ = request_framing(&h);
+            }
+        }
+    }
+
     #[test]
     fn chunk_header_hex() {
         let mut v = Vec::new();
