@@ -240,36 +240,58 @@ async fn run_tmpfiles(remote: &Remote, progress: &dyn Fn(&str)) -> Result<(), De
 
 /// `systemctl ACTION UNIT`, with the unit's last journal lines on failure.
 async fn systemctl(remote: &Remote, action: &str, unit: &str) -> Result<(), DeployError> {
-    let out = remote
-        .sh(
+    let mut retried = false;
+    loop {
+        let out = remote
+            .sh(
+                Step::Handlers,
+                r#"systemctl "$1" "$2""#,
+                &[action, unit],
+                None,
+            )
+            .await?;
+        if out.ok() {
+            return Ok(());
+        }
+        let journal = remote
+            .sh(
+                Step::Handlers,
+                r#"journalctl -q -n 12 --no-pager -u "$1" 2>/dev/null"#,
+                &[unit],
+                None,
+            )
+            .await
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        // systemd could not set the process up (cgroup, namespace...): our
+        // binary never ran. Such failures can be transient (cgroup creation
+        // racing other units); one more try before giving up.
+        if !retried && spawn_setup_failure(&journal) {
+            retried = true;
+            tracing::warn!(%unit, "systemd failed to set up {unit} before starting it; retrying once");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        return Err(remote.err(
             Step::Handlers,
-            r#"systemctl "$1" "$2""#,
-            &[action, unit],
-            None,
-        )
-        .await?;
-    if out.ok() {
-        return Ok(());
+            format!(
+                "systemctl {action} {unit} failed: {}\n{}",
+                out.stderr.trim(),
+                journal.trim()
+            ),
+        ));
     }
-    let journal = remote
-        .sh(
-            Step::Handlers,
-            r#"journalctl -q -n 12 --no-pager -u "$1" 2>/dev/null"#,
-            &[unit],
-            None,
-        )
-        .await
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    Err(remote.err(
-        Step::Handlers,
-        format!(
-            "systemctl {action} {unit} failed: {}
-{}",
-            out.stderr.trim(),
-            journal.trim()
-        ),
-    ))
+}
+
+/// Whether a unit's journal says its process failed in systemd's own
+/// setup, before exec: exit statuses 200-243 are systemd's (e.g.
+/// `status=219/CGROUP`), not the service's.
+fn spawn_setup_failure(journal: &str) -> bool {
+    journal.split("status=").skip(1).any(|rest| {
+        let code: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        rest[code.len()..].starts_with('/')
+            && code.parse::<u16>().is_ok_and(|c| (200..=243).contains(&c))
+    })
 }
 
 async fn run_handlers(
@@ -412,4 +434,23 @@ async fn wait_healthy(remote: &Remote, plan: &NodePlan) -> Result<(), DeployErro
             journal.trim()
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_setup_failures_are_recognized() {
+        assert!(spawn_setup_failure(
+            "Nov 30 apf8-lb1 systemd[1]: hadeploy-proxy.service: Main process exited, code=exited, status=219/CGROUP"
+        ));
+        assert!(spawn_setup_failure("x: status=226/NAMESPACE"));
+        // The service's own exit codes are its business.
+        assert!(!spawn_setup_failure(
+            "Main process exited, code=exited, status=1/FAILURE"
+        ));
+        assert!(!spawn_setup_failure("status=2/INVALIDARGUMENT"));
+        assert!(!spawn_setup_failure("no status here"));
+    }
 }
