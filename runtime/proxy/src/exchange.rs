@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hadeploy_config::proxy::{Location, ProxyPass, Site};
 use http::header::{self, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 
 use crate::access_log::{self, Fields};
 use crate::body::{ProxyBody, full};
@@ -44,6 +44,24 @@ pub(crate) struct Routed<'s> {
     /// The decoded, dot-segment free path (empty when it was invalid).
     pub norm: Cow<'s, str>,
     pub action: Action<'s>,
+}
+
+impl Routed<'_> {
+    /// The target sent upstream for `head` proxied by `loc` / `pp`.
+    pub(crate) fn upstream_target<'h>(
+        &self,
+        head: &'h RequestHead,
+        loc: &Location,
+        pp: &ProxyPass,
+    ) -> Cow<'h, str> {
+        upstream_target(
+            head.path(),
+            head.query(),
+            &self.norm,
+            &loc.path,
+            pp.uri.as_deref(),
+        )
+    }
 }
 
 /// The site for a connection's address and a Host: the address's table, or
@@ -283,11 +301,6 @@ pub(crate) fn log(
         Some(t) => metrics.observe(&rt.stats, status, t),
         None => metrics.count(&rt.stats, status),
     }
-}
-
-/// Whether a method's response never has a body.
-pub(crate) fn is_head(m: &Method) -> bool {
-    m == Method::HEAD
 }
 
 #[cfg(test)]

@@ -240,13 +240,7 @@ async fn respond(
     let result = match &routed.action {
         Action::Proxy { loc, pp, up } => {
             let limits = &state.cfg.limits;
-            let target = exchange::upstream_target(
-                head.path(),
-                head.query(),
-                &routed.norm,
-                &loc.path,
-                pp.uri.as_deref(),
-            );
+            let target = routed.upstream_target(head, loc, pp);
             let mut clock = Clock::default();
             let mut stream = H2Body { body };
             let out_body = if stream.body.is_end_stream() {

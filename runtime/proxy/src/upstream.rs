@@ -311,28 +311,8 @@ fn replaced(name: &[u8], pp: &ProxyPass) -> bool {
 }
 
 /// Writes `a` then `b` with as few system calls as possible.
-pub(crate) async fn write_two(
-    io: &mut TcpStream,
-    mut a: &[u8],
-    mut b: &[u8],
-) -> std::io::Result<()> {
-    while !a.is_empty() || !b.is_empty() {
-        let n = if a.is_empty() {
-            io.write(b).await?
-        } else if b.is_empty() {
-            io.write(a).await?
-        } else {
-            io.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
-                .await?
-        };
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        let from_a = n.min(a.len());
-        a = &a[from_a..];
-        b = &b[n - from_a..];
-    }
-    Ok(())
+async fn write_two(io: &mut TcpStream, a: &[u8], b: &[u8]) -> std::io::Result<()> {
+    write::write_all_vectored(io, &mut [IoSlice::new(a), IoSlice::new(b)]).await
 }
 
 /// Why sending the request failed.

@@ -201,20 +201,6 @@ fn h2_prefix(buf: &[u8]) -> bool {
     buf[..n] == H2_PREFACE[..n]
 }
 
-/// Writes every byte of `bufs`, with as few system calls as the kernel
-/// allows.
-async fn write_all_slices(io: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        let n = io.write_vectored(bufs).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut bufs, n);
-    }
-    Ok(())
-}
-
 /// Copies bytes both ways between an upgraded client and its upstream
 /// until both directions ended, either side errs, nothing moved for
 /// `idle`, or a side does not take bytes for `write_gap`. A side's EOF is
@@ -543,13 +529,7 @@ impl Client {
             // A handshake with a body: unusual enough not to support.
             *keep = false;
         }
-        let target = exchange::upstream_target(
-            head.path(),
-            head.query(),
-            &routed.norm,
-            &loc.path,
-            pp.uri.as_deref(),
-        );
+        let target = routed.upstream_target(head, loc, pp);
         if streaming && expects_continue(head) && self.rbuf.is_empty() {
             let _ = self.write_interim().await;
         }
@@ -728,7 +708,10 @@ impl Client {
         let deadline = now + self.io_timeout;
         match self
             .clock
-            .run(deadline, write_all_slices(&mut self.io, &mut slices[..n]))
+            .run(
+                deadline,
+                write::write_all_vectored(&mut self.io, &mut slices[..n]),
+            )
             .await
         {
             Ok(r) => r,
@@ -765,11 +748,7 @@ impl Client {
                 return Box::pin(self.fail(routed, head, StatusCode::BAD_GATEWAY, keep)).await;
             }
         };
-        let d = Delimit {
-            chunked,
-            close: !*keep,
-            keep_alive_10: client_10 && *keep,
-        };
+        let d = Delimit::new(chunked, *keep, client_10);
         // Head, chunk line, first piece, CRLF, last chunk: one write.
         let mut wbuf = std::mem::take(&mut self.wbuf);
         wbuf.clear();
@@ -893,7 +872,7 @@ impl Client {
         let (mut parts, mut body) = resp.into_parts();
         let status = parts.status;
         let client_10 = head.is_none_or(|h| h.version == Version::HTTP_10);
-        let head_req = head.is_some_and(|h| exchange::is_head(&h.method));
+        let head_req = head.is_some_and(|h| h.method == http::Method::HEAD);
         let no_body_status = status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
@@ -914,11 +893,7 @@ impl Client {
         if sends_body && length.is_none() && client_10 {
             *keep = false;
         }
-        let d = Delimit {
-            chunked,
-            close: !*keep,
-            keep_alive_10: client_10 && *keep,
-        };
+        let d = Delimit::new(chunked, *keep, client_10);
         let mut wbuf = std::mem::take(&mut self.wbuf);
         wbuf.clear();
         write::local_response(&mut wbuf, &parts, length.filter(|_| !no_body_status), d);

@@ -4,10 +4,13 @@
 //! written with `itoa`, not `fmt`: this runs for every request.
 
 use std::cell::RefCell;
+use std::io::IoSlice;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use super::framing::Framing;
 use super::head::{HeaderList, ResponseHead, names};
@@ -183,6 +186,35 @@ pub(crate) struct Delimit {
     /// An HTTP/1.0 client that asked for keep-alive (`Connection:
     /// keep-alive` in the answer).
     pub keep_alive_10: bool,
+}
+
+impl Delimit {
+    /// For a response that is `chunked` or not, on a connection kept open
+    /// or not, to an HTTP/1.0 client or not.
+    pub(crate) fn new(chunked: bool, keep: bool, client_10: bool) -> Delimit {
+        Delimit {
+            chunked,
+            close: !keep,
+            keep_alive_10: client_10 && keep,
+        }
+    }
+}
+
+/// Writes every byte of `bufs` with as few system calls as the kernel
+/// allows.
+pub(crate) async fn write_all_vectored(
+    io: &mut TcpStream,
+    mut bufs: &mut [IoSlice<'_>],
+) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = io.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
 }
 
 fn connection_lines(out: &mut Vec<u8>, d: Delimit) {
