@@ -25,8 +25,15 @@ pub enum Action {
     /// `garp_interval`).
     SendGarp { vips: Vec<Ipv4Addr>, count: u32 },
     /// Run the notify hooks for `state` (keepalived passes `priority` as the
-    /// 4th argument). Hooks must not block the protocol loop.
-    Notify { state: State, priority: u8 },
+    /// 4th argument). Hooks must not block the protocol loop. `reason` and
+    /// `sender` are those of the transition that entered `state`, so a hook
+    /// can say why (and because of whom) it runs.
+    Notify {
+        state: State,
+        priority: u8,
+        reason: Reason,
+        sender: Option<Sender>,
+    },
     /// A state change, for logs and counters. Always the first action of the
     /// batch that makes the change.
     Transition(Transition),
@@ -61,6 +68,18 @@ pub struct Transition {
     pub to: State,
     pub reason: Reason,
     pub at: Instant,
+    /// The advert behind it: the winner we stepped down to, the master that
+    /// sent priority 0, the lower-priority master we preempted, or the
+    /// master that fell silent (its last advert). None when no advert was
+    /// involved (startup, fault, shutdown, or a master never heard).
+    pub sender: Option<Sender>,
+}
+
+/// Who sent the advert behind a transition, and with what priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sender {
+    pub address: Ipv4Addr,
+    pub priority: u8,
 }
 
 /// Why a transition happened.
@@ -69,9 +88,14 @@ pub enum Reason {
     /// `Event::Startup` (to Backup, to Master for an owner, to Fault if the
     /// fault condition was already present).
     Startup,
-    /// Master_Down_Timer expired: the master went silent, sent priority 0,
-    /// or has a lower priority and we preempt.
+    /// Master_Down_Timer expired: the master went silent (no advert for
+    /// Master_Down_Interval), or none was ever heard.
     MasterDown,
+    /// The master we followed sent priority 0 (it is stopping or stepping
+    /// down) and we claimed after Skew_Time.
+    PriorityZero,
+    /// The master has a lower priority than ours and we preempted it.
+    Preempt,
     /// A Master heard a higher priority.
     HigherPriority,
     /// A Master heard an equal priority from a higher primary IP.
@@ -88,11 +112,27 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, for pre-registering counters.
+    pub const ALL: [Reason; 10] = [
+        Reason::Startup,
+        Reason::MasterDown,
+        Reason::PriorityZero,
+        Reason::Preempt,
+        Reason::HigherPriority,
+        Reason::EqualPriorityHigherIp,
+        Reason::Fault,
+        Reason::FaultCleared,
+        Reason::Shutdown,
+        Reason::Reload,
+    ];
+
     /// Stable label for metrics.
     pub fn as_str(&self) -> &'static str {
         match self {
             Reason::Startup => "startup",
             Reason::MasterDown => "master_down",
+            Reason::PriorityZero => "priority_zero",
+            Reason::Preempt => "preempt",
             Reason::HigherPriority => "higher_priority",
             Reason::EqualPriorityHigherIp => "equal_priority_higher_ip",
             Reason::Fault => "fault",

@@ -23,6 +23,11 @@ pub enum Discard {
     /// segment, or another local instance, owns that VRID.
     #[error("VRID belongs to another virtual router")]
     WrongVrid,
+    /// The IP source is not one of the instance's peers (the cluster's load
+    /// balancers, or an address the operator allowed): a forged advert, or
+    /// another cluster reusing our VRID on the segment.
+    #[error("sender is not a known peer of this virtual router")]
+    UnknownPeer,
     /// IP TTL is not 255: the packet crossed a router (or was forged off-link).
     #[error("IP TTL is not 255")]
     BadTtl,
@@ -58,11 +63,12 @@ pub enum Discard {
 
 impl Discard {
     /// Every reason, for pre-registering counters at zero.
-    pub const ALL: [Discard; 14] = [
+    pub const ALL: [Discard; 15] = [
         Discard::TooShort,
         Discard::BadVersion,
         Discard::BadType,
         Discard::WrongVrid,
+        Discard::UnknownPeer,
         Discard::BadTtl,
         Discard::NoAddresses,
         Discard::BadLength,
@@ -83,6 +89,7 @@ impl Discard {
             Discard::BadVersion => "bad_version",
             Discard::BadType => "bad_type",
             Discard::WrongVrid => "wrong_vrid",
+            Discard::UnknownPeer => "unknown_peer",
             Discard::BadTtl => "bad_ttl",
             Discard::NoAddresses => "no_addresses",
             Discard::BadLength => "bad_length",

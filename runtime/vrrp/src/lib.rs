@@ -80,15 +80,15 @@ mod params;
 mod state;
 mod timers;
 
-pub use action::{Action, Outgoing, Reason, Transition};
+pub use action::{Action, Outgoing, Reason, Sender, Transition};
 pub use auth::Auth;
 pub use discard::Discard;
 pub use event::Event;
 pub use machine::Instance;
 pub use packet::{
     Advert, ChecksumForm, EncodeError, Expectations, IPPROTO_VRRP, Received, V3Checksum,
-    VRRP_MULTICAST_V4, VRRP_TTL, Version, decode, encode, interval_field, peek_vrid,
+    VRRP_MULTICAST_V4, VRRP_TTL, Version, decode, encode, interval_field, peek_priority, peek_vrid,
 };
-pub use params::{GarpParams, InstanceParams, ParamsError};
+pub use params::{GarpParams, InstanceParams, ParamsError, PeerPolicy};
 pub use state::State;
 pub use timers::{master_down_interval, skew_time};

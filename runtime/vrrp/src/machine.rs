@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::action::{Action, Outgoing, Reason, Transition};
+use crate::action::{Action, Outgoing, Reason, Sender, Transition};
 use crate::event::Event;
 use crate::packet::{Advert, Expectations, Received};
 use crate::params::{InstanceParams, ParamsError};
@@ -39,8 +39,15 @@ pub struct Instance {
     garp_refresh_at: Option<Instant>,
     /// Preemption is held off until this instant (preempt_delay).
     preempt_after: Option<Instant>,
-    /// Source of the last advert accepted as coming from the master.
-    current_master: Option<Ipv4Addr>,
+    /// The master we follow while Backup: source and priority of the last
+    /// advert accepted as coming from the master.
+    current_master: Option<Sender>,
+    /// While Backup, why Master_Down_Timer will make us claim if nothing
+    /// resets it: the master's priority 0, or a lower-priority master we
+    /// preempt. None: plain silence (`MasterDown`).
+    claim: Option<(Reason, Sender)>,
+    /// Reason and sender of the last transition, for its Notify.
+    cause: (Reason, Option<Sender>),
 }
 
 impl Instance {
@@ -58,6 +65,8 @@ impl Instance {
             garp_refresh_at: None,
             preempt_after: None,
             current_master: None,
+            claim: None,
+            cause: (Reason::Startup, None),
             params,
         })
     }
@@ -100,7 +109,7 @@ impl Instance {
     pub fn current_master(&self) -> Option<Ipv4Addr> {
         match self.state {
             State::Master => Some(self.params.primary_ip),
-            State::Backup => self.current_master,
+            State::Backup => self.current_master.map(|m| m.address),
             State::Initialize | State::Fault => None,
         }
     }
@@ -206,6 +215,15 @@ impl Instance {
             // learned until the next advert.
             self.master_adver_interval = self.params.advert_interval;
         }
+        if old.peers != self.params.peers
+            && self
+                .current_master
+                .is_some_and(|m| self.expect.sources.as_ref().is_some_and(|s| !s.contains(&m.address)))
+        {
+            // The master we follow is no longer accepted: forget it, so its
+            // priority 0 (were it to reach us) means nothing.
+            self.current_master = None;
+        }
         if self.state == State::Master {
             let added: Vec<Ipv4Addr> = (self.params.vips.iter())
                 .filter(|v| !old.vips.contains(v))
@@ -240,22 +258,28 @@ impl Instance {
     /// the fault condition holds.
     fn start(&mut self, now: Instant, reason: Reason, out: &mut Vec<Action>) {
         if self.faulted {
-            self.transition(now, State::Fault, reason, out);
+            self.transition(now, State::Fault, reason, None, out);
             out.push(self.notify());
         } else if self.priority == 255 {
-            self.become_master(now, reason, out);
+            self.become_master(now, reason, None, out);
         } else {
             // Never Master straight away: a booting node that claimed before
             // hearing the real master would run notify_master falsely.
             self.master_adver_interval = self.params.advert_interval;
             self.preempt_after =
                 (!self.params.preempt_delay.is_zero()).then(|| now + self.params.preempt_delay);
-            self.become_backup(now, reason, out);
+            self.become_backup(now, reason, None, out);
         }
     }
 
-    fn become_master(&mut self, now: Instant, reason: Reason, out: &mut Vec<Action>) {
-        self.transition(now, State::Master, reason, out);
+    fn become_master(
+        &mut self,
+        now: Instant,
+        reason: Reason,
+        sender: Option<Sender>,
+        out: &mut Vec<Action>,
+    ) {
+        self.transition(now, State::Master, reason, sender, out);
         // The advert first, so a competing backup stands down at once.
         out.push(Action::SendAdvert(self.advert(self.priority)));
         out.push(Action::AddVips(self.params.vips.clone()));
@@ -263,26 +287,41 @@ impl Instance {
         self.protocol_at = Some(now + self.params.advert_interval);
         self.garp_refresh_at = self.params.garp.master_refresh.map(|d| now + d);
         self.current_master = None;
+        self.claim = None;
         out.push(self.notify());
     }
 
     /// Enter Backup with Master_Down_Timer at the current
-    /// Master_Adver_Interval.
-    fn become_backup(&mut self, now: Instant, reason: Reason, out: &mut Vec<Action>) {
+    /// Master_Adver_Interval. `sender` is the winner when a Master steps
+    /// down, and becomes the master we follow.
+    fn become_backup(
+        &mut self,
+        now: Instant,
+        reason: Reason,
+        sender: Option<Sender>,
+        out: &mut Vec<Action>,
+    ) {
         let was_master = self.state == State::Master;
-        self.transition(now, State::Backup, reason, out);
+        self.transition(now, State::Backup, reason, sender, out);
         if was_master {
-            if self.params.garp.lower_prio_announce {
+            let winner_known = sender.is_some_and(|s| self.params.peers.is_known(s.address));
+            if self.params.garp.lower_prio_announce && winner_known {
                 // Stepping down from a split brain: say so with priority 0.
                 // If the winner's advert reached us before ours reached it,
                 // the winner never heard a lower-priority master and would
                 // not re-announce; our priority 0 makes it re-announce (see
                 // on_advert), so clients holding our MAC for the VIP move.
+                // Only to a known peer: told to a stranger (a forged or
+                // colliding advert) it heals nothing, and a backup of ours
+                // that reads it as "master stopping" would claim while the
+                // stranger is still there (issue 10: the pair flapped).
                 out.push(Action::SendAdvert(self.advert(0)));
             }
             out.push(Action::RemoveVips(self.params.vips.clone()));
         }
         self.clear_timers();
+        self.current_master = sender;
+        self.claim = None;
         self.protocol_at = Some(now + self.master_down_interval());
         out.push(self.notify());
     }
@@ -291,30 +330,42 @@ impl Instance {
     /// priority 0 so backups claim after Skew_Time, then drops its VIPs.
     fn leave_running(&mut self, now: Instant, to: State, reason: Reason, out: &mut Vec<Action>) {
         let was_master = self.state == State::Master;
-        self.transition(now, to, reason, out);
+        self.transition(now, to, reason, None, out);
         if was_master {
             out.push(Action::SendAdvert(self.advert(0)));
             out.push(Action::RemoveVips(self.params.vips.clone()));
         }
         self.clear_timers();
         self.current_master = None;
+        self.claim = None;
         out.push(self.notify());
     }
 
-    fn transition(&mut self, now: Instant, to: State, reason: Reason, out: &mut Vec<Action>) {
+    fn transition(
+        &mut self,
+        now: Instant,
+        to: State,
+        reason: Reason,
+        sender: Option<Sender>,
+        out: &mut Vec<Action>,
+    ) {
         out.push(Action::Transition(Transition {
             from: self.state,
             to,
             reason,
             at: now,
+            sender,
         }));
         self.state = to;
+        self.cause = (reason, sender);
     }
 
     fn notify(&self) -> Action {
         Action::Notify {
             state: self.state,
             priority: self.priority,
+            reason: self.cause.0,
+            sender: self.cause.1,
         }
     }
 
@@ -349,6 +400,10 @@ impl Instance {
 
     fn on_advert(&mut self, now: Instant, rx: Received, out: &mut Vec<Action>) {
         let adv = &rx.advert;
+        let sender = Sender {
+            address: rx.source,
+            priority: adv.priority,
+        };
         if rx.source == self.params.primary_ip
             || adv.vrid != self.params.vrid
             || adv.version != self.params.version
@@ -360,20 +415,36 @@ impl Instance {
             State::Initialize | State::Fault => {}
             State::Backup => {
                 if adv.priority == 0 {
-                    // The master is stopping: claim after Skew_Time only.
-                    let skew = skew_time(
-                        self.params.version,
-                        self.priority,
-                        self.master_adver_interval,
-                    );
-                    self.protocol_at = Some(now + skew);
+                    // Only the master we follow (or any, before we follow
+                    // one) can hand over. A priority 0 from another router
+                    // is a former master stepping down to the one we now
+                    // follow, which is alive: claiming after Skew_Time
+                    // would take the VIP from it, and with three routers
+                    // start a chain of step-downs (RFC 5798 does not say
+                    // whose priority 0 counts; this is the safe reading).
+                    if self
+                        .current_master
+                        .is_none_or(|m| m.address == rx.source)
+                    {
+                        // The master is stopping: claim after Skew_Time only.
+                        let skew = skew_time(
+                            self.params.version,
+                            self.priority,
+                            self.master_adver_interval,
+                        );
+                        self.protocol_at = Some(now + skew);
+                        self.claim = Some((Reason::PriorityZero, sender));
+                    }
                 } else if !self.preempt_allowed(now) || adv.priority >= self.priority {
                     self.master_adver_interval = adv.interval;
-                    self.current_master = Some(rx.source);
+                    self.current_master = Some(sender);
+                    self.claim = None;
                     self.protocol_at = Some(now + self.master_down_interval());
+                } else if self.claim.is_none_or(|(r, _)| r != Reason::PriorityZero) {
+                    // A lower-priority master and we preempt. Discard, so
+                    // Master_Down_Timer expires and we take over.
+                    self.claim = Some((Reason::Preempt, sender));
                 }
-                // Else: a lower-priority master and we preempt. Discard, so
-                // Master_Down_Timer expires and we take over.
             }
             State::Master => {
                 if adv.priority == 0 {
@@ -395,8 +466,7 @@ impl Instance {
                         Reason::EqualPriorityHigherIp
                     };
                     self.master_adver_interval = adv.interval;
-                    self.become_backup(now, reason, out);
-                    self.current_master = Some(rx.source);
+                    self.become_backup(now, reason, Some(sender), out);
                 } else if self.params.garp.lower_prio_announce {
                     // We win. The other side believes it is master (split
                     // brain ending, or a backup that could not hear us):
@@ -412,7 +482,13 @@ impl Instance {
     fn on_timers(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.protocol_at.is_some_and(|t| t <= now) {
             match self.state {
-                State::Backup => self.become_master(now, Reason::MasterDown, out),
+                State::Backup => {
+                    let (reason, sender) = match self.claim.take() {
+                        Some((r, s)) => (r, Some(s)),
+                        None => (Reason::MasterDown, self.current_master),
+                    };
+                    self.become_master(now, reason, sender, out);
+                }
                 State::Master => {
                     out.push(Action::SendAdvert(self.advert(self.priority)));
                     // From now, not from the missed deadline: after a stall,
@@ -448,3 +524,5 @@ impl Instance {
 mod invariants;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod segment;

@@ -144,6 +144,11 @@ pub struct Expectations {
     pub check_ttl: bool,
     /// v3 checksum form to try first; the others are still accepted.
     pub v3_checksum: V3Checksum,
+    /// `Some`: adverts from any other IP source are discarded
+    /// ([`Discard::UnknownPeer`]): a forged advert, or another cluster
+    /// reusing our VRID and addresses, must not take part in our election.
+    /// `None` accepts any source (keepalived's behaviour).
+    pub sources: Option<Vec<Ipv4Addr>>,
 }
 
 /// Why an advert could not be encoded. Instance params are validated with
@@ -263,6 +268,15 @@ pub fn peek_vrid(payload: &[u8]) -> Option<u8> {
         .filter(|_| payload.len() >= HEADER_LEN)
 }
 
+/// The priority field of a payload, if it has a header: for log lines about
+/// packets that were discarded (who sent what).
+pub fn peek_priority(payload: &[u8]) -> Option<u8> {
+    payload
+        .get(2)
+        .copied()
+        .filter(|_| payload.len() >= HEADER_LEN)
+}
+
 /// Validate `payload` (the IP payload of a packet from `src` to `dst`
 /// received with `ttl`) against `expect`, in RFC 3768/5798 section 7.1 order
 /// plus keepalived's extra checks.
@@ -290,6 +304,11 @@ pub fn decode(
     let vrid = payload[1];
     if vrid != expect.vrid {
         return Err(Discard::WrongVrid);
+    }
+    // Before any other check: a stranger is reported as a stranger, whatever
+    // else is wrong with its packet.
+    if expect.sources.as_ref().is_some_and(|s| !s.contains(&src)) {
+        return Err(Discard::UnknownPeer);
     }
     if expect.check_ttl && ttl != VRRP_TTL {
         return Err(Discard::BadTtl);

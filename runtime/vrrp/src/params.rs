@@ -44,6 +44,61 @@ impl Default for GarpParams {
     }
 }
 
+/// Which advert sources an instance listens to, and which of them are its
+/// own cluster.
+///
+/// A forged or colliding advert (same VRID and addresses, from a host that
+/// is not one of ours) used to make a pair flap: each stepped down to it,
+/// said so with priority 0, and the other read that as "the master is
+/// stopping". Filtering sources stops the stranger at the door; `known`
+/// keeps the priority-0 split-brain heal for the routers that run it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerPolicy {
+    /// The other routers of this virtual router (the load balancers of the
+    /// cluster, unicast peers). Their adverts are accepted, and only a known
+    /// winner is told with priority 0 that we stepped down.
+    pub known: Vec<Ipv4Addr>,
+    /// Third-party routers also accepted (a router taking part in the
+    /// election): they may win, but stepping down to one sends no priority 0.
+    pub also_accept: Vec<Ipv4Addr>,
+    /// Accept adverts from any source (keepalived's behaviour). Off, an
+    /// advert from a source in neither list is discarded as `unknown_peer`.
+    pub accept_any: bool,
+}
+
+impl PeerPolicy {
+    /// No source filter and no known peer: keepalived's behaviour.
+    pub fn any() -> Self {
+        PeerPolicy {
+            accept_any: true,
+            ..PeerPolicy::default()
+        }
+    }
+
+    /// Only these peers (and nothing else) are accepted.
+    pub fn only(known: Vec<Ipv4Addr>) -> Self {
+        PeerPolicy {
+            known,
+            ..PeerPolicy::default()
+        }
+    }
+
+    /// Whether `source` is one of the cluster's own routers.
+    pub fn is_known(&self, source: Ipv4Addr) -> bool {
+        self.known.contains(&source)
+    }
+
+    /// The sources `decode` accepts; None for any.
+    pub fn accepted(&self) -> Option<Vec<Ipv4Addr>> {
+        (!self.accept_any).then(|| {
+            let mut all: Vec<Ipv4Addr> = self.known.iter().chain(&self.also_accept).copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        })
+    }
+}
+
 /// Everything one VRRP instance needs to run the protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceParams {
@@ -80,11 +135,14 @@ pub struct InstanceParams {
     /// default; false is its `skip_check_adv_addr`).
     pub check_addresses: bool,
     pub garp: GarpParams,
+    /// Whose adverts count (see [`PeerPolicy`]).
+    pub peers: PeerPolicy,
 }
 
 impl InstanceParams {
     /// keepalived's defaults: v2, priority 100, 1 s adverts, preempt on, no
-    /// auth, TTL and address checks on, keepalived GARP schedule.
+    /// auth, TTL and address checks on, keepalived GARP schedule, adverts
+    /// from any source (set `peers` to filter).
     pub fn new(vrid: u8, primary_ip: Ipv4Addr, vips: Vec<Ipv4Addr>) -> Self {
         InstanceParams {
             version: Version::V2,
@@ -100,6 +158,7 @@ impl InstanceParams {
             check_ttl: true,
             check_addresses: true,
             garp: GarpParams::default(),
+            peers: PeerPolicy::any(),
         }
     }
 
@@ -125,6 +184,11 @@ impl InstanceParams {
         if self.garp.master_refresh == Some(Duration::ZERO) {
             return Err(ParamsError::ZeroGarpRefresh);
         }
+        if self.peers.known.contains(&self.primary_ip)
+            || self.peers.also_accept.contains(&self.primary_ip)
+        {
+            return Err(ParamsError::SelfAsPeer(self.primary_ip));
+        }
         Ok(())
     }
 
@@ -138,6 +202,7 @@ impl InstanceParams {
             addresses: self.check_addresses.then(|| self.vips.clone()),
             check_ttl: self.check_ttl,
             v3_checksum: self.v3_checksum,
+            sources: self.peers.accepted(),
         }
     }
 }
@@ -159,6 +224,8 @@ pub enum ParamsError {
     AuthNeedsV2,
     #[error("garp master_refresh of zero would send GARPs in a tight loop")]
     ZeroGarpRefresh,
+    #[error("this router's own address {0} is listed as a peer")]
+    SelfAsPeer(Ipv4Addr),
 }
 
 #[cfg(test)]
@@ -212,6 +279,9 @@ mod tests {
             assert_eq!(p.validate(), Err(want));
         }
         let mut p = ok();
+        p.peers = PeerPolicy::only(vec![p.primary_ip]);
+        assert_eq!(p.validate(), Err(ParamsError::SelfAsPeer(p.primary_ip)));
+        let mut p = ok();
         p.advert_interval = Duration::from_millis(100);
         assert!(matches!(p.validate(), Err(ParamsError::BadInterval(_))));
         p.version = Version::V3;
@@ -232,5 +302,21 @@ mod tests {
         let e = p.expectations();
         assert_eq!(e.addresses, None);
         assert!(!e.check_ttl);
+        assert_eq!(e.sources, None, "keepalived's default: any source");
+    }
+
+    #[test]
+    fn peer_policy_sources() {
+        let a = Ipv4Addr::new(10, 0, 0, 3);
+        let r = Ipv4Addr::new(10, 0, 0, 1);
+        let mut pol = PeerPolicy::only(vec![a]);
+        assert_eq!(pol.accepted(), Some(vec![a]));
+        pol.also_accept = vec![r, a];
+        assert_eq!(pol.accepted(), Some(vec![r, a]));
+        assert!(pol.is_known(a) && !pol.is_known(r));
+        assert_eq!(PeerPolicy::only(vec![]).accepted(), Some(vec![]));
+        pol.accept_any = true;
+        assert_eq!(pol.accepted(), None);
+        assert!(pol.is_known(a), "known stays known with accept_any");
     }
 }

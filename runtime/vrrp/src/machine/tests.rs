@@ -7,7 +7,7 @@
 use super::*;
 use crate::auth::Auth;
 use crate::packet::{ChecksumForm, V3Checksum, VRRP_MULTICAST_V4, Version, decode};
-use crate::params::GarpParams;
+use crate::params::{GarpParams, PeerPolicy};
 
 const ME: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const LOWER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -92,16 +92,34 @@ fn out(priority: u8) -> Action {
 }
 
 fn tr(from: State, to: State, reason: Reason, at: Instant) -> Action {
+    tr_by(from, to, reason, at, None)
+}
+
+fn tr_by(from: State, to: State, reason: Reason, at: Instant, sender: Option<Sender>) -> Action {
     Action::Transition(Transition {
         from,
         to,
         reason,
         at,
+        sender,
     })
 }
 
-fn notify(state: State, priority: u8) -> Action {
-    Action::Notify { state, priority }
+fn notify(state: State, priority: u8, reason: Reason) -> Action {
+    notify_by(state, priority, reason, None)
+}
+
+fn notify_by(state: State, priority: u8, reason: Reason, sender: Option<Sender>) -> Action {
+    Action::Notify {
+        state,
+        priority,
+        reason,
+        sender,
+    }
+}
+
+fn from(address: Ipv4Addr, priority: u8) -> Option<Sender> {
+    Some(Sender { address, priority })
 }
 
 fn garp(count: u32) -> Action {
@@ -180,7 +198,7 @@ fn startup_enters_backup_and_waits_master_down_interval() {
         a,
         [
             tr(State::Initialize, State::Backup, Reason::Startup, t0),
-            notify(State::Backup, 100)
+            notify(State::Backup, 100, Reason::Startup)
         ]
     );
     assert_eq!(i.next_deadline(), Some(t0 + MDI_100));
@@ -227,7 +245,7 @@ fn backup_claims_at_master_down_interval() {
             out(100),
             Action::AddVips(vec![VIP]),
             garp(5),
-            notify(State::Master, 100),
+            notify(State::Master, 100, Reason::MasterDown),
         ]
     );
     assert_eq!(i.next_deadline(), Some(d + secs(1)));
@@ -246,7 +264,7 @@ fn owner_255_is_master_at_once() {
             out(255),
             Action::AddVips(vec![VIP]),
             garp(5),
-            notify(State::Master, 255),
+            notify(State::Master, 255, Reason::Startup),
         ]
     );
     assert_eq!(i.next_deadline(), Some(t0 + secs(1)));
@@ -495,19 +513,139 @@ fn master_answers_priority_zero_at_once() {
 
 #[test]
 fn master_steps_down_on_higher_priority() {
-    let (mut i, d) = master(params(100), Instant::now());
+    // The winner is a known peer: priority 0 tells it we stepped down.
+    let mut p = params(100);
+    p.peers = PeerPolicy::only(vec![LOWER_IP]);
+    let (mut i, d) = master(p, Instant::now());
     let t = d + ms(400);
+    let by = from(LOWER_IP, 101);
     assert_eq!(
         i.handle(t, adv(LOWER_IP, 101)),
         [
-            tr(State::Master, State::Backup, Reason::HigherPriority, t),
+            tr_by(State::Master, State::Backup, Reason::HigherPriority, t, by),
             out(0),
             Action::RemoveVips(vec![VIP]),
-            notify(State::Backup, 100),
+            notify_by(State::Backup, 100, Reason::HigherPriority, by),
         ]
     );
     assert_eq!(i.next_deadline(), Some(t + MDI_100));
     assert_eq!(i.current_master(), Some(LOWER_IP));
+}
+
+/// Regression (issue 10): stepping down to a router that is not one of
+/// ours (a forged or colliding advert, or a third party the operator let
+/// in) sent priority 0 too, and our backup read it as "master stopping"
+/// and claimed while the stranger was still there: the pair flapped.
+#[test]
+fn master_stepping_down_to_a_stranger_sends_no_priority_zero() {
+    for peers in [PeerPolicy::any(), {
+        let mut p = PeerPolicy::only(vec![LOWER_IP]);
+        p.also_accept = vec![HIGHER_IP];
+        p
+    }] {
+        let mut p = params(100);
+        p.peers = peers;
+        let (mut i, d) = master(p, Instant::now());
+        let t = d + ms(400);
+        let by = from(HIGHER_IP, 254);
+        assert_eq!(
+            i.handle(t, adv(HIGHER_IP, 254)),
+            [
+                tr_by(State::Master, State::Backup, Reason::HigherPriority, t, by),
+                Action::RemoveVips(vec![VIP]),
+                notify_by(State::Backup, 100, Reason::HigherPriority, by),
+            ]
+        );
+        assert_eq!(i.current_master(), Some(HIGHER_IP));
+    }
+}
+
+#[test]
+fn backup_honours_priority_zero_only_from_the_master_it_follows() {
+    let t0 = Instant::now();
+    let mut i = started(params(100), t0);
+    // Following HIGHER_IP; LOWER_IP (a former master stepping down to it)
+    // says priority 0: the master we follow is alive, keep waiting for it.
+    i.handle(t0 + secs(1), adv(HIGHER_IP, 200));
+    assert!(i.handle(t0 + ms(1010), adv(LOWER_IP, 0)).is_empty());
+    assert_eq!(i.next_deadline(), Some(t0 + secs(1) + MDI_100));
+    let log = run(&mut i, vec![], t0 + secs(2));
+    assert!(log.is_empty(), "{log:?}");
+    // From the master itself: hand over after Skew_Time, and say why.
+    let t = t0 + secs(2);
+    i.handle(t, adv(HIGHER_IP, 0));
+    let skew = ns(609_375_000);
+    let log = run(&mut i, vec![], t + secs(1));
+    assert_eq!(became(&log, State::Master), [t + skew]);
+    assert_eq!(
+        log[0].1,
+        tr_by(
+            State::Backup,
+            State::Master,
+            Reason::PriorityZero,
+            t + skew,
+            from(HIGHER_IP, 0)
+        )
+    );
+    assert!(log.iter().any(|(_, a)| *a
+        == notify_by(
+            State::Master,
+            100,
+            Reason::PriorityZero,
+            from(HIGHER_IP, 0)
+        )));
+}
+
+#[test]
+fn backup_that_follows_nobody_honours_any_priority_zero() {
+    let t0 = Instant::now();
+    let mut i = started(params(100), t0);
+    i.handle(t0 + secs(1), adv(LOWER_IP, 0));
+    assert_eq!(i.next_deadline(), Some(t0 + secs(1) + ns(609_375_000)));
+}
+
+#[test]
+fn claims_name_their_real_reason_and_sender() {
+    // Silence: the last master heard, with the priority it had.
+    let t0 = Instant::now();
+    let mut i = started(params(100), t0);
+    i.handle(t0 + secs(1), adv(HIGHER_IP, 200));
+    let log = run(&mut i, vec![], t0 + secs(6));
+    let due = t0 + secs(1) + MDI_100;
+    assert_eq!(
+        log[0].1,
+        tr_by(
+            State::Backup,
+            State::Master,
+            Reason::MasterDown,
+            due,
+            from(HIGHER_IP, 200)
+        )
+    );
+    // Preemption of a lower-priority master: named as such, not master_down.
+    let mut i = started(params(150), t0);
+    let log = run(
+        &mut i,
+        every(t0 + ms(500), secs(1), t0 + secs(5), || adv(HIGHER_IP, 100)),
+        t0 + secs(5),
+    );
+    assert_eq!(
+        log[0].1,
+        tr_by(
+            State::Backup,
+            State::Master,
+            Reason::Preempt,
+            t0 + MDI_150,
+            from(HIGHER_IP, 100)
+        )
+    );
+    // Never heard anyone: master_down with no sender.
+    let mut i = started(params(100), t0);
+    let log = run(&mut i, vec![], t0 + secs(4));
+    assert_eq!(
+        log[0].1,
+        tr(State::Backup, State::Master, Reason::MasterDown, t0 + MDI_100)
+    );
 }
 
 #[test]
@@ -522,11 +660,12 @@ fn master_equal_priority_tie_break_on_primary_ip() {
     let a = i.handle(t, adv(HIGHER_IP, 100));
     assert_eq!(
         a[0],
-        tr(
+        tr_by(
             State::Master,
             State::Backup,
             Reason::EqualPriorityHigherIp,
-            t
+            t,
+            from(HIGHER_IP, 100)
         )
     );
     assert_eq!(i.state(), State::Backup);
@@ -549,9 +688,12 @@ fn master_reannounces_on_lower_priority() {
 #[test]
 fn split_brain_heals_whichever_advert_arrives_first() {
     let t0 = Instant::now();
-    let (mut winner, d) = master(params(150), t0);
+    let mut winner_p = params(150);
+    winner_p.peers = PeerPolicy::only(vec![LOWER_IP]);
+    let (mut winner, d) = master(winner_p, t0);
     let mut loser_p = params(100);
     loser_p.primary_ip = LOWER_IP;
+    loser_p.peers = PeerPolicy::only(vec![ME]);
     let (mut loser, _) = master(loser_p, t0);
     let t = d + ms(300);
     let Event::Advert(mut from_winner) = adv(ME, 150) else {
@@ -665,7 +807,7 @@ fn link_down_as_master_sends_priority_zero_and_releases() {
             tr(State::Master, State::Fault, Reason::Fault, t),
             out(0),
             Action::RemoveVips(vec![VIP]),
-            notify(State::Fault, 100),
+            notify(State::Fault, 100, Reason::Fault),
         ]
     );
     assert_eq!(i.next_deadline(), None);
@@ -685,7 +827,7 @@ fn link_down_as_backup() {
         i.handle(t, Event::LinkDown),
         [
             tr(State::Backup, State::Fault, Reason::Fault, t),
-            notify(State::Fault, 100)
+            notify(State::Fault, 100, Reason::Fault)
         ]
     );
     assert_eq!(i.next_deadline(), None);
@@ -701,7 +843,7 @@ fn link_up_returns_to_backup_and_waits() {
         i.handle(t, Event::LinkUp),
         [
             tr(State::Fault, State::Backup, Reason::FaultCleared, t),
-            notify(State::Backup, 100)
+            notify(State::Backup, 100, Reason::FaultCleared)
         ]
     );
     assert_eq!(i.next_deadline(), Some(t + MDI_100));
@@ -735,7 +877,7 @@ fn link_down_before_startup_starts_in_fault() {
         i.handle(t0, Event::Startup),
         [
             tr(State::Initialize, State::Fault, Reason::Startup, t0),
-            notify(State::Fault, 100)
+            notify(State::Fault, 100, Reason::Startup)
         ]
     );
     assert_eq!(i.next_deadline(), None);
@@ -755,7 +897,7 @@ fn shutdown_as_master_sends_priority_zero_and_releases() {
             tr(State::Master, State::Initialize, Reason::Shutdown, t),
             out(0),
             Action::RemoveVips(vec![VIP]),
-            notify(State::Initialize, 100),
+            notify(State::Initialize, 100, Reason::Shutdown),
         ]
     );
     assert_eq!(i.next_deadline(), None);
@@ -779,7 +921,7 @@ fn shutdown_as_backup_sends_nothing() {
                 Reason::Shutdown,
                 t0 + secs(1)
             ),
-            notify(State::Initialize, 100)
+            notify(State::Initialize, 100, Reason::Shutdown)
         ]
     );
 }
@@ -794,7 +936,7 @@ fn shutdown_from_fault_runs_stop_hooks_only() {
         i.handle(t, Event::Shutdown),
         [
             tr(State::Fault, State::Initialize, Reason::Shutdown, t),
-            notify(State::Initialize, 100)
+            notify(State::Initialize, 100, Reason::Shutdown)
         ]
     );
     // The fault condition is remembered across a restart.
@@ -903,9 +1045,9 @@ fn reload_changing_vrid_stops_old_router_and_starts_new() {
             tr(State::Master, State::Initialize, Reason::Reload, t),
             out(0), // VRID 51: the old router says goodbye
             Action::RemoveVips(vec![VIP]),
-            notify(State::Initialize, 100),
+            notify(State::Initialize, 100, Reason::Reload),
             tr(State::Initialize, State::Backup, Reason::Reload, t),
-            notify(State::Backup, 100),
+            notify(State::Backup, 100, Reason::Reload),
         ]
     );
     assert_eq!(i.expectations().vrid, 52);

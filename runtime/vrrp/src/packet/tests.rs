@@ -40,6 +40,7 @@ fn expect(version: Version, vrid: u8) -> Expectations {
         addresses: None,
         check_ttl: true,
         v3_checksum: V3Checksum::PseudoHeader,
+        sources: None,
     }
 }
 
@@ -302,6 +303,26 @@ fn wrong_vrid() {
 }
 
 #[test]
+fn unknown_source_is_discarded_before_other_checks() {
+    let mut e = expect(Version::V2, 51);
+    e.sources = Some(vec![Ipv4Addr::new(192, 168, 1, 11)]);
+    assert_eq!(dec(&V2_NO_AUTH, &e), Err(Discard::UnknownPeer));
+    // Even with a wrong TTL and checksum: the stranger is named as such.
+    let mut bad = V2_NO_AUTH;
+    bad[6] ^= 0xff;
+    let r = decode(SRC, VRRP_MULTICAST_V4, 64, &bad, &e);
+    assert_eq!(r, Err(Discard::UnknownPeer));
+    // Another VRID is still only "not ours".
+    e.vrid = 52;
+    assert_eq!(dec(&V2_NO_AUTH, &e), Err(Discard::WrongVrid));
+    e.vrid = 51;
+    e.sources = Some(vec![Ipv4Addr::new(192, 168, 1, 11), SRC]);
+    assert!(dec(&V2_NO_AUTH, &e).is_ok());
+    e.sources = Some(vec![]);
+    assert_eq!(dec(&V2_NO_AUTH, &e), Err(Discard::UnknownPeer));
+}
+
+#[test]
 fn ttl_must_be_255_unless_unchecked() {
     let mut e = expect(Version::V2, 51);
     let r = decode(SRC, VRRP_MULTICAST_V4, 254, &V2_NO_AUTH, &e);
@@ -480,6 +501,8 @@ fn interval_field_limits() {
 fn peek_vrid_needs_a_header() {
     assert_eq!(peek_vrid(&V2_NO_AUTH), Some(51));
     assert_eq!(peek_vrid(&V2_NO_AUTH[..7]), None);
+    assert_eq!(peek_priority(&V2_NO_AUTH), Some(100));
+    assert_eq!(peek_priority(&V2_NO_AUTH[..7]), None);
 }
 
 #[test]
