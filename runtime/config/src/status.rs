@@ -2,6 +2,7 @@
 //! `hadeploy-runtime status --json`), read by `hadeploy status`, `apply`'s
 //! health step and `test-failover`. One definition for both sides.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,44 @@ pub struct RuntimeStatus {
 pub struct VrrpStatus {
     pub node: String,
     pub instances: Vec<InstanceStatus>,
+    /// Scheduling of the protocol thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime: Option<RealtimeStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RealtimeStatus {
+    /// SCHED_RR priority in force; absent when running normal scheduling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rr_priority: Option<u8>,
+    pub memory_locked: bool,
+    /// Why a requested setting is not in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// One peer as its adverts show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub address: Ipv4Addr,
+    /// The checksum form it sends: `v2`, `v3_pseudo_header`,
+    /// `v3_vrrp_only`, `v3_pseudo_header_multicast_dst`.
+    pub checksum: String,
+    /// Priority of its last advert.
+    pub priority: u8,
+    pub adverts: u64,
+}
+
+/// Why the instance is in its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastTransition {
+    /// `master_down`, `priority_zero`, `preempt`, `higher_priority`, ...
+    pub reason: String,
+    /// The advert behind it, if one caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_priority: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +73,14 @@ pub struct InstanceStatus {
     pub vips: Vec<String>,
     pub holds_vips: bool,
     pub transitions: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition: Option<LastTransition>,
+    /// Peers heard, with the checksum form each sends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerStatus>,
+    /// Dropped adverts by reason (non-zero only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub discards: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -27,10 +27,55 @@ pub struct VrrpConfig {
     pub instances: Vec<Instance>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_scripts: Vec<TrackScript>,
+    /// Scheduling of the protocol thread (keepalived's `vrrp_rt_priority`
+    /// and `vrrp_no_swap`).
+    #[serde(default)]
+    pub realtime: Realtime,
 }
 
 fn default_script_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+/// Realtime scheduling and locked memory for the protocol thread.
+///
+/// A backup that hears no advert for Master_Down_Interval claims the VIP;
+/// at 20 ms adverts that is 69 ms, shorter than the time slices a saturated
+/// proxy on the same 2 cores can keep the protocol thread waiting. SCHED_RR
+/// puts the thread ahead of every normal task (and the kernel's RT
+/// throttling still leaves 5 % to the rest), and locked memory keeps a page
+/// fault on swapped-out memory from stalling it. Hooks and track scripts run
+/// on another thread and never inherit either.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Realtime {
+    /// SCHED_RR for the protocol thread. Refused by the kernel (no
+    /// CAP_SYS_NICE or RLIMIT_RTPRIO, an RT cgroup without runtime), the
+    /// daemon logs a warning and runs with normal scheduling.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// SCHED_RR priority, 1..=99 (keepalived's `vrrp_rt_priority`). The
+    /// default, 10, is above every normal task and below the threaded IRQ
+    /// handlers (50) that deliver the adverts.
+    #[serde(default = "default_rt_priority")]
+    pub priority: u8,
+    /// mlockall(2) (keepalived's `vrrp_no_swap`).
+    #[serde(default = "yes")]
+    pub lock_memory: bool,
+}
+
+impl Default for Realtime {
+    fn default() -> Self {
+        Realtime {
+            enabled: true,
+            priority: default_rt_priority(),
+            lock_memory: true,
+        }
+    }
+}
+
+fn default_rt_priority() -> u8 {
+    10
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +148,21 @@ pub struct Instance {
     /// the interface's primary address when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_address: Option<Ipv4Addr>,
+    /// The other routers of this virtual router: hadeploy renders the other
+    /// load balancers of the VIP group. Adverts from any other source are
+    /// discarded (`unknown_peer`, logged with source, VRID and priority),
+    /// and only a winner listed here is told with priority 0 that we
+    /// stepped down. Absent: the unicast peers in unicast mode; in multicast
+    /// mode any source is accepted (keepalived's behaviour, with a warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<Ipv4Addr>>,
+    /// Third-party routers also accepted, such as a router taking part in
+    /// the election. They can win, but are not told of a step-down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_peers: Vec<Ipv4Addr>,
+    /// Accept adverts from any source (keepalived's behaviour).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub accept_any_peer: bool,
     pub virtual_ipaddress: Vec<Vip>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track_interface: Vec<String>,
@@ -119,6 +179,10 @@ pub struct Instance {
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_group() -> Ipv4Addr {
@@ -308,6 +372,58 @@ fn check_argv(path: &str, argv: &[String], out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// The sources an instance accepts adverts from, and which are its own.
+fn check_peers(p: &str, inst: &Instance, out: &mut Vec<Diagnostic>) {
+    let own = inst
+        .unicast
+        .as_ref()
+        .map(|u| u.src_ip)
+        .or(inst.source_address);
+    let lists = [
+        ("peers", inst.peers.as_deref().unwrap_or_default()),
+        ("accept_peers", &inst.accept_peers[..]),
+    ];
+    for (key, list) in lists {
+        if let Some(me) = own.filter(|me| list.contains(me)) {
+            out.push(Diagnostic::error(
+                format!("{p}.{key}"),
+                format!("{me} is this router's own address, not a peer"),
+            ));
+        }
+    }
+    if inst.peers.is_none() && inst.unicast.is_none() && !inst.accept_any_peer {
+        out.push(Diagnostic::warning(
+            format!("{p}.peers"),
+            format!(
+                "no peer list: adverts for VRID {} on {} are accepted from any source, so a forged \
+                 advert or another cluster reusing the VRID can take the VIP; list the other \
+                 routers in `peers` (hadeploy renders them), or set `accept_any_peer: true`",
+                inst.virtual_router_id, inst.interface
+            ),
+        ));
+    }
+}
+
+/// VRRPv3 over IPv4 has two checksum forms and no negotiation: a peer that
+/// verifies only the other one drops every advert, and both become MASTER.
+fn check_checksum(p: &str, inst: &Instance, out: &mut Vec<Diagnostic>) {
+    match (inst.version, inst.v3_checksum) {
+        (Version::V3, V3Checksum::VrrpOnly) => out.push(Diagnostic::warning(
+            format!("{p}.v3_checksum"),
+            "vrrp_only sends the RFC 9568 checksum (no IPv4 pseudo-header): keepalived 2.x \
+             (without v3_checksum_as_v2) and FRR vrrpd verify only the pseudo-header form and \
+             drop these adverts, so both routers become MASTER; use it only when every peer \
+             sends that form (Cisco, Juniper). `hadeploy-runtime status --json` shows the form \
+             each peer sends (peers[].checksum)",
+        )),
+        (Version::V2, V3Checksum::VrrpOnly) => out.push(Diagnostic::warning(
+            format!("{p}.v3_checksum"),
+            "v3_checksum has no effect with VRRP version 2",
+        )),
+        _ => {}
+    }
+}
+
 impl VrrpConfig {
     /// Semantic checks that the types cannot express.
     pub fn validate(&self) -> Vec<Diagnostic> {
@@ -398,6 +514,8 @@ impl VrrpConfig {
                     format!("{} is not a multicast address", inst.multicast_group),
                 ));
             }
+            check_peers(&p, inst, &mut out);
+            check_checksum(&p, inst, &mut out);
             for (j, r) in inst.track_script.iter().enumerate() {
                 if !scripts.contains(r.name.as_str()) {
                     out.push(Diagnostic::error(
@@ -410,6 +528,15 @@ impl VrrpConfig {
                 check_argv(&format!("{p}.notify.{k}"), argv, &mut out);
             }
         }
+        if !(1..=99).contains(&self.realtime.priority) {
+            out.push(Diagnostic::error(
+                "realtime.priority",
+                format!(
+                    "SCHED_RR priority must be 1..99, not {}",
+                    self.realtime.priority
+                ),
+            ));
+        }
         for (i, s) in self.track_scripts.iter().enumerate() {
             check_argv(&format!("track_scripts[{i}].script"), &s.script, &mut out);
             if s.rise == 0 || s.fall == 0 {
@@ -420,5 +547,100 @@ impl VrrpConfig {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::diag::{ConfigError, Severity};
+
+    const BASE: &str = "node: n
+instances:
+  - name: V
+    interface: eth0
+    virtual_router_id: 51
+    version: 3
+    priority: 100
+    advert_interval: 20ms
+    source_address: 10.0.0.11
+    virtual_ipaddress: [{address: 10.0.0.100/24}]
+";
+
+    fn diags(extra: &str) -> Result<Vec<crate::Diagnostic>, ConfigError> {
+        crate::parse_vrrp(&format!("{BASE}{extra}"), Path::new("vrrp.yaml")).map(|(_, w)| w)
+    }
+
+    fn messages(extra: &str) -> Vec<String> {
+        diags(extra)
+            .expect("valid")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn vrrp_only_checksum_warns_with_position() {
+        let w = messages("    peers: [10.0.0.12]\n    v3_checksum: vrrp_only\n");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("vrrp.yaml:12:5: warning: instances[0].v3_checksum: vrrp_only"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("FRR") && w[0].contains("both routers become MASTER"));
+        assert!(messages("    peers: [10.0.0.12]\n").is_empty());
+        let v2 = BASE.replace("version: 3", "version: 2").replace("20ms", "1s");
+        let (_, w) = crate::parse_vrrp(
+            &format!("{v2}    peers: []\n    v3_checksum: vrrp_only\n"),
+            Path::new("v.yaml"),
+        )
+        .expect("valid");
+        assert!(w[0].message.contains("no effect"), "{w:?}");
+    }
+
+    #[test]
+    fn peer_list_absent_in_multicast_mode_warns() {
+        let w = messages("");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("accepted from any source"), "{w:?}");
+        assert!(messages("    accept_any_peer: true\n").is_empty());
+        assert!(messages("    peers: []\n").is_empty(), "one router: no peer");
+        assert!(
+            messages("    unicast: {src_ip: 10.0.0.11, peers: [10.0.0.12]}\n").is_empty(),
+            "unicast peers are the list"
+        );
+    }
+
+    #[test]
+    fn own_address_as_peer_is_an_error() {
+        for extra in [
+            "    peers: [10.0.0.11]\n",
+            "    peers: [10.0.0.12]\n    accept_peers: [10.0.0.11]\n",
+        ] {
+            let e = diags(extra).expect_err("own address");
+            let d = &e.diagnostics()[0];
+            assert_eq!(d.severity, Severity::Error);
+            assert!(d.message.contains("own address"), "{d}");
+        }
+    }
+
+    #[test]
+    fn realtime_defaults_and_range() {
+        let (cfg, _) = crate::parse_vrrp(BASE, Path::new("v.yaml")).expect("valid");
+        assert!(cfg.realtime.enabled && cfg.realtime.lock_memory);
+        assert_eq!(cfg.realtime.priority, 10);
+        let e = crate::parse_vrrp(
+            &format!("{BASE}realtime: {{priority: 0}}\n"),
+            Path::new("v.yaml"),
+        )
+        .expect_err("range");
+        assert!(e.to_string().contains("1..99"), "{e}");
+        let (cfg, _) = crate::parse_vrrp(
+            &format!("{BASE}realtime: {{enabled: false}}\n"),
+            Path::new("v.yaml"),
+        )
+        .expect("valid");
+        assert!(!cfg.realtime.enabled && cfg.realtime.lock_memory);
     }
 }

@@ -66,6 +66,9 @@ pub async fn run(
     std::thread::Builder::new()
         .name("vrrp-protocol".into())
         .spawn(move || {
+            // First, from this thread: SCHED_RR applies to it alone.
+            let rt = crate::realtime::apply(&cfg.realtime);
+            stats.with(|s| s.realtime = Some(rt));
             let res = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -241,6 +244,7 @@ impl Supervisor {
             script_timeout: self.script_timeout,
             cfg: inst.clone(),
             leftover_vips: true,
+            strangers: Default::default(),
         };
         tracing::info!(instance = %inst.name, interface = %inst.interface, vrid = inst.virtual_router_id,
             source = %source, "instance {} on {} (VRID {}) starting, sending from {source}",
@@ -289,6 +293,11 @@ impl Supervisor {
     async fn reload(&mut self, old: &VrrpConfig, new: &VrrpConfig) {
         tracing::info!(node = %new.node, "reloading VRRP config");
         self.script_timeout = new.script_timeout;
+        if old.realtime != new.realtime {
+            // We run on the protocol thread: this is the thread to change.
+            let rt = crate::realtime::apply(&new.realtime);
+            self.stats.with(|s| s.realtime = Some(rt));
+        }
         if old.track_scripts != new.track_scripts {
             std::mem::take(&mut self.trackers).stop();
             self.trackers = Trackers::start(&self.worker, &new.track_scripts, &new.instances);

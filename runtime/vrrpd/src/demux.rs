@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::driver::Packet;
 use crate::socket::VrrpSocket;
-use crate::stats::Stats;
+use crate::stats::{IfaceDiscard, Stats};
 
 /// Instance routes of one interface: VRID -> (packet queue, own source).
 pub(crate) type Routes = Arc<Mutex<HashMap<u8, (mpsc::Sender<Packet>, Ipv4Addr)>>>;
@@ -35,7 +35,11 @@ pub(crate) async fn rx_loop(socket: Arc<VrrpSocket>, routes: Routes, stats: Stat
     let mut buf = vec![0u8; 65536];
     loop {
         let r = match socket.recv(&mut buf).await {
-            Ok(r) => r,
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                stats.with(|s| s.iface_discard(&ifname, IfaceDiscard::BadIpHeader));
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(interface = %ifname, error = %e, "VRRP receive on {ifname} failed: {e}");
                 // Never spin on a persistent error.
@@ -44,12 +48,14 @@ pub(crate) async fn rx_loop(socket: Arc<VrrpSocket>, routes: Routes, stats: Stat
             }
         };
         let Some(vrid) = peek_vrid(r.payload) else {
-            stats.with(|s| *s.runts.entry(ifname.clone()).or_default() += 1);
+            stats.with(|s| s.iface_discard(&ifname, IfaceDiscard::TooShort));
+            tracing::debug!(interface = %ifname, from = %r.src, len = r.payload.len(),
+                "{ifname}: dropped a {}-byte packet from {}: too short for a VRRP header", r.payload.len(), r.src);
             continue;
         };
         let route = lock_routes(&routes).get(&vrid).cloned();
         match route {
-            None => stats.with(|s| *s.unknown_vrid.entry(ifname.clone()).or_default() += 1),
+            None => stats.with(|s| s.iface_discard(&ifname, IfaceDiscard::UnknownVrid)),
             // Our own advert (multicast loop is off, but a unicast peer list
             // could name us): never compare with ourselves.
             Some((_, own)) if own == r.src => {}
@@ -61,6 +67,7 @@ pub(crate) async fn rx_loop(socket: Arc<VrrpSocket>, routes: Routes, stats: Stat
                     payload: r.payload.to_vec(),
                 };
                 if tx.try_send(p).is_err() {
+                    stats.with(|s| s.iface_discard(&ifname, IfaceDiscard::QueueFull));
                     tracing::debug!(interface = %ifname, vrid, "VRID {vrid} queue full, packet dropped");
                 }
             }

@@ -10,15 +10,19 @@ use std::time::Duration;
 
 use futures::future::select_all;
 use hadeploy_config::vrrp::Instance as InstanceConfig;
-use hadeploy_vrrp::{Action, Event, Instance, InstanceParams, State, decode};
+use hadeploy_vrrp::{
+    Action, ChecksumForm, Discard, Event, Instance, InstanceParams, Received, Sender, State,
+    V3Checksum, Version, decode, peek_priority,
+};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::effects::{Effect, Effects};
-use crate::hooks::{HookState, Hooks};
+use crate::hooks::{HookContext, HookState, Hooks};
 use crate::socket::VrrpSocket;
-use crate::stats::{StateName, Stats};
+use crate::stats::{PeerStatus, StateName, Stats};
+use crate::strangers::Strangers;
 use crate::track::{TrackEffect, effective_priority, script_effect};
 
 /// A received datagram for this instance's VRID.
@@ -66,6 +70,29 @@ pub struct Driver {
     /// VIPs a crashed run may have left on the interface are not yet
     /// settled (see `settle_leftovers`).
     pub leftover_vips: bool,
+    /// Rate limit of the `unknown_peer` reports.
+    pub strangers: Strangers,
+}
+
+/// "from 10.0.0.3 (priority 0)" for log lines; empty without a sender.
+fn by(sender: Option<Sender>) -> String {
+    sender.map_or_else(String::new, |s| {
+        format!(" from {} (priority {})", s.address, s.priority)
+    })
+}
+
+/// Whether a peer sending `theirs` may drop what we send as `ours`: the
+/// two VRRPv3 forms differ and neither side negotiates; a peer that
+/// verifies only its own form (keepalived 2.x, FRR) drops every advert of
+/// ours and becomes MASTER too. We accept both, so only they can be wrong.
+fn checksum_clash(ours: V3Checksum, theirs: ChecksumForm) -> bool {
+    match theirs {
+        ChecksumForm::V2 => false,
+        ChecksumForm::V3VrrpOnly => ours == V3Checksum::PseudoHeader,
+        ChecksumForm::V3PseudoHeader | ChecksumForm::V3PseudoHeaderMulticastDst => {
+            ours == V3Checksum::VrrpOnly
+        }
+    }
 }
 
 fn state_name(s: State) -> StateName {
@@ -213,19 +240,84 @@ impl Driver {
     async fn on_packet(&mut self, p: Packet) {
         match decode(p.src, p.dst, p.ttl, &p.payload, self.machine.expectations()) {
             Ok(rx) => {
-                self.stats
-                    .instance(&self.cfg.name, |i| i.adverts_received += 1);
+                self.note_peer(&rx);
                 self.apply(Instant::now(), Event::Advert(rx)).await;
             }
             Err(why) => {
                 self.stats
                     .instance(&self.cfg.name, |i| *i.discards.entry(why).or_default() += 1);
+                if why == Discard::UnknownPeer {
+                    self.report_stranger(&p);
+                    return;
+                }
                 // Debug only: a hostile or misconfigured neighbour must not
                 // flood the journal; the counter carries the signal.
                 tracing::debug!(instance = %self.cfg.name, from = %p.src, reason = why.as_str(),
                     "instance {}: dropped advert from {}: {why}", self.cfg.name, p.src);
             }
         }
+    }
+
+    /// Counts an accepted advert per peer, with the checksum form it
+    /// verified with (exported: status `peers[]`, metric label), and warns
+    /// once per peer and form when that form is not the one we send.
+    fn note_peer(&mut self, rx: &Received) {
+        let ours = self.machine.params().v3_checksum;
+        let version = self.machine.params().version;
+        let first_in_form = self.stats.instance(&self.cfg.name, |i| {
+            i.adverts_received += 1;
+            let e = i.peers.entry(rx.source).or_insert(PeerStatus {
+                checksum: rx.checksum,
+                priority: rx.advert.priority,
+                adverts: 0,
+            });
+            let changed = e.adverts == 0 || e.checksum != rx.checksum;
+            e.checksum = rx.checksum;
+            e.priority = rx.advert.priority;
+            e.adverts += 1;
+            changed
+        });
+        if first_in_form && version == Version::V3 && checksum_clash(ours, rx.checksum) {
+            let ours = match ours {
+                V3Checksum::PseudoHeader => "pseudo_header",
+                V3Checksum::VrrpOnly => "vrrp_only",
+            };
+            tracing::warn!(instance = %self.cfg.name, peer = %rx.source, peer_checksum = rx.checksum.as_str(),
+                v3_checksum = ours,
+                "instance {}: peer {} sends VRRPv3 checksums as {}, we send {ours}: a peer that verifies \
+                 only its own form (keepalived 2.x, FRR) drops our adverts and becomes MASTER too; \
+                 set v3_checksum to match it", self.cfg.name, rx.source, rx.checksum.as_str());
+        }
+    }
+
+    /// A rate-limited warning for an advert from a source that is not a
+    /// peer: who, for which VRID, with what priority.
+    fn report_stranger(&mut self, p: &Packet) {
+        let Some(dropped) = self.strangers.note(p.src, Instant::now()) else {
+            return;
+        };
+        let vrid = self.cfg.virtual_router_id;
+        let priority = peek_priority(&p.payload).map_or("?".to_string(), |v| v.to_string());
+        let known: Vec<String> = (self.machine.params().peers.known.iter())
+            .chain(&self.machine.params().peers.also_accept)
+            .map(ToString::to_string)
+            .collect();
+        let known = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
+        let more = if dropped > 0 {
+            format!("; {dropped} more from it since the last report")
+        } else {
+            String::new()
+        };
+        tracing::warn!(instance = %self.cfg.name, interface = %self.cfg.interface, from = %p.src, vrid,
+            priority = %priority, reason = Discard::UnknownPeer.as_str(), dropped,
+            "instance {}: discarded an advert from {} (VRID {vrid}, priority {priority}) on {}: not a peer \
+             of this virtual router (peers: {known}){more}. A forged advert, or another cluster using \
+             VRID {vrid} on this segment; accept_peers / accept_any_peer let a third-party router in",
+            self.cfg.name, p.src, self.cfg.interface);
     }
 
     async fn reload(&mut self, cfg: InstanceConfig, params: InstanceParams, inputs: Inputs) {
@@ -316,11 +408,17 @@ impl Driver {
                         s => s.notify_str(),
                     };
                     let to_word = t.to.notify_str();
+                    let peer = t.sender.map(|s| s.address.to_string());
+                    let peer_priority = t.sender.map(|s| s.priority);
                     tracing::info!(instance = %name, from, to = to_word,
-                        reason = t.reason.as_str(), priority = self.machine.priority(),
-                        "instance {name}: {from} -> {to_word} ({})", t.reason.as_str());
-                    self.stats
-                        .instance(&name, |i| *i.transitions.entry(to).or_default() += 1);
+                        reason = t.reason.as_str(), peer = peer.as_deref(), peer_priority,
+                        priority = self.machine.priority(),
+                        "instance {name}: {from} -> {to_word} ({}{})", t.reason.as_str(), by(t.sender));
+                    self.stats.instance(&name, |i| {
+                        *i.transitions.entry(to).or_default() += 1;
+                        *i.transition_reasons.entry(t.reason).or_default() += 1;
+                        i.last_transition = Some((t.reason, t.sender));
+                    });
                 }
                 Action::SendAdvert(out) => {
                     for &dst in &self.destinations {
@@ -341,9 +439,14 @@ impl Driver {
                 Action::AddVips(v) => self.effects.push(Effect::Add(v)),
                 Action::RemoveVips(v) => self.effects.push(Effect::Remove(v)),
                 Action::SendGarp { vips, count } => self.effects.push(Effect::Garp { vips, count }),
-                Action::Notify { state, priority } => {
-                    self.hooks.notify(hook_state(state), priority)
-                }
+                Action::Notify {
+                    state,
+                    priority,
+                    reason,
+                    sender,
+                } => self
+                    .hooks
+                    .notify(hook_state(state), priority, HookContext { reason, sender }),
             }
         }
         let (state, prio, master) = (

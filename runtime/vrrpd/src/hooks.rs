@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use hadeploy_config::vrrp::Notify;
+use hadeploy_vrrp::{Reason, Sender};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -46,6 +47,36 @@ impl HookState {
     }
 }
 
+/// Why a hook runs: the transition's reason and the advert behind it.
+///
+/// Hooks get it as environment variables, so keepalived's four arguments
+/// stay as they were and existing scripts keep working:
+/// `HADEPLOY_VRRP_REASON` (`master_down`, `priority_zero`, `preempt`,
+/// `higher_priority`, ...), `HADEPLOY_VRRP_PEER` and
+/// `HADEPLOY_VRRP_PEER_PRIORITY` (set only when an advert caused it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookContext {
+    pub reason: Reason,
+    pub sender: Option<Sender>,
+}
+
+impl HookContext {
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![(
+            "HADEPLOY_VRRP_REASON".to_string(),
+            self.reason.as_str().to_string(),
+        )];
+        if let Some(s) = self.sender {
+            env.push(("HADEPLOY_VRRP_PEER".to_string(), s.address.to_string()));
+            env.push((
+                "HADEPLOY_VRRP_PEER_PRIORITY".to_string(),
+                s.priority.to_string(),
+            ));
+        }
+        env
+    }
+}
+
 /// The argv list to run for a state change, in order: the state's own hook,
 /// then the generic one with keepalived's four arguments.
 pub fn commands(
@@ -79,7 +110,7 @@ pub fn commands(
 /// One instance's hook queue.
 #[derive(Debug)]
 pub struct Hooks {
-    tx: mpsc::UnboundedSender<(HookState, u8)>,
+    tx: mpsc::UnboundedSender<(HookState, u8, HookContext)>,
     task: JoinHandle<()>,
 }
 
@@ -87,12 +118,13 @@ impl Hooks {
     /// Starts the queue on `worker` (a runtime with I/O, time and process
     /// support; not the protocol runtime).
     pub fn new(worker: &Handle, instance: &str, notify: Notify, timeout: Duration) -> Hooks {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(HookState, u8)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(HookState, u8, HookContext)>();
         let instance = instance.to_string();
         let task = worker.spawn(async move {
-            while let Some((state, priority)) = rx.recv().await {
+            while let Some((state, priority, ctx)) = rx.recv().await {
+                let env = ctx.env();
                 for (hook, argv, extra) in commands(&notify, &instance, state, priority) {
-                    let run = process::run(&argv, &extra, timeout).await;
+                    let run = process::run(&argv, &extra, &env, timeout).await;
                     let script = argv.first().map(String::as_str).unwrap_or("");
                     if run.outcome.success() {
                         tracing::info!(instance = %instance, hook, script, state = state.as_str(),
@@ -109,10 +141,10 @@ impl Hooks {
     }
 
     /// Queues the hooks of a state change; returns at once.
-    pub fn notify(&self, state: HookState, priority: u8) {
+    pub fn notify(&self, state: HookState, priority: u8, ctx: HookContext) {
         // The queue task only ends when the sender is dropped, so a send
         // error means the worker runtime is gone (shutdown): nothing to run.
-        let _ = self.tx.send((state, priority));
+        let _ = self.tx.send((state, priority, ctx));
     }
 
     /// Closes the queue and waits until queued hooks have run, at most `limit`.
@@ -152,18 +184,31 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vrrpd-hooks-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("tmp dir");
         let log = dir.join("log");
-        let script = format!("echo \"$3\" >> {}", log.display());
+        let script = format!(
+            "echo \"$3 $HADEPLOY_VRRP_REASON ${{HADEPLOY_VRRP_PEER:-none}}\" >> {}",
+            log.display()
+        );
         let n = Notify {
             generic: Some(vec!["/bin/sh".into(), "-c".into(), script, "sh".into()]),
             ..Notify::default()
         };
         let hooks = Hooks::new(&Handle::current(), "VI_1", n, Duration::from_secs(5));
-        hooks.notify(HookState::Master, 100);
-        hooks.notify(HookState::Backup, 100);
-        hooks.notify(HookState::Stop, 0);
+        let by = |reason, peer: Option<[u8; 4]>| HookContext {
+            reason,
+            sender: peer.map(|a| Sender {
+                address: a.into(),
+                priority: 0,
+            }),
+        };
+        hooks.notify(HookState::Master, 100, by(Reason::PriorityZero, Some([10, 0, 0, 3])));
+        hooks.notify(HookState::Backup, 100, by(Reason::HigherPriority, Some([10, 0, 0, 4])));
+        hooks.notify(HookState::Stop, 0, by(Reason::Shutdown, None));
         hooks.drain(Duration::from_secs(10)).await;
         let got = std::fs::read_to_string(&log).expect("hook log");
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(got, "MASTER\nBACKUP\nSTOP\n");
+        assert_eq!(
+            got,
+            "MASTER priority_zero 10.0.0.3\nBACKUP higher_priority 10.0.0.4\nSTOP shutdown none\n"
+        );
     }
 }

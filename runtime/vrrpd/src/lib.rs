@@ -36,12 +36,14 @@ pub mod hooks;
 pub mod linkwatch;
 pub mod netlink;
 mod params;
+pub mod realtime;
 pub mod process;
 pub mod socket;
 pub mod stats;
+mod strangers;
 pub mod track;
 mod worker;
 
 pub use daemon::run;
 pub use error::VrrpdError;
-pub use stats::{InstanceStatus, StateName, Stats, Status};
+pub use stats::{IfaceDiscard, InstanceStatus, PeerStatus, StateName, Stats, Status};

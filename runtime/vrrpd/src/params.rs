@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use hadeploy_config::vrrp::{self as cfg, Instance};
-use hadeploy_vrrp::{Auth, GarpParams, InstanceParams, V3Checksum, Version};
+use hadeploy_vrrp::{Auth, GarpParams, InstanceParams, PeerPolicy, V3Checksum, Version};
 
 /// Where adverts of `inst` go: its unicast peers, or its multicast group.
 pub fn destinations(inst: &Instance) -> Vec<Ipv4Addr> {
@@ -20,6 +20,23 @@ pub fn configured_source(inst: &Instance) -> Option<Ipv4Addr> {
         .as_ref()
         .map(|u| u.src_ip)
         .or(inst.source_address)
+}
+
+/// Whose adverts `inst` accepts: its `peers` and unicast peers are its own
+/// routers; a multicast config with no peer list accepts any source
+/// (keepalived's behaviour; `check` warns about it).
+pub fn peer_policy(inst: &Instance) -> PeerPolicy {
+    let mut known: Vec<Ipv4Addr> = inst.peers.clone().unwrap_or_default();
+    if let Some(u) = &inst.unicast {
+        known.extend(u.peers.iter().copied());
+    }
+    known.sort_unstable();
+    known.dedup();
+    PeerPolicy {
+        known,
+        also_accept: inst.accept_peers.clone(),
+        accept_any: inst.accept_any_peer || (inst.peers.is_none() && inst.unicast.is_none()),
+    }
 }
 
 /// The protocol params of `inst`, sending from `primary_ip`.
@@ -57,5 +74,11 @@ pub fn instance_params(inst: &Instance, primary_ip: Ipv4Addr) -> InstanceParams 
         master_refresh_repeat: inst.garp.master_refresh_repeat,
         lower_prio_announce: inst.garp.lower_prio_announce,
     };
+    p.peers = peer_policy(inst);
+    // The machine refuses its own address as a peer; the config check says
+    // so first, this only keeps a source picked from the interface (no
+    // source_address) from failing the instance.
+    p.peers.known.retain(|&a| a != primary_ip);
+    p.peers.also_accept.retain(|&a| a != primary_ip);
     p
 }

@@ -79,9 +79,15 @@ pub fn first_lines(bytes: &[u8]) -> String {
         .join(" | ")
 }
 
-/// Runs `argv` (absolute program path first) plus `extra` arguments.
-/// Must be called inside a tokio runtime with I/O and time enabled.
-pub async fn run(argv: &[String], extra: &[String], timeout: Duration) -> Run {
+/// Runs `argv` (absolute program path first) plus `extra` arguments, with
+/// `env` added to the inherited environment. Must be called inside a tokio
+/// runtime with I/O and time enabled.
+pub async fn run(
+    argv: &[String],
+    extra: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Run {
     let Some((prog, args)) = argv.split_first() else {
         return Run {
             outcome: Outcome::SpawnFailed(std::io::Error::other("empty command")),
@@ -91,6 +97,7 @@ pub async fn run(argv: &[String], extra: &[String], timeout: Duration) -> Run {
     let mut cmd = Command::new(prog);
     cmd.args(args)
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -152,6 +159,7 @@ mod tests {
         let r = run(
             &sh("echo out; echo err >&2; exit 3"),
             &[],
+            &[],
             Duration::from_secs(5),
         )
         .await;
@@ -170,19 +178,20 @@ mod tests {
     #[tokio::test]
     async fn extra_args_follow_argv() {
         let r = run(
-            &sh("echo \"$0 $1 $2\""),
+            &sh("echo \"$0 $1 $HD_T\""),
             &["x".into(), "y".into()],
+            &[("HD_T".into(), "z".into())],
             Duration::from_secs(5),
         )
         .await;
         assert!(r.outcome.success());
-        assert_eq!(r.output, "x y");
+        assert_eq!(r.output, "x y z");
     }
 
     #[tokio::test]
     async fn slow_command_is_killed() {
         let t = std::time::Instant::now();
-        let r = run(&sh("sleep 30"), &[], Duration::from_millis(200)).await;
+        let r = run(&sh("sleep 30"), &[], &[], Duration::from_millis(200)).await;
         assert!(matches!(r.outcome, Outcome::TimedOut));
         assert!(t.elapsed() < Duration::from_secs(5));
     }
@@ -190,7 +199,7 @@ mod tests {
     #[tokio::test]
     async fn background_grandchild_does_not_hold_us() {
         let t = std::time::Instant::now();
-        let r = run(&sh("sleep 5 & echo started"), &[], Duration::from_secs(3)).await;
+        let r = run(&sh("sleep 5 & echo started"), &[], &[], Duration::from_secs(3)).await;
         assert!(r.outcome.success(), "{}", r.outcome);
         assert_eq!(r.output, "started");
         assert!(t.elapsed() < Duration::from_secs(2));
@@ -198,7 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_program_is_reported() {
-        let r = run(&["/nonexistent/hook".into()], &[], Duration::from_secs(1)).await;
+        let r = run(&["/nonexistent/hook".into()], &[], &[], Duration::from_secs(1)).await;
         assert!(matches!(r.outcome, Outcome::SpawnFailed(_)));
     }
 }

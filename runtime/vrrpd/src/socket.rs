@@ -170,15 +170,11 @@ impl VrrpSocket {
         }
     }
 
-    /// Receives one datagram into `buf` and splits it. Datagrams that are
-    /// not IPv4/112 are skipped.
-    pub async fn recv<'b>(&self, buf: &'b mut [u8]) -> io::Result<Received<'b>> {
-        loop {
-            let n = self.io.recv(buf).await?;
-            if parse_ipv4(&buf[..n]).is_some() {
-                return parse_ipv4(&buf[..n]).ok_or_else(|| io::Error::other("datagram vanished"));
-            }
-        }
+    /// Receives one datagram into `buf` and splits it; `None` for one whose
+    /// IP header does not parse (counted by the caller, never silent).
+    pub async fn recv<'b>(&self, buf: &'b mut [u8]) -> io::Result<Option<Received<'b>>> {
+        let n = self.io.recv(buf).await?;
+        Ok(parse_ipv4(&buf[..n]))
     }
 
     /// Sends a VRRP message from `src` to `dst` (group or unicast peer).

@@ -96,7 +96,7 @@ async fn run_script(script: TrackScript, tx: watch::Sender<bool>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let run = process::run(&script.script, &[], script.timeout).await;
+        let run = process::run(&script.script, &[], &[], script.timeout).await;
         let ok = run.outcome.success();
         let before = hyst.good;
         let now = hyst.feed(ok);
