@@ -85,6 +85,7 @@ pub struct Cluster {
     pub trusted_proxies: Vec<IpNet>,
     pub limits: Limits,
     pub track_scripts: Vec<TrackScript>,
+    pub vrrp_realtime: Option<hadeploy_config::vrrp::Realtime>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +114,11 @@ pub struct VipGroup {
     pub track_interface: Vec<String>,
     pub track_script: Vec<(String, Option<i32>)>,
     pub notify: Hooks,
+    /// Sources accepted besides the members (third-party routers).
+    pub accept_peers: Vec<Ipv4Addr>,
+    /// Any source accepted: set by the operator, or forced because a
+    /// member's address is unknown (resolve warns).
+    pub accept_any_peer: bool,
 }
 
 #[derive(Debug, Clone)]

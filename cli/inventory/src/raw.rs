@@ -90,6 +90,10 @@ pub struct RawCluster {
     pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub limits: Option<hadeploy_config::proxy::Limits>,
+    /// Scheduling of the VRRP protocol thread on the load balancers
+    /// (keepalived's vrrp_rt_priority / vrrp_no_swap); on by default.
+    #[serde(default)]
+    pub vrrp_realtime: Option<hadeploy_config::vrrp::Realtime>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +153,12 @@ pub struct RawVrrpDefaults {
     pub garp: Option<hadeploy_config::vrrp::Garp>,
     pub notify: Option<RawNotify>,
     pub track_interface: Option<Vec<String>>,
+    /// Third-party routers (not load balancers of the cluster) whose
+    /// adverts are accepted, such as a router taking part in the election.
+    pub accept_peers: Option<Vec<String>>,
+    /// Accept adverts from any source (keepalived's behaviour). Off by
+    /// default: only the cluster's load balancers and `accept_peers`.
+    pub accept_any_peer: Option<bool>,
 }
 
 /// One VRRP instance (keepalived `vrrp_instance`).
@@ -179,6 +189,8 @@ pub struct RawVip {
     #[serde(default)]
     pub track_script: Vec<RawTrackScript>,
     pub notify: Option<RawNotify>,
+    pub accept_peers: Option<Vec<String>>,
+    pub accept_any_peer: Option<bool>,
 }
 
 /// `unicast: true` (peers derived from the other load balancers),

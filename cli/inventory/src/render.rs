@@ -400,6 +400,11 @@ fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
                     })
                     .collect()
             };
+            // The other load balancers, whatever the transport: adverts
+            // from any other source are discarded (forged, or another
+            // cluster reusing the VRID), and only these are told with
+            // priority 0 when this node steps down to them.
+            let peers = Some(peers_of());
             let unicast = match (&v.transport, my_addr) {
                 (Transport::Multicast(_), _) | (_, None) => None,
                 (Transport::UnicastDerived, Some(src)) => Some(Unicast {
@@ -444,6 +449,9 @@ fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
                 unicast,
                 multicast_group,
                 source_address: my_addr,
+                peers,
+                accept_peers: v.accept_peers.clone(),
+                accept_any_peer: v.accept_any_peer,
                 virtual_ipaddress: v
                     .addresses
                     .iter()
@@ -483,6 +491,10 @@ fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
         script_timeout: std::time::Duration::from_secs(10),
         instances,
         track_scripts,
+        realtime: clusters
+            .iter()
+            .find_map(|c| c.vrrp_realtime.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -377,6 +377,7 @@ fn resolve_cluster(
         trusted_proxies,
         limits: rc.limits.clone().unwrap_or_default(),
         track_scripts,
+        vrrp_realtime: rc.vrrp_realtime.clone(),
     }
 }
 
@@ -761,6 +762,7 @@ fn resolve_vip(
         generic: cmd(ctx, "generic", &notify_raw.generic),
         builtin: notify_raw.builtin.unwrap_or(true),
     };
+    let (accept_peers, accept_any_peer) = resolve_peers(rv, p, dp, d, &members, hosts, ctx);
     if let Some(label) = &rv.label
         && (label.len() > IFNAMSIZ || label.is_empty())
     {
@@ -768,6 +770,20 @@ fn resolve_vip(
             format!("{p}.label"),
             format!("label `{label}` must be 1 to 15 characters"),
         );
+    }
+    let v3_checksum = rv
+        .v3_checksum
+        .or(d.v3_checksum)
+        .unwrap_or(V3Checksum::PseudoHeader);
+    if let Some(msg) = hadeploy_config::vrrp::v3_checksum_warning(version, v3_checksum) {
+        let cp = origin(
+            p,
+            dp,
+            "v3_checksum",
+            rv.v3_checksum.is_some(),
+            d.v3_checksum.is_some(),
+        );
+        ctx.warn(cp, msg);
     }
     Some(VipGroup {
         name: rv.name.clone(),
@@ -781,10 +797,7 @@ fn resolve_vip(
         preempt_delay,
         members,
         transport,
-        v3_checksum: rv
-            .v3_checksum
-            .or(d.v3_checksum)
-            .unwrap_or(V3Checksum::PseudoHeader),
+        v3_checksum,
         garp: rv
             .garp
             .clone()
@@ -797,7 +810,84 @@ fn resolve_vip(
             .map(|t| (t.name.clone(), None))
             .collect(),
         notify,
+        accept_peers,
+        accept_any_peer,
     })
+}
+
+/// Whose adverts the VIP group's instances accept: the members (rendered
+/// as each node's `peers`), `accept_peers`, or anyone with
+/// `accept_any_peer`. A member whose address is unknown cannot be listed,
+/// so the group falls back to accepting any source, with a warning.
+fn resolve_peers(
+    rv: &RawVip,
+    p: &str,
+    dp: &str,
+    d: &RawVrrpDefaults,
+    members: &[Member],
+    hosts: &BTreeMap<String, Host>,
+    ctx: &mut Ctx<'_>,
+) -> (Vec<Ipv4Addr>, bool) {
+    let list_path = origin(
+        p,
+        dp,
+        "accept_peers",
+        rv.accept_peers.is_some(),
+        d.accept_peers.is_some(),
+    );
+    let mut accept_peers = Vec::new();
+    for (i, t) in rv
+        .accept_peers
+        .as_ref()
+        .or(d.accept_peers.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        match Ipv4Addr::from_str(t) {
+            Ok(a) => {
+                let member = members.iter().find(|m| {
+                    hosts
+                        .get(&m.host)
+                        .and_then(|h| h.address)
+                        .is_some_and(|h| h.addr() == a)
+                });
+                match member {
+                    Some(m) => ctx.warn(
+                        format!("{list_path}[{i}]"),
+                        format!("{a} is load balancer `{}`, already a peer", m.host),
+                    ),
+                    None => accept_peers.push(a),
+                }
+            }
+            Err(_) => ctx.err(
+                format!("{list_path}[{i}]"),
+                format!("`{t}` is not an IPv4 address"),
+            ),
+        }
+    }
+    let mut accept_any = rv.accept_any_peer.or(d.accept_any_peer).unwrap_or(false);
+    if !accept_any {
+        let unknown: Vec<&str> = members
+            .iter()
+            .filter(|m| hosts.get(&m.host).is_some_and(|h| h.address.is_none()))
+            .map(|m| m.host.as_str())
+            .collect();
+        if !unknown.is_empty() {
+            ctx.warn(
+                format!("{p}.virtual_router_id"),
+                format!(
+                    "the address of {} is not known, so its adverts cannot be told from a forged \
+                     one: VIP group `{}` accepts adverts from any source; set the host's `address` \
+                     (or an IP ssh_host), or set accept_any_peer: true to say this is intended",
+                    unknown.join(", "),
+                    rv.name
+                ),
+            );
+            accept_any = true;
+        }
+    }
+    (accept_peers, accept_any)
 }
 
 fn resolve_upstream(ru: &RawUpstream, p: &str, ctx: &mut Ctx<'_>) -> Upstream {

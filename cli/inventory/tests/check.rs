@@ -583,3 +583,58 @@ fn set_headers_cannot_touch_framing_or_break_lines() {
         "contains a control character",
     );
 }
+
+fn warnings(text: &str) -> Vec<String> {
+    let (_, w) = hadeploy_inventory::parse(text, Path::new("inv.yaml")).expect("valid");
+    w.iter().map(ToString::to_string).collect()
+}
+
+/// Issue 10: `v3_checksum: vrrp_only` gave two silent MASTERs against FRR;
+/// `hadeploy check` now warns, with the rule the runtime's check uses.
+#[test]
+fn vrrp_only_checksum_warns() {
+    let t = replaced("      version: 2\n", "      version: 3\n      v3_checksum: vrrp_only\n")
+        .replace("      advert_interval: 1s\n", "      advert_interval: 20ms\n")
+        .replace("        auth_pass: secret\n", "");
+    let w = warnings(&t);
+    assert!(
+        w.iter()
+            .any(|w| w.starts_with("inv.yaml:14:7: warning: clusters.c.vrrp.v3_checksum: vrrp_only")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn accept_peers_must_be_addresses_and_not_members() {
+    let t = replaced(
+        "        virtual_router_id: 1\n",
+        "        virtual_router_id: 1\n        accept_peers: [10.0.0.1, 10.0.0.12, nope]\n",
+    );
+    assert_error(&t, 19, 45, "`nope` is not an IPv4 address");
+    let t = replaced(
+        "        virtual_router_id: 1\n",
+        "        virtual_router_id: 1\n        accept_peers: [10.0.0.1, 10.0.0.12]\n",
+    );
+    let (inv, w) = hadeploy_inventory::parse(&t, Path::new("inv.yaml")).expect("valid");
+    assert!(w.iter().any(|w| w.message.contains("already a peer")), "{w:?}");
+    let v = &inv.clusters[0].vips[0];
+    assert_eq!(v.accept_peers, ["10.0.0.1".parse::<std::net::Ipv4Addr>().expect("ip")]);
+    assert!(!v.accept_any_peer);
+}
+
+#[test]
+fn a_member_without_address_opens_the_peer_filter_with_a_warning() {
+    let t = replaced("      address: 10.0.0.12/24\n", "      ssh_host: lb2.example.com\n");
+    let (inv, w) = hadeploy_inventory::parse(&t, Path::new("inv.yaml")).expect("valid");
+    assert!(
+        w.iter().any(|w| w.message.contains("address of lb2 is not known")),
+        "{w:?}"
+    );
+    assert!(inv.clusters[0].vips[0].accept_any_peer);
+    let t = t.replace(
+        "        virtual_router_id: 1\n",
+        "        virtual_router_id: 1\n        accept_any_peer: true\n",
+    );
+    let w = warnings(&t);
+    assert!(!w.iter().any(|w| w.contains("not known")), "{w:?}");
+}

@@ -180,3 +180,64 @@ fn seed_unicast_peers_are_the_other_load_balancer() {
         ["192.168.10.11"]
     );
 }
+
+/// Issue 10: the VRRP protocol thread runs SCHED_RR with locked memory, so
+/// the unit must allow both (systemd 219 knows both limits) and must not
+/// refuse realtime scheduling in its hardened form.
+#[test]
+fn vrrp_unit_allows_realtime_scheduling_in_both_forms() {
+    let (inv, _) = hadeploy_inventory::load(&inventory("seed.yaml")).expect("loads");
+    for facts in [
+        Facts {
+            os: "centos:7".into(),
+            systemd_version: 219,
+            firewalld: true,
+        },
+        Facts {
+            os: "rocky:9".into(),
+            systemd_version: 252,
+            firewalld: true,
+        },
+    ] {
+        let t = render::render(&inv, "lb1", &facts).expect("renders");
+        let u = &t
+            .files
+            .iter()
+            .find(|f| f.path.ends_with("hadeploy-vrrp.service"))
+            .expect("unit")
+            .content;
+        let directives: Vec<&str> = u.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(directives.contains(&"LimitRTPRIO=99"), "{u}");
+        assert!(directives.contains(&"LimitMEMLOCK=infinity"), "{u}");
+        assert!(
+            !directives.iter().any(|l| l.starts_with("RestrictRealtime")),
+            "{u}"
+        );
+        let cfg = t.vrrp.as_ref().expect("vrrp");
+        assert!(cfg.realtime.enabled && cfg.realtime.lock_memory);
+    }
+}
+
+/// Issue 10: every load balancer accepts adverts only from the other load
+/// balancers of the VIP group, in multicast mode as in unicast mode.
+#[test]
+fn vrrp_peers_are_the_other_load_balancers() {
+    let trees = render_assumed("reference.yaml");
+    let peers = |host: &str, vip: &str| -> Vec<String> {
+        let t = trees.iter().find(|t| t.host == host).expect("host");
+        let i = (t.vrrp.as_ref().expect("vrrp").instances.iter())
+            .find(|i| i.name == vip)
+            .expect("instance");
+        assert!(!i.accept_any_peer);
+        i.peers
+            .as_ref()
+            .expect("peers rendered")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(peers("edge1", "VI_1"), ["192.168.10.11"]); // unicast cluster
+    assert_eq!(peers("edge2", "VI_1"), ["192.168.10.10"]);
+    assert_eq!(peers("int1", "INT_1"), ["192.168.20.11"]); // multicast cluster
+    assert_eq!(peers("int2", "INT_1"), ["192.168.20.10"]);
+}

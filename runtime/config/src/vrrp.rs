@@ -406,21 +406,27 @@ fn check_peers(p: &str, inst: &Instance, out: &mut Vec<Diagnostic>) {
 
 /// VRRPv3 over IPv4 has two checksum forms and no negotiation: a peer that
 /// verifies only the other one drops every advert, and both become MASTER.
-fn check_checksum(p: &str, inst: &Instance, out: &mut Vec<Diagnostic>) {
-    match (inst.version, inst.v3_checksum) {
-        (Version::V3, V3Checksum::VrrpOnly) => out.push(Diagnostic::warning(
-            format!("{p}.v3_checksum"),
+/// Shared with the inventory's checks (`hadeploy check`), like
+/// [`advert_interval_problem`].
+pub fn v3_checksum_warning(version: Version, form: V3Checksum) -> Option<&'static str> {
+    match (version, form) {
+        (Version::V3, V3Checksum::VrrpOnly) => Some(
             "vrrp_only sends the RFC 9568 checksum (no IPv4 pseudo-header): keepalived 2.x \
              (without v3_checksum_as_v2) and FRR vrrpd verify only the pseudo-header form and \
              drop these adverts, so both routers become MASTER; use it only when every peer \
              sends that form (Cisco, Juniper). `hadeploy-runtime status --json` shows the form \
              each peer sends (peers[].checksum)",
-        )),
-        (Version::V2, V3Checksum::VrrpOnly) => out.push(Diagnostic::warning(
-            format!("{p}.v3_checksum"),
-            "v3_checksum has no effect with VRRP version 2",
-        )),
-        _ => {}
+        ),
+        (Version::V2, V3Checksum::VrrpOnly) => {
+            Some("v3_checksum has no effect with VRRP version 2")
+        }
+        _ => None,
+    }
+}
+
+fn check_checksum(p: &str, inst: &Instance, out: &mut Vec<Diagnostic>) {
+    if let Some(msg) = v3_checksum_warning(inst.version, inst.v3_checksum) {
+        out.push(Diagnostic::warning(format!("{p}.v3_checksum"), msg));
     }
 }
 
