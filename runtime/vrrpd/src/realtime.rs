@@ -62,7 +62,7 @@ pub fn apply(cfg: &Realtime) -> RealtimeState {
     }
     st.rr_priority = current_rr();
     if cfg.lock_memory {
-        match mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE) {
+        match lock_memory() {
             Ok(()) => st.memory_locked = true,
             Err(e) => {
                 let msg = format!(
@@ -78,6 +78,19 @@ pub fn apply(cfg: &Realtime) -> RealtimeState {
         let _ = munlockall();
     }
     st
+}
+
+/// mlockall, locking pages as they are first touched (MCL_ONFAULT, Linux
+/// 4.4+) so the daemon's resident size stays what it uses (thread stacks
+/// and allocator reservations are not faulted in whole); kernels without it
+/// (CentOS 7's 3.10 answers EINVAL) get keepalived's CURRENT | FUTURE.
+fn lock_memory() -> nix::Result<()> {
+    let base = MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE;
+    let on_fault = MlockAllFlags::from_bits_retain(nix::libc::MCL_ONFAULT);
+    match mlockall(base | on_fault) {
+        Err(nix::errno::Errno::EINVAL) => mlockall(base),
+        other => other,
+    }
 }
 
 fn set_rr(priority: u8) -> Result<(), String> {

@@ -696,3 +696,138 @@ fn three_routers_fail_over_in_priority_order() {
     });
     wait_for(Duration::from_secs(1), "VIP on c", || lab.has_vip(2, VIP));
 }
+
+/// Regression (issue 10): a forged advert (same VRID and VIP, priority 254,
+/// from an address that is not a load balancer of the cluster, 1/s for
+/// 10 s) made the pair flap: each node entered MASTER 5 times and only 47 %
+/// of pings got an answer. With the cluster's peers listed (what hadeploy
+/// renders), the adverts are discarded as `unknown_peer`: no transition, no
+/// lost ping from a client pinging the VIP throughout.
+#[test]
+fn forged_adverts_cause_no_transition_and_no_lost_ping() {
+    if !can_run() {
+        return;
+    }
+    // r0 a (150), r1 b (100), r2 the forger, r3 a client.
+    let lab = Lab::new("forged", 4);
+    let peers = |other: usize| format!("    peers: [{}]\n", lab.addr(other));
+    let a = Node::start(&lab, 0, config(&v3("a", 150, &peers(1))));
+    let b = Node::start(&lab, 1, config(&v3("b", 100, &peers(0))));
+    wait_for(Duration::from_secs(5), "a master", || {
+        a.state("VI_1") == StateName::Master
+    });
+    wait_for(Duration::from_secs(2), "b hears a", || {
+        status(&b).adverts_received >= 3
+    });
+    // The client has the VIP's ARP entry before the run starts.
+    let vip: std::net::Ipv4Addr = VIP.parse().expect("vip");
+    let (_, warm) = lab::ping(&lab, 3, vip, Duration::from_millis(50), 10);
+    assert!(warm >= 8, "VIP not answering before the run: {warm}/10");
+    let before = (status(&a).transitions.clone(), status(&b).transitions.clone());
+
+    let forger = lab.addr(2);
+    let group = "224.0.0.18".parse().expect("group");
+    let forged = hadeploy_vrrpd::socket::build_ipv4(forger, group, &advert_v3(forger, 254));
+    // 20 ms apart for the 10 s run and 1.2 s after (a flap's gap was
+    // 0.5-0.7 s).
+    let pinger = lab::ping_in(lab.routers[3].clone(), vip, Duration::from_millis(20), 560);
+    for _ in 0..10 {
+        lab::send_raw(&lab, 2, group, vec![forged.clone()]);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let (sent, answered) = pinger.join().expect("pinger");
+
+    use hadeploy_vrrp::Discard;
+    let (sa, sb) = (status(&a), status(&b));
+    assert_eq!(
+        (sa.transitions.clone(), sb.transitions.clone()),
+        before,
+        "no transition during the forged run"
+    );
+    assert_eq!(a.state("VI_1"), StateName::Master);
+    assert_eq!(b.state("VI_1"), StateName::Backup);
+    assert_eq!(answered, sent, "pings lost during the forged run");
+    assert!(sa.discarded(Discard::UnknownPeer) >= 10, "{sa:?}");
+    assert!(sb.discarded(Discard::UnknownPeer) >= 10, "{sb:?}");
+    let m = b.stats.render_prometheus();
+    assert!(
+        m.contains("hadeploy_vrrp_discards_total{instance=\"VI_1\",interface=\"eth0\",reason=\"unknown_peer\"} 10"),
+        "{m}"
+    );
+    // The peer is known and its checksum form shown.
+    let peer = &sb.peers[&lab.addr(0)];
+    assert_eq!(peer.checksum.as_str(), "v3_pseudo_header");
+    assert_eq!(peer.priority, 150);
+}
+
+/// Runts used to be counted where no metric showed them (issue 10).
+#[test]
+fn runts_show_in_discards_total() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("runt", 2);
+    let a = Node::start(&lab, 0, config(&v3("a", 150, "    peers: []\n")));
+    wait_for(Duration::from_secs(2), "a started", || {
+        a.state("VI_1") != StateName::Init
+    });
+    let src = lab.addr(1);
+    let group = "224.0.0.18".parse().expect("group");
+    let runt = hadeploy_vrrpd::socket::build_ipv4(src, group, &[0x31, 51, 200]);
+    lab::send_raw(&lab, 1, group, vec![runt.clone(), runt.clone(), runt]);
+    wait_for(Duration::from_secs(2), "runts counted", || {
+        a.stats
+            .render_prometheus()
+            .contains("hadeploy_vrrp_discards_total{interface=\"eth0\",reason=\"too_short\"} 3")
+    });
+}
+
+/// Issue 10: the protocol thread runs SCHED_RR (default priority 10) and
+/// the daemon's memory is locked; hooks, forked from the worker thread,
+/// keep normal scheduling (policy 0 in /proc/PID/stat).
+#[test]
+fn protocol_thread_is_realtime_and_hooks_are_not() {
+    if !can_run() {
+        return;
+    }
+    let lab = Lab::new("rt", 1);
+    let log = std::env::temp_dir().join(format!("vrrpd-rt-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let hook = format!(
+        "    notify:\n      generic: [/bin/sh, -c, 'cut -d\" \" -f41 /proc/$$/stat >> {}', sh]\n",
+        log.display()
+    );
+    let a = Node::start(&lab, 0, config(&v3("a", 150, &format!("    peers: []\n{hook}"))));
+    wait_for(Duration::from_secs(5), "a master", || {
+        a.state("VI_1") == StateName::Master
+    });
+    let rt = a.stats.status().realtime.expect("realtime state");
+    assert_eq!(rt.rr_priority, Some(10), "{rt:?}");
+    assert!(rt.memory_locked, "{rt:?}");
+    let m = a.stats.render_prometheus();
+    assert!(m.contains("hadeploy_vrrp_realtime_priority 10"), "{m}");
+    // Every vrrp-protocol thread of this process (other tests run their
+    // own daemons in parallel) is SCHED_RR, policy 2.
+    let mut rr = 0;
+    for t in std::fs::read_dir("/proc/self/task").expect("tasks").flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "vrrp-protocol" {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            // Fields after the comm start at field 3; policy is field 41.
+            let policy = after.split_whitespace().nth(41 - 3).unwrap_or("");
+            assert_eq!(policy, "2", "vrrp-protocol thread not SCHED_RR: {stat}");
+            rr += 1;
+        }
+    }
+    assert!(rr >= 1, "no vrrp-protocol thread found");
+    wait_for(Duration::from_secs(3), "hooks ran", || {
+        std::fs::read_to_string(&log).unwrap_or_default().lines().count() >= 2
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        text.lines().all(|l| l.trim() == "0"),
+        "hooks must run SCHED_OTHER: {text}"
+    );
+}

@@ -324,3 +324,71 @@ pub fn neigh(lab: &Lab, i: usize, ip: &str) -> String {
     let out = run(&["ip", "-n", &lab.routers[i], "neigh", "show", ip]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// ICMP echo from namespace `i` to `dst`, one request every `interval`,
+/// `count` of them (no ping binary needed): returns (sent, answered). A
+/// reply counts if it comes before the next-but-two request goes out.
+pub fn ping(lab: &Lab, i: usize, dst: Ipv4Addr, interval: Duration, count: u16) -> (u16, u16) {
+    ping_in(lab.routers[i].clone(), dst, interval, count)
+        .join()
+        .expect("ping thread")
+}
+
+/// [`ping`] on its own thread in namespace `ns`, to run beside other work.
+pub fn ping_in(
+    ns: String,
+    dst: Ipv4Addr,
+    interval: Duration,
+    count: u16,
+) -> std::thread::JoinHandle<(u16, u16)> {
+    std::thread::spawn(move || {
+        let f = File::open(format!("/run/netns/{ns}")).expect("open netns");
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).expect("icmp socket");
+        s.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+        let to = SockAddr::from(std::net::SocketAddrV4::new(dst, 0));
+        let id: u16 = (std::process::id() & 0xffff) as u16;
+        let mut answered = std::collections::BTreeSet::new();
+        let mut buf = [0u8; 1500];
+        let start = Instant::now();
+        for seq in 0..count {
+            let mut pkt = vec![8u8, 0, 0, 0];
+            pkt.extend_from_slice(&id.to_be_bytes());
+            pkt.extend_from_slice(&seq.to_be_bytes());
+            pkt.extend_from_slice(b"hadeploy-vrrpd-test");
+            let sum = inet_checksum(&pkt);
+            pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+            let _ = s.send_to(&pkt, &to);
+            let next = start + interval * u32::from(seq + 1);
+            while Instant::now() < next {
+                if let Ok(n) = std::io::Read::read(&mut &s, &mut buf) {
+                    let bytes = &buf[..n];
+                    let ihl = usize::from(bytes.first().copied().unwrap_or(0) & 0x0f) * 4;
+                    if bytes.len() >= ihl + 8
+                        && bytes[ihl] == 0
+                        && bytes[ihl + 4..ihl + 6] == id.to_be_bytes()
+                    {
+                        let rseq = u16::from_be_bytes([bytes[ihl + 6], bytes[ihl + 7]]);
+                        if seq.saturating_sub(rseq) <= 2 {
+                            answered.insert(rseq);
+                        }
+                    }
+                }
+            }
+        }
+        (count, u16::try_from(answered.len()).unwrap_or(u16::MAX))
+    })
+}
+
+fn inet_checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for c in b.chunks(2) {
+        let w = u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
+        sum += w;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
