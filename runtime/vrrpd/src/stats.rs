@@ -321,9 +321,8 @@ pub fn render_prometheus(s: &Status) -> String {
         for r in Discard::ALL {
             let _ = writeln!(
                 o,
-                "hadeploy_vrrp_discards_total{{instance=\"{}\",interface=\"{}\",reason=\"{}\"}} {}",
+                "hadeploy_vrrp_discards_total{{instance=\"{}\",reason=\"{}\"}} {}",
                 esc(&i.name),
-                esc(&i.interface),
                 r.as_str(),
                 i.discarded(r)
             );
@@ -499,7 +498,7 @@ mod export_tests {
         );
         assert!(t.contains("hadeploy_vrrp_discards_total{interface=\"eth0\",reason=\"queue_full\"} 0"));
         assert!(t.contains(
-            "hadeploy_vrrp_discards_total{instance=\"VI_1\",interface=\"eth0\",reason=\"bad_ttl\"} 0"
+            "hadeploy_vrrp_discards_total{instance=\"VI_1\",reason=\"bad_ttl\"} 0"
         ));
         assert_eq!(stats.status().runts["eth0"], 2, "status keeps the runt count");
         assert_eq!(stats.status().unknown_vrid["eth1"], 1);
