@@ -900,7 +900,12 @@ fn check_changes_nothing_and_diff_masks_auth_pass() {
         if args.contains(&"--diff") {
             assert_contains(
                 &diffs,
-                &["-    advert_interval: 1s", "+    advert_interval: 3s"],
+                &[
+                    "-    advert_interval: 1s",
+                    "+    advert_interval: 3s",
+                    "-    auth_pass: \\\"****\\\"",
+                    "+    auth_pass: <secret changed>",
+                ],
             );
             assert!(
                 !diffs.contains("labpass") && !diffs.contains("newpass1"),
@@ -913,4 +918,45 @@ fn check_changes_nothing_and_diff_masks_auth_pass() {
         assert_eq!(env.installed(&lb1), before, "--check changed a file");
         env.assert_no_temps(&lb1);
     }
+    // Only the password changed: masking both sides alike used to give no
+    // hunk at all. The diff says a secret changed, never its value or hash.
+    env.edit("advert_interval: 3s", "advert_interval: 1s");
+    let r = env.apply_human(&["--check", "--diff"]);
+    assert_eq!(r.code, Some(0), "{}", r.explain());
+    assert_contains(
+        &r.stdout,
+        &[
+            &format!("{lb1}: 1 changes"),
+            &format!("--- {lb1}: {vrrp}"),
+            "-    auth_pass: \"****\"\n+    auth_pass: <secret changed>\n",
+        ],
+    );
+    let hunk_lines = r
+        .stdout
+        .lines()
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-'))
+                && !l.starts_with("+++ ")
+                && !l.starts_with("--- ")
+        })
+        .count();
+    assert_eq!(hunk_lines, 2, "{}", r.stdout);
+    assert!(
+        !r.stdout.contains("newpass1") && !r.stdout.contains("labpass"),
+        "secret in diff: {}",
+        r.stdout
+    );
+    // Nor does the plan carry the secret file's hash (guesses of a short
+    // password could be tested against it offline).
+    let r = env.apply_ok(&["--check"]);
+    let plan = r.json();
+    let file = plan["plans"][0]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["path"] == vrrp)
+        .cloned()
+        .expect("vrrp.yaml in the plan");
+    assert_eq!(file["secret"], true, "{file}");
+    assert_eq!(file["sha256"], Value::Null, "{file}");
 }

@@ -200,7 +200,10 @@ fn inventory_file_name_and_path_do_not_reach_the_nodes() {
             flatten(&render::render_all(&inv, |h| (&h.assumed).into()).expect("renders"))
         };
         let (ta, tb) = (render_from(&a), render_from(&b));
-        assert_eq!(ta, tb, "{name}: the inventory's file name changed what nodes receive");
+        assert_eq!(
+            ta, tb,
+            "{name}: the inventory's file name changed what nodes receive"
+        );
         for needle in ["production.yml", "checkout"] {
             assert!(
                 !tb.contains(needle),
