@@ -46,6 +46,7 @@ pub fn apply(a: &ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         replace_existing: a.replace_existing,
         runtime: a.runtime.clone(),
         connect_timeout: None,
+        no_wait: a.no_wait,
     };
     let hosts: Vec<String> = inv
         .limit(&opts.limit)
