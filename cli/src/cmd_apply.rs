@@ -130,7 +130,7 @@ pub fn status(a: &StatusArgs, g: &Global) -> anyhow::Result<ExitCode> {
             a.conn.forks,
         ))
         .map_err(anyhow::Error::msg)?;
-    let holders = hadeploy_deploy::status::vip_holders(&nodes);
+    let holders = hadeploy_deploy::status::vip_holders(&inv, &nodes);
     if g.json {
         println!(
             "{}",
