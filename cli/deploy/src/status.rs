@@ -167,8 +167,7 @@ pub fn render(nodes: &[NodeStatus]) -> String {
 pub fn vip_holders(inv: &Inventory, nodes: &[NodeStatus]) -> Vec<(String, Vec<String>)> {
     let mut map: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for c in &inv.clusters {
-        if c
-            .load_balancers
+        if c.load_balancers
             .iter()
             .any(|h| nodes.iter().any(|n| &n.host == h))
         {
@@ -234,10 +233,7 @@ mod tests {
             "/../../inventory/lab.yaml"
         )))
         .expect("lab inventory");
-        let nodes = [
-            node("hd-lb1", "BACKUP", &[]),
-            node("hd-lb2", "BACKUP", &[]),
-        ];
+        let nodes = [node("hd-lb1", "BACKUP", &[]), node("hd-lb2", "BACKUP", &[])];
         assert_eq!(
             vip_holders(&inv, &nodes),
             [("10.77.238.100".to_string(), Vec::<String>::new())]
