@@ -1102,6 +1102,18 @@ fn apply_ends_when_the_vip_is_served() {
             .exec_ok(lb, &format!("ip rule del from {vip} to {bridge} prohibit"))
             .expect("ip rule del");
     }
+    // --limit to the backup: the election is still judged on every member
+    // (lb1 asked read only), and lb1 still holds the VIP.
+    let r = env.apply_ok(&["--limit", &lb2]);
+    let c = served(&r);
+    assert_eq!(c["ok"], true, "{}", r.explain());
+    assert_eq!(c["holder"], lb1.as_str(), "{c}");
+    assert_eq!(
+        r.json()["recap"]["hosts"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.explain()
+    );
     // --no-wait skips the check, and says so.
     let r = env.apply_ok(&["--no-wait"]);
     assert_eq!(r.json()["recap"]["served"], serde_json::json!([]));
