@@ -129,6 +129,13 @@ pub struct ApplyArgs {
     /// Runtime binary to push (static x86_64); default: next to hadeploy
     #[arg(long, env = "HADEPLOY_RUNTIME")]
     pub runtime: Option<PathBuf>,
+    /// Return once the nodes are changed and healthy. By default apply then
+    /// waits (bounded by the VRRP timers: Master_Down_Interval, plus
+    /// preempt_delay, plus 3 s) until each VIP is held by exactly the node
+    /// VRRP elects and each site answers an HTTP request through it (any
+    /// status counts, and is reported), and fails otherwise
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Args)]

@@ -46,6 +46,7 @@ pub fn apply(a: &ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         replace_existing: a.replace_existing,
         runtime: a.runtime.clone(),
         connect_timeout: None,
+        no_wait: a.no_wait,
     };
     let hosts: Vec<String> = inv
         .limit(&opts.limit)
@@ -129,7 +130,7 @@ pub fn status(a: &StatusArgs, g: &Global) -> anyhow::Result<ExitCode> {
             a.conn.forks,
         ))
         .map_err(anyhow::Error::msg)?;
-    let holders = hadeploy_deploy::status::vip_holders(&nodes);
+    let holders = hadeploy_deploy::status::vip_holders(&inv, &nodes);
     if g.json {
         println!(
             "{}",

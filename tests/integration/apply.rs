@@ -881,6 +881,20 @@ fn check_changes_nothing_and_diff_masks_auth_pass() {
     assert!(!diffs.contains("labpass"), "secret in diff: {diffs}");
     env.assert_untouched(&lb1);
     env.apply_ok(&[]);
+    // The same inventory saved under another name, elsewhere (a CI
+    // checkout, a copy): nothing changes on the node, nothing reloads.
+    let copy = env.dir.path().join("ci-checkout/production.yml");
+    std::fs::create_dir_all(copy.parent().expect("dir")).expect("mkdir");
+    std::fs::copy(&env.inv, &copy).expect("copy inventory");
+    let (mut c, out, err) = env.command(&["--json", "apply", copy.to_str().expect("utf8")]);
+    let r = wait(
+        c.spawn().expect("spawn"),
+        &out,
+        &err,
+        Duration::from_secs(120),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.explain());
+    assert_eq!(r.total_changed(), 0, "{}", r.explain());
     let before = env.installed(&lb1);
     env.edit("auth_pass: \"labpass\"", "auth_pass: \"newpass1\"");
     env.edit("advert_interval: 1s", "advert_interval: 3s");
@@ -900,7 +914,12 @@ fn check_changes_nothing_and_diff_masks_auth_pass() {
         if args.contains(&"--diff") {
             assert_contains(
                 &diffs,
-                &["-    advert_interval: 1s", "+    advert_interval: 3s"],
+                &[
+                    "-    advert_interval: 1s",
+                    "+    advert_interval: 3s",
+                    "-    auth_pass: \\\"****\\\"",
+                    "+    auth_pass: <secret changed>",
+                ],
             );
             assert!(
                 !diffs.contains("labpass") && !diffs.contains("newpass1"),
@@ -913,4 +932,248 @@ fn check_changes_nothing_and_diff_masks_auth_pass() {
         assert_eq!(env.installed(&lb1), before, "--check changed a file");
         env.assert_no_temps(&lb1);
     }
+    // Only the password changed: masking both sides alike used to give no
+    // hunk at all. The diff says a secret changed, never its value or hash.
+    env.edit("advert_interval: 3s", "advert_interval: 1s");
+    let r = env.apply_human(&["--check", "--diff"]);
+    assert_eq!(r.code, Some(0), "{}", r.explain());
+    assert_contains(
+        &r.stdout,
+        &[
+            &format!("  Update {vrrp} (0600, secret"),
+            &format!("--- {lb1}: {vrrp}"),
+            "-    auth_pass: \"****\"\n+    auth_pass: <secret changed>\n",
+        ],
+    );
+    let hunk_lines = r
+        .stdout
+        .lines()
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-'))
+                && !l.starts_with("+++ ")
+                && !l.starts_with("--- ")
+        })
+        .count();
+    assert_eq!(hunk_lines, 2, "{}", r.stdout);
+    assert!(
+        !r.stdout.contains("newpass1") && !r.stdout.contains("labpass"),
+        "secret in diff: {}",
+        r.stdout
+    );
+    // Nor does the plan carry the secret file's hash (guesses of a short
+    // password could be tested against it offline).
+    let r = env.apply_ok(&["--check"]);
+    let plan = r.json();
+    let file = plan["plans"][0]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["path"] == vrrp)
+        .cloned()
+        .expect("vrrp.yaml in the plan");
+    assert_eq!(file["secret"], true, "{file}");
+    assert_eq!(file["sha256"], Value::Null, "{file}");
+}
+
+/// The served VIP check of `--json` output (the first VIP group).
+fn served(r: &Run) -> Value {
+    r.json()["recap"]["served"][0].clone()
+}
+
+fn site<'a>(check: &'a Value, name: &str) -> &'a Value {
+    check["sites"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["site"] == name))
+        .unwrap_or_else(|| panic!("no site {name} in {check}"))
+}
+
+#[test]
+fn apply_ends_when_the_vip_is_served() {
+    let Some(env) = setup("apf11", 2, 1) else {
+        return;
+    };
+    let (lb1, lb2) = (env.lb(1), env.lb(2));
+    let vip = env.addr(100);
+    // A second site, chosen by its Host header only (the first is the
+    // default server), proxying to an upstream nobody runs: it answers
+    // 502/504 through the VIP, which still proves the VIP is served.
+    env.edit(
+        "    upstreams:\n",
+        &format!(
+            "    upstreams:\n      dead:\n        servers:\n          - {{ address: \"{}:8080\" }}\n        connect_timeout: 500ms\n",
+            env.addr(99)
+        ),
+    );
+    env.edit(
+        "    sites:\n",
+        "    sites:\n      - name: api.domain1.com\n        listen: 80\n        server_names: [api.domain1.com]\n        locations:\n          - path: /\n            proxy: { upstream: dead }\n",
+    );
+    // First apply: every daemon starts in BACKUP; apply returns only once
+    // lb1 (highest priority) holds the VIP and both sites answer through it.
+    let r = env.apply_ok(&[]);
+    let c = served(&r);
+    eprintln!("  served: {c}");
+    assert_eq!(c["ok"], true, "{}", r.explain());
+    assert_eq!(c["holder"], lb1.as_str(), "{c}");
+    assert_eq!(c["vips"][0], vip.as_str(), "{c}");
+    assert_eq!(c["vantage"]["from"], "this_machine", "{c}");
+    let elapsed = c["elapsed_ms"].as_u64().expect("elapsed");
+    let bound = c["bound_ms"].as_u64().expect("bound");
+    assert!(
+        (1000..=bound).contains(&elapsed),
+        "a first apply waits out the election (Master_Down_Interval {} ms), within {bound} ms: {elapsed} ms",
+        c["master_down_interval_ms"]
+    );
+    let www = site(&c, "www.domain1.com");
+    assert_eq!(www["status"], 200, "{c}");
+    assert_eq!(www["host_header"], "www.domain1.com");
+    assert_eq!(www["target"], format!("{vip}:80").as_str());
+    let api = site(&c, "api.domain1.com");
+    assert_eq!(api["host_header"], "api.domain1.com");
+    assert!(
+        matches!(api["status"].as_u64(), Some(502 | 504)),
+        "a site whose upstream is down answers 502/504 via the VIP: {c}"
+    );
+    // What the issue saw: `status` right after a first apply said nobody
+    // held the VIP. Now it is held, by lb1.
+    let (mut st, out, err) = env.command(&["status", env.inv.to_str().expect("utf8")]);
+    let code = st.status().expect("status");
+    let text = std::fs::read_to_string(&out).expect("status output");
+    assert!(
+        code.success(),
+        "{text}{}",
+        std::fs::read_to_string(err).unwrap_or_default()
+    );
+    assert!(text.contains(&format!("VIP {vip}: {lb1}\n")), "{text}");
+    // The recap line, as printed.
+    let r = env.apply_human(&[]);
+    assert_eq!(r.code, Some(0), "{}", r.explain());
+    assert_contains(
+        &r.stdout,
+        &[
+            &format!("VIP {vip} on {lb1}; api.domain1.com -> 50"),
+            ", www.domain1.com -> 200 via VIP in ",
+            " s (requested from this machine)\n",
+        ],
+    );
+    eprintln!(
+        "  recap: {}",
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with("VIP "))
+            .unwrap_or("")
+    );
+    // This machine cannot reach the VIP (its answers to us are refused on
+    // both load balancers; SSH to their own addresses still works): the
+    // sites are requested on the holder, and the recap says so.
+    let bridge = env.lab.bridge_address.to_string();
+    for lb in [&lb1, &lb2] {
+        env.lab
+            .exec_ok(lb, &format!("ip rule add from {vip} to {bridge} prohibit"))
+            .expect("ip rule");
+    }
+    let r = env.apply_ok(&[]);
+    let c = served(&r);
+    assert_eq!(c["ok"], true, "{}", r.explain());
+    assert_eq!(c["vantage"]["from"], "holder", "{c}");
+    assert_eq!(c["vantage"]["host"], lb1.as_str(), "{c}");
+    assert_contains(
+        c["vantage"]["why"].as_str().unwrap_or(""),
+        &[&format!("this machine cannot reach {vip}:80")],
+    );
+    assert_eq!(site(&c, "www.domain1.com")["status"], 200, "{c}");
+    assert!(
+        matches!(
+            site(&c, "api.domain1.com")["status"].as_u64(),
+            Some(502 | 504)
+        ),
+        "{c}"
+    );
+    let r = env.apply_human(&[]);
+    assert_contains(
+        &r.stdout,
+        &[
+            "www.domain1.com -> 200 via VIP in ",
+            &format!("(requested on {lb1}: this machine cannot reach {vip}:80"),
+        ],
+    );
+    for lb in [&lb1, &lb2] {
+        env.lab
+            .exec_ok(lb, &format!("ip rule del from {vip} to {bridge} prohibit"))
+            .expect("ip rule del");
+    }
+    // --limit to the backup: the election is still judged on every member
+    // (lb1 asked read only), and lb1 still holds the VIP.
+    let r = env.apply_ok(&["--limit", &lb2]);
+    let c = served(&r);
+    assert_eq!(c["ok"], true, "{}", r.explain());
+    assert_eq!(c["holder"], lb1.as_str(), "{c}");
+    assert_eq!(
+        r.json()["recap"]["hosts"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.explain()
+    );
+    // --no-wait skips the check, and says so.
+    let r = env.apply_ok(&["--no-wait"]);
+    assert_eq!(r.json()["recap"]["served"], serde_json::json!([]));
+    assert_eq!(r.json()["recap"]["served_skipped"], "--no-wait");
+}
+
+#[test]
+fn apply_fails_when_the_vip_is_not_served_within_the_vrrp_bound() {
+    let Some(env) = setup("apf12", 2, 0) else {
+        return;
+    };
+    let (lb1, lb2) = (env.lb(1), env.lb(2));
+    let vip = env.addr(100);
+    // Adverts go to a peer that does not exist: neither load balancer hears
+    // the other, both claim the VIP (split brain), and apply must say so.
+    env.edit(
+        "        track_interface: [host0]\n",
+        &format!(
+            "        track_interface: [host0]\n        unicast: {{ peers: [{}] }}\n",
+            env.addr(99)
+        ),
+    );
+    let t = Instant::now();
+    let r = env.apply(&[]);
+    let took = t.elapsed();
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    for lb in [&lb1, &lb2] {
+        let h = r.host(lb);
+        assert_eq!(h["failed"], false, "{}", r.explain());
+        assert_eq!(h["skipped"], false, "{}", r.explain());
+    }
+    let c = served(&r);
+    assert_eq!(c["ok"], false, "{c}");
+    let e = c["error"].as_str().expect("error").to_string();
+    eprintln!("  error: {e}");
+    assert_contains(
+        &e,
+        &[
+            &format!("cluster apf12, VIP {vip} (VI_1): not held by the expected node within "),
+            "(Master_Down_Interval 3.",
+            &format!("held by {lb1} and {lb2} at once (split brain)"),
+            &format!("{lb1} MASTER priority 150/150, has the VIP"),
+            &format!("{lb2} MASTER priority 140/140, has the VIP"),
+        ],
+    );
+    let bound = Duration::from_millis(c["bound_ms"].as_u64().expect("bound"));
+    assert!(
+        took >= bound && took < bound + Duration::from_secs(30),
+        "gave up after {took:?}, bound {bound:?}"
+    );
+    // The human output names it too; --no-wait returns without checking.
+    let r = env.apply_human(&[]);
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert_contains(
+        &r.stdout,
+        &[
+            &format!("FAILED: cluster apf12, VIP {vip} (VI_1): not held"),
+            &format!("VIP {vip}: NOT SERVED (cluster apf12)"),
+        ],
+    );
+    let r = env.apply_ok(&["--no-wait"]);
+    assert_eq!(r.json()["recap"]["served_skipped"], "--no-wait");
 }

@@ -38,6 +38,23 @@ fn lab_apply_reapply_failover_uninstall() {
         changed >= 20,
         "a cold apply installs files on 4 nodes: {first}"
     );
+    // apply returned once the service is served: the VIP on lb1, the site
+    // answering through it, and `status` says so at once.
+    let served = &first["recap"]["served"][0];
+    assert_eq!(served["ok"], true, "{first}");
+    assert_eq!(served["holder"], "hde2e-lb1", "{served}");
+    assert_eq!(served["sites"][0]["status"], 200, "{served}");
+    eprintln!(
+        "e2e: VIP served {} ms after the rolling apply (Master_Down_Interval {} ms)",
+        served["elapsed_ms"], served["master_down_interval_ms"]
+    );
+    let o = run("hadeploy", &["status", inv]);
+    assert!(
+        o.status.success() && stdout(&o).contains(": hde2e-lb1\n"),
+        "status right after the first apply: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
 
     let o = run("hadeploy", &["--json", "apply", inv]);
     assert!(o.status.success(), "re-apply failed: {}", stderr(&o));

@@ -20,6 +20,7 @@ use crate::plan::{self, Change, NodePlan};
 use crate::preflight;
 use crate::progress::Progress;
 use crate::recap::{HostResult, Recap};
+use crate::served;
 use crate::ssh::{self, ConnectOptions, Remote};
 
 #[derive(Debug, Clone, Default)]
@@ -32,6 +33,9 @@ pub struct ApplyOptions {
     pub replace_existing: bool,
     pub runtime: Option<PathBuf>,
     pub connect_timeout: Option<Duration>,
+    /// Return once every node is changed and healthy, without waiting for
+    /// the VIPs to be held and the sites to answer through them.
+    pub no_wait: bool,
 }
 
 /// What `apply` found and did; printed by the CLI.
@@ -133,6 +137,23 @@ pub async fn apply(
     let interrupted =
         execute_lanes(inv, &nodes, &plans, &artifact, opts, progress, &mut results).await;
     recap.interrupted = interrupted;
+    // 4. Served: the VIPs held by the nodes VRRP elects, sites answering.
+    let failed = results
+        .values()
+        .any(|r| r.failed || r.unreachable || r.skipped);
+    if opts.no_wait {
+        recap.served_skipped = Some("--no-wait".into());
+    } else if !interrupted && !failed {
+        let wait = wait_served(inv, &nodes, opts, progress);
+        tokio::pin!(wait);
+        tokio::select! {
+            checks = &mut wait => recap.served = checks,
+            _ = tokio::signal::ctrl_c() => {
+                recap.interrupted = true;
+                recap.served_skipped = Some("interrupted (Ctrl-C) while waiting for the VIPs".into());
+            }
+        }
+    }
     finish(&mut recap, results, started, nodes).await;
     progress.clear();
     Ok(ApplyReport {
@@ -141,6 +162,53 @@ pub async fn apply(
         diffs,
         preflight: Vec::new(),
     })
+}
+
+/// Waits until every VIP group of the clusters this run touched is served.
+/// Members outside `--limit` are asked too (read only): an election is
+/// judged on all its members.
+async fn wait_served(
+    inv: &Inventory,
+    nodes: &[Node],
+    opts: &ApplyOptions,
+    progress: &Progress,
+) -> Vec<served::VipCheck> {
+    let selected: Vec<String> = nodes.iter().map(|n| n.host.name.clone()).collect();
+    let clusters = served::touched(inv, &selected);
+    let copts = ConnectOptions {
+        trust_new_host_keys: opts.trust_new_host_keys,
+        timeout: opts.connect_timeout,
+    };
+    let others: Vec<&Host> = served::members_needed(&clusters)
+        .iter()
+        .filter(|h| !selected.contains(h))
+        .filter_map(|h| inv.hosts.get(h))
+        .collect();
+    let connected = futures::future::join_all(others.iter().map(|h| ssh::connect(h, copts))).await;
+    let mut extra = Vec::new();
+    let mut sessions = served::Sessions::default();
+    for (h, c) in others.iter().zip(connected) {
+        match c {
+            Ok(r) => extra.push(r),
+            Err(e) => {
+                sessions
+                    .missing
+                    .insert(h.name.clone(), format!("outside --limit, and {e}"));
+            }
+        }
+    }
+    for n in nodes {
+        sessions.remotes.insert(n.host.name.clone(), &n.remote);
+    }
+    for r in &extra {
+        sessions.remotes.insert(r.host.clone(), r);
+    }
+    let checks = served::wait(inv, &clusters, &sessions, progress).await;
+    drop(sessions);
+    for r in extra {
+        r.close().await;
+    }
+    checks
 }
 
 async fn finish(

@@ -6,7 +6,9 @@
 //!    any failure stops here: nothing has changed on any node;
 //! 3. execute in rolling lanes: within a cluster one node at a time,
 //!    backends, then backup load balancers, the VIP holder last; a node must
-//!    be healthy before the next starts.
+//!    be healthy before the next starts;
+//! 4. wait until the service is served: each VIP held by exactly the node
+//!    VRRP elects, each site answering through it (`served`; `--no-wait`).
 //!
 //! Every remote write is temp-file + fsync + rename in the target directory,
 //! runtime configs are validated on the node before the rename, and temp
@@ -22,6 +24,7 @@ pub mod plan;
 pub mod preflight;
 pub mod progress;
 pub mod recap;
+pub mod served;
 pub mod ssh;
 pub mod status;
 pub mod uninstall;

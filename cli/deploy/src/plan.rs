@@ -21,14 +21,33 @@ pub enum Change {
     Unchanged,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct FilePlan {
-    #[serde(flatten)]
     pub file: RenderedFile,
     pub change: Change,
     /// Validated on the node with `hadeploy-runtime check` before it
     /// replaces the old file.
     pub validate: bool,
+}
+
+/// As the plan prints it (`--json`): the file's fields, except that a
+/// secret file's sha256 is left out. It hashes the whole file, whose other
+/// lines follow from the inventory, so it would let anyone holding a CI log
+/// test guesses of a short `auth_pass` offline.
+impl Serialize for FilePlan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let f = &self.file;
+        let mut st = s.serialize_struct("FilePlan", 7)?;
+        st.serialize_field("path", &f.path)?;
+        st.serialize_field("mode", &f.mode)?;
+        st.serialize_field("secret", &f.secret)?;
+        st.serialize_field("sha256", &(!f.secret).then_some(&f.sha256))?;
+        st.serialize_field("handler", &f.handler)?;
+        st.serialize_field("change", &self.change)?;
+        st.serialize_field("validate", &self.validate)?;
+        st.end()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,5 +193,38 @@ pub fn restart_handler(unit: &str) -> Handler {
         Handler::RestartVrrp
     } else {
         Handler::RestartProxy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(secret: bool) -> FilePlan {
+        FilePlan {
+            file: RenderedFile {
+                path: "/etc/hadeploy/vrrp.yaml".into(),
+                mode: 0o600,
+                secret,
+                content: "auth_pass: \"pw\"\n".into(),
+                sha256: "ab12".into(),
+                handler: Handler::ReloadVrrp,
+            },
+            change: Change::Update,
+            validate: true,
+        }
+    }
+
+    #[test]
+    fn a_secret_file_has_no_hash_in_the_printed_plan() {
+        let v = serde_json::to_value(file(true)).expect("json");
+        assert_eq!(v["sha256"], serde_json::Value::Null, "{v}");
+        assert_eq!(v["path"], "/etc/hadeploy/vrrp.yaml");
+        assert_eq!(v["change"], "update");
+        assert_eq!(v["secret"], true);
+        assert!(!v.to_string().contains("pw"), "{v}");
+        let v = serde_json::to_value(file(false)).expect("json");
+        assert_eq!(v["sha256"], "ab12", "{v}");
+        assert_eq!(v["handler"], "reload_vrrp");
     }
 }

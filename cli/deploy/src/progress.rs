@@ -77,6 +77,37 @@ impl Progress {
         }
     }
 
+    /// A line of its own for work that is not one host's (a VIP being
+    /// waited for), created on first use.
+    pub fn line(&self, key: &str, msg: &str) {
+        tracing::debug!(key, msg, "progress");
+        if !self.enabled {
+            return;
+        }
+        if let Ok(mut bars) = self.bars.lock() {
+            let b = bars.entry(key.to_string()).or_insert_with(|| {
+                let b = self.multi.add(ProgressBar::new_spinner());
+                b.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                b.set_prefix(key.to_string());
+                b.enable_steady_tick(std::time::Duration::from_millis(120));
+                b
+            });
+            b.set_message(msg.to_string());
+        }
+    }
+
+    pub fn finish_line(&self, key: &str, msg: &str) {
+        self.line(key, msg);
+        if let Ok(b) = self.bars.lock()
+            && let Some(b) = b.get(key)
+        {
+            b.finish_with_message(msg.to_string());
+        }
+    }
+
     pub fn clear(&self) {
         if self.enabled {
             let _ = self.multi.clear();

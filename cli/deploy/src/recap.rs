@@ -1,8 +1,11 @@
-//! Ansible-style recap: per host ok / changed / failed / unreachable.
+//! Ansible-style recap: per host ok / changed / failed / unreachable, then
+//! whether each VIP is served.
 
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::served::{self, VipCheck};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct HostResult {
@@ -24,6 +27,11 @@ pub struct Recap {
     pub runtime_bytes: usize,
     pub check_mode: bool,
     pub interrupted: bool,
+    /// Each VIP group of the clusters the run touched: held by the node
+    /// VRRP elects, its sites answering through it.
+    pub served: Vec<VipCheck>,
+    /// Why that was not checked (`--no-wait`, a failed run), when it was not.
+    pub served_skipped: Option<String>,
 }
 
 impl Recap {
@@ -33,6 +41,7 @@ impl Recap {
                 .hosts
                 .iter()
                 .all(|h| !h.failed && !h.unreachable && !h.skipped)
+            && self.served.iter().all(|c| c.ok)
     }
 
     pub fn total_changed(&self) -> usize {
@@ -60,6 +69,11 @@ impl Recap {
                 ));
             }
         }
+        for c in &self.served {
+            if let Some(e) = &c.error {
+                s.push_str(&format!("FAILED: {e}\n"));
+            }
+        }
         s.push_str(&format!(
             "\nRECAP {}\n",
             if self.check_mode {
@@ -78,6 +92,13 @@ impl Recap {
                 u8::from(h.failed),
                 u8::from(h.skipped),
             ));
+        }
+        for c in &self.served {
+            s.push_str(&served::render(c));
+            s.push('\n');
+        }
+        if let Some(why) = &self.served_skipped {
+            s.push_str(&format!("VIPs not checked: {why}\n"));
         }
         s.push_str(&format!(
             "{} hosts, {} changed, {:.2}s{}\n",

@@ -161,15 +161,28 @@ pub fn render(nodes: &[NodeStatus]) -> String {
     s
 }
 
-/// VIP -> holders, from the instances' own reports.
-pub fn vip_holders(nodes: &[NodeStatus]) -> Vec<(String, Vec<String>)> {
+/// VIP -> holders, for every VIP of the clusters whose load balancers were
+/// queried (from the inventory: a VIP nobody holds is listed, with no
+/// holder), holders from the instances' own reports.
+pub fn vip_holders(inv: &Inventory, nodes: &[NodeStatus]) -> Vec<(String, Vec<String>)> {
     let mut map: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for c in &inv.clusters {
+        if c.load_balancers
+            .iter()
+            .any(|h| nodes.iter().any(|n| &n.host == h))
+        {
+            for a in c.vips.iter().flat_map(|g| &g.addresses) {
+                map.entry(a.addr().to_string()).or_default();
+            }
+        }
+    }
     for n in nodes {
         if let Some(v) = n.runtime.as_ref().and_then(|r| r.vrrp.as_ref()) {
-            for i in &v.instances {
+            for i in v.instances.iter().filter(|i| i.holds_vips) {
                 for vip in &i.vips {
-                    let e = map.entry(vip.clone()).or_default();
-                    if i.holds_vips {
+                    let vip = vip.split('/').next().unwrap_or(vip).to_string();
+                    let e = map.entry(vip).or_default();
+                    if !e.contains(&n.host) {
                         e.push(n.host.clone());
                     }
                 }
@@ -177,4 +190,63 @@ pub fn vip_holders(nodes: &[NodeStatus]) -> Vec<(String, Vec<String>)> {
         }
     }
     map.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hadeploy_config::status::{InstanceStatus, VrrpStatus};
+
+    fn node(host: &str, state: &str, held: &[&str]) -> NodeStatus {
+        NodeStatus {
+            host: host.into(),
+            reachable: true,
+            error: None,
+            units: Vec::new(),
+            runtime: Some(RuntimeStatus {
+                vrrp: Some(VrrpStatus {
+                    node: host.into(),
+                    instances: vec![InstanceStatus {
+                        name: "VI_1".into(),
+                        vrid: 66,
+                        state: state.into(),
+                        priority: 100,
+                        effective_priority: 100,
+                        master: None,
+                        vips: held.iter().map(|s| s.to_string()).collect(),
+                        holds_vips: !held.is_empty(),
+                        transitions: 1,
+                    }],
+                }),
+                proxy: None,
+            }),
+        }
+    }
+
+    /// Before: the VIP list came from what instances held, so with every
+    /// node BACKUP (right after a first apply) the VIP was not listed at
+    /// all and `status` exited 0.
+    #[test]
+    fn a_vip_nobody_holds_is_listed_without_holder() {
+        let (inv, _) = hadeploy_inventory::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../inventory/lab.yaml"
+        )))
+        .expect("lab inventory");
+        let nodes = [node("hd-lb1", "BACKUP", &[]), node("hd-lb2", "BACKUP", &[])];
+        assert_eq!(
+            vip_holders(&inv, &nodes),
+            [("10.77.238.100".to_string(), Vec::<String>::new())]
+        );
+        let nodes = [
+            node("hd-lb1", "MASTER", &["10.77.238.100"]),
+            node("hd-lb2", "BACKUP", &[]),
+        ];
+        assert_eq!(
+            vip_holders(&inv, &nodes),
+            [("10.77.238.100".to_string(), vec!["hd-lb1".to_string()])]
+        );
+        // Only clusters whose load balancers were asked (--limit).
+        assert!(vip_holders(&inv, &[node("hd-web1", "BACKUP", &[])]).is_empty());
+    }
 }

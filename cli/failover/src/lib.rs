@@ -13,6 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use hadeploy_config::vrrp::Version;
 use hadeploy_deploy::ssh::ConnectOptions;
 use hadeploy_inventory::model::{Cluster, Inventory};
 use hadeploy_lab::Lab;
@@ -58,13 +59,19 @@ pub struct Timers {
 }
 
 impl Timers {
-    /// RFC 3768 / 5798 with the backup's priority (the node that takes over).
-    pub fn new(advert: Duration, backup_priority: u8) -> Timers {
-        let skew = advert.mul_f64(f64::from(256 - u32::from(backup_priority)) / 256.0);
+    /// RFC 3768 (v2) / 5798 (v3) with the backup's priority (the node that
+    /// takes over), computed by the VRRP crate's own timer functions: the
+    /// thresholds are the formulas the daemon runs, never a copy (v2's
+    /// Skew_Time does not scale with the advert interval, v3's does).
+    pub fn new(version: Version, advert: Duration, backup_priority: u8) -> Timers {
+        let version = match version {
+            Version::V2 => hadeploy_vrrp::Version::V2,
+            Version::V3 => hadeploy_vrrp::Version::V3,
+        };
         Timers {
             advert,
-            skew,
-            master_down: advert * 3 + skew,
+            skew: hadeploy_vrrp::skew_time(version, backup_priority, advert),
+            master_down: hadeploy_vrrp::master_down_interval(version, backup_priority, advert),
         }
     }
 }
@@ -112,7 +119,7 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<Report, String> {
     if members.len() < 2 {
         return Err("test-failover needs at least two load balancers in the VIP group".into());
     }
-    let timers = Timers::new(vipg.advert_interval, members[1].priority);
+    let timers = Timers::new(vipg.version, vipg.advert_interval, members[1].priority);
     let site = cluster
         .sites
         .first()
@@ -184,10 +191,28 @@ mod tests {
 
     #[test]
     fn timers_follow_the_rfc() {
-        let t = Timers::new(Duration::from_secs(1), 100);
-        assert_eq!(ms(t.master_down), 3609);
-        assert_eq!(ms(t.skew), 609);
-        let t = Timers::new(Duration::from_millis(100), 100);
+        for v in [Version::V2, Version::V3] {
+            let t = Timers::new(v, Duration::from_secs(1), 100);
+            assert_eq!(ms(t.master_down), 3609, "{v:?}");
+            assert_eq!(ms(t.skew), 609, "{v:?}");
+        }
+        let t = Timers::new(Version::V3, Duration::from_millis(100), 100);
         assert_eq!(ms(t.master_down), 360);
+        assert_eq!(ms(t.skew), 60);
+    }
+
+    /// RFC 3768 section 6.1: v2's Skew_Time is (256 - Priority) / 256 s
+    /// whatever the advert interval. Scaling it by a 2 s interval (v3's
+    /// formula) made test-failover accept a planned switchover of 1.22 s
+    /// and a takeover of 7.22 s where the daemon must manage 0.61 s and 6.61 s.
+    #[test]
+    fn v2_skew_time_ignores_the_advert_interval() {
+        let t = Timers::new(Version::V2, Duration::from_secs(2), 100);
+        assert_eq!(t.skew, Duration::from_nanos(609_375_000));
+        assert_eq!(t.master_down, Duration::from_nanos(6_609_375_000));
+        // v3 at the same interval does scale.
+        let t = Timers::new(Version::V3, Duration::from_secs(2), 100);
+        assert_eq!(t.skew, Duration::from_nanos(1_218_750_000));
+        assert_eq!(t.master_down, Duration::from_nanos(7_218_750_000));
     }
 }

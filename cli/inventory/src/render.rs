@@ -104,9 +104,10 @@ pub const DEFAULT_ADMIN_PROXY: &str = "127.0.0.1:9102";
 pub const NOTIFY_HOOK: &str = "/etc/hadeploy/notify.sh";
 pub const TMPFILES: &str = "/etc/tmpfiles.d/hadeploy.conf";
 
+/// Holds the node and its facts, not the inventory: templates get typed
+/// configs and `base_ctx`, so nothing about the inventory file can reach them.
 struct Renderer<'a> {
     env: Environment<'static>,
-    inv: &'a Inventory,
     host: &'a Host,
     facts: &'a Facts,
     files: Vec<RenderedFile>,
@@ -130,7 +131,6 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
         .ok_or_else(|| RenderError::UnknownHost(host.to_string()))?;
     let mut r = Renderer {
         env: templates::environment(),
-        inv,
         host: h,
         facts,
         files: Vec::new(),
@@ -253,11 +253,15 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
 }
 
 impl Renderer<'_> {
+    /// What every template may use. Only configuration and the node's facts
+    /// belong here: nothing about where the inventory was read from (its file
+    /// name, path, mtime) or when, since any byte of that reaching a node would
+    /// make the same configuration saved elsewhere change every managed file
+    /// and reload both daemons.
     fn base_ctx(&self) -> minijinja::Value {
         minijinja::context! {
             version => env!("CARGO_PKG_VERSION"),
             node => self.host.name,
-            inventory => self.inv.file.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default(),
             facts => self.facts,
             hardened => self.facts.hardened_units(),
             runtime => paths::RUNTIME_BIN,

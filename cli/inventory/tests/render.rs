@@ -241,3 +241,35 @@ fn vrrp_peers_are_the_other_load_balancers() {
     assert_eq!(peers("int1", "INT_1"), ["192.168.20.11"]); // multicast cluster
     assert_eq!(peers("int2", "INT_1"), ["192.168.20.10"]);
 }
+
+/// Where the inventory was read from is not configuration: the same text
+/// saved under another name and directory (a CI checkout, a copy) renders
+/// byte-identical trees, so a re-apply from it changes nothing on any node.
+#[test]
+fn inventory_file_name_and_path_do_not_reach_the_nodes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for name in ["lab.yaml", "seed.yaml", "reference.yaml"] {
+        let text = std::fs::read_to_string(inventory(name)).expect("read");
+        let a = tmp.path().join(format!("a-{name}"));
+        let b_dir = tmp.path().join("checkout/inventories");
+        std::fs::create_dir_all(&b_dir).expect("mkdir");
+        let b = b_dir.join("production.yml");
+        std::fs::write(&a, &text).expect("write");
+        std::fs::write(&b, &text).expect("write");
+        let render_from = |p: &Path| {
+            let (inv, _) = hadeploy_inventory::load(p).expect("inventory loads");
+            flatten(&render::render_all(&inv, |h| (&h.assumed).into()).expect("renders"))
+        };
+        let (ta, tb) = (render_from(&a), render_from(&b));
+        assert_eq!(
+            ta, tb,
+            "{name}: the inventory's file name changed what nodes receive"
+        );
+        for needle in ["production.yml", "checkout"] {
+            assert!(
+                !tb.contains(needle),
+                "{name}: {needle:?} from the inventory's path reached a rendered file"
+            );
+        }
+    }
+}
