@@ -58,6 +58,15 @@ pub struct Limits {
     /// `client_body_timeout`/`send_timeout`: gap between two reads or writes.
     #[serde(default = "sixty_s", with = "human")]
     pub io_timeout: Duration,
+    /// `keepalive_requests`: requests served on one client connection; the
+    /// last response says `Connection: close` (HTTP/2: GOAWAY after that
+    /// many streams). 0 = one request per connection. Not written when it
+    /// is the default, so configs rendered before it existed stay the same.
+    #[serde(
+        default = "keepalive_requests",
+        skip_serializing_if = "is_default_keepalive_requests"
+    )]
+    pub keepalive_requests: u64,
     /// How long a graceful stop waits for in-flight requests.
     #[serde(default = "drain_timeout", with = "human")]
     pub drain_timeout: Duration,
@@ -72,6 +81,7 @@ impl Default for Limits {
             max_body_bytes: max_body_bytes(),
             keepalive_timeout: keepalive_timeout(),
             io_timeout: sixty_s(),
+            keepalive_requests: keepalive_requests(),
             drain_timeout: drain_timeout(),
         }
     }
@@ -91,6 +101,12 @@ fn max_body_bytes() -> u64 {
 }
 fn keepalive_timeout() -> Duration {
     Duration::from_secs(75)
+}
+fn keepalive_requests() -> u64 {
+    1000
+}
+fn is_default_keepalive_requests(n: &u64) -> bool {
+    *n == keepalive_requests()
 }
 fn drain_timeout() -> Duration {
     Duration::from_secs(30)

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::state::{SiteRt, State};
 use crate::static_files::{self, StaticRequest};
 use crate::upstream::UpstreamRt;
+use crate::uri;
 
 /// What to do with a request once its site and location are known.
 pub(crate) enum Action<'s> {
@@ -41,7 +42,8 @@ pub(crate) enum Action<'s> {
 pub(crate) struct Routed<'s> {
     pub site: &'s Site,
     pub rt: &'s SiteRt,
-    /// The decoded, dot-segment free path (empty when it was invalid).
+    /// The decoded, dot-segment free path (empty when it was invalid);
+    /// borrowed exactly when the request's path was already normal.
     pub norm: Cow<'s, str>,
     pub action: Action<'s>,
 }
@@ -58,6 +60,7 @@ impl Routed<'_> {
             head.path(),
             head.query(),
             &self.norm,
+            matches!(self.norm, Cow::Borrowed(_)),
             &loc.path,
             pp.uri.as_deref(),
         )
@@ -82,7 +85,7 @@ pub(crate) fn route<'s>(
     let idx = site_index(state, conn, head.host());
     let site = state.cfg.sites.get(idx)?;
     let rt = state.sites.get(idx)?;
-    let norm = match static_files::normalize_path(head.path()) {
+    let norm = match uri::normalize_path(head.path()) {
         Ok(n) => n,
         Err(()) => {
             return Some(Routed {
@@ -121,26 +124,39 @@ pub(crate) fn route<'s>(
 }
 
 /// nginx `proxy_pass` URI rules: without `uri` the request URI goes as the
-/// client sent it; with `uri` the matched location prefix is replaced.
+/// client sent it; with `uri` the matched location prefix of the
+/// *normalized* path is replaced, and the rest re-escaped: what the backend
+/// gets is always under `uri` (`/api/../api/admin` with `/api/` -> `/v1/`
+/// is `/v1/admin`, never `/v1/../api/admin`). `plain`: the path was
+/// already normal (`norm` is `raw_path`), so it is copied as sent.
 pub(crate) fn upstream_target<'a>(
     raw_path: &'a str,
     query: Option<&str>,
     norm: &str,
+    plain: bool,
     loc: &str,
     uri: Option<&str>,
 ) -> Cow<'a, str> {
+    let q_len = query.map_or(0, |q| q.len() + 1);
     let mut out = match uri {
         None if query.is_none() && !raw_path.is_empty() => return Cow::Borrowed(raw_path),
-        None => raw_path.to_string(),
+        None => {
+            let mut s = String::with_capacity(raw_path.len() + 1 + q_len);
+            s.push_str(raw_path);
+            s
+        }
         Some(u) => {
-            let rest = if let Some(r) = raw_path.strip_prefix(loc) {
-                r.to_string()
+            // The location was chosen by this normalized path, so it has
+            // the prefix (exact locations: all of it).
+            let rest = norm.strip_prefix(loc).unwrap_or("");
+            let mut s = String::with_capacity(u.len() + rest.len() + 1 + q_len);
+            s.push_str(u);
+            if plain {
+                s.push_str(rest);
             } else {
-                // The prefix matched only after decoding (`/%61pi/`): use
-                // the normalized path, re-escaped where it must be.
-                escape_path(norm.strip_prefix(loc).unwrap_or(""))
-            };
-            format!("{u}{rest}")
+                uri::push_escaped(&mut s, rest);
+            }
+            s
         }
     };
     if out.is_empty() {
@@ -153,21 +169,10 @@ pub(crate) fn upstream_target<'a>(
     Cow::Owned(out)
 }
 
-fn escape_path(p: &str) -> String {
-    let mut s = String::with_capacity(p.len());
-    for b in p.bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b) {
-            s.push(char::from(b));
-        } else {
-            s.push_str(&format!("%{b:02X}"));
-        }
-    }
-    s
-}
-
 /// Serves a static file, or a generated error status.
 pub(crate) async fn serve_static(
     head: &RequestHead,
+    conn: &ConnInfo,
     norm: &str,
     root: &Path,
     index: &[String],
@@ -176,8 +181,9 @@ pub(crate) async fn serve_static(
         method: &head.method,
         headers: &head.headers,
         path: norm,
-        raw_path: head.path(),
-        raw_query: head.query(),
+        query: head.query(),
+        host: head.host(),
+        local: conn.local,
     };
     static_files::serve(&sreq, root, index).await
 }
@@ -186,7 +192,7 @@ pub(crate) async fn serve_static(
 /// status; nginx's built-in page otherwise.
 pub(crate) async fn error_page(site: &Site, status: StatusCode) -> Response<ProxyBody> {
     if let (Some(uri), Some(root)) = (site.error_pages.get(&status.as_u16()), site.root.as_ref())
-        && let Ok(norm) = static_files::normalize_path(uri)
+        && let Ok(norm) = uri::normalize_path(uri)
         && let Some((data, mime)) =
             static_files::read_small(&root.join(Path::new(norm.trim_start_matches('/')))).await
     {
@@ -232,6 +238,14 @@ pub(crate) fn host_problem(head: &RequestHead) -> bool {
         || !host
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(b))
+}
+
+/// A method refused whatever the location, with the status nginx answers:
+/// TRACE (405; a backend answering it would echo the request back, the
+/// proxy's own headers and the client's cookies included). Methods outside
+/// nginx's alphabet never get this far (400 when the head is parsed).
+pub(crate) fn refused_method(head: &RequestHead) -> Option<StatusCode> {
+    (head.method == http::Method::TRACE).then_some(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 /// Statuses after which nginx closes the connection: the rest of the
@@ -337,28 +351,52 @@ mod tests {
         }
     }
 
+    /// The upstream target for `target` in location `loc` with `uri`.
+    fn up(target: &str, loc: &str, uri: Option<&str>) -> String {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        let norm = uri::normalize_path(path).expect("valid path");
+        let plain = matches!(norm, Cow::Borrowed(_));
+        upstream_target(path, query, &norm, plain, loc, uri).into_owned()
+    }
+
     #[test]
     fn uri_replacement() {
+        assert_eq!(up("/api/x", "/api/", Some("/")), "/x");
+        assert_eq!(up("/api/x?a=1", "/api/", Some("/v1/")), "/v1/x?a=1");
+        assert_eq!(up("/api/x", "/api/", None), "/api/x");
+        assert_eq!(up("/a%20b?q", "/", None), "/a%20b?q");
+        assert_eq!(up("/%61pi/x%20y", "/api/", Some("/")), "/x%20y");
+        assert_eq!(up("/api", "/api", Some("")), "/");
+        // Without `uri` the target goes as sent (nginx), dots included.
+        assert_eq!(up("/x/../y%2e%2e//z", "/", None), "/x/../y%2e%2e//z");
+    }
+
+    #[test]
+    fn uri_replacement_uses_the_normalized_path() {
+        // Regression: the prefix was cut off the raw path, so a backend
+        // that normalizes read `/v1/../api/admin` as `/api/admin`, outside
+        // `/v1/`.
+        for target in [
+            "/api/../api/admin",
+            "/api/%2e%2e/api/admin",
+            "/api/.%2E/api/admin",
+            "/api/x/../../api/admin",
+            "/api/x/..%2f..%2fapi/admin",
+            "//api//./admin",
+        ] {
+            assert_eq!(up(target, "/api/", Some("/v1/")), "/v1/admin", "{target}");
+        }
         assert_eq!(
-            upstream_target("/api/x", None, "/api/x", "/api/", Some("/")),
-            "/x"
+            up("/api/a%2fb?q=%2e", "/api/", Some("/v1/")),
+            "/v1/a/b?q=%2e"
         );
+        assert_eq!(up("/api/x/..", "/api/", Some("/v1/")), "/v1/");
         assert_eq!(
-            upstream_target("/api/x", Some("a=1"), "/api/x", "/api/", Some("/v1/")),
-            "/v1/x?a=1"
+            up("/api/%3f%23%25%0d%0a%20", "/api/", Some("/v1/")),
+            "/v1/%3F%23%25%0D%0A%20"
         );
-        assert_eq!(
-            upstream_target("/api/x", None, "/api/x", "/api/", None),
-            "/api/x"
-        );
-        assert_eq!(
-            upstream_target("/a%20b", Some("q"), "/a b", "/", None),
-            "/a%20b?q"
-        );
-        assert_eq!(
-            upstream_target("/%61pi/x y", None, "/api/x y", "/api/", Some("/")),
-            "/x%20y"
-        );
-        assert_eq!(upstream_target("/api", None, "/api", "/api", Some("")), "/");
     }
 }

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -19,12 +20,13 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 use crate::body::{Finish, IdleTimeoutBody, ProxyBody, TrackedBody};
 use crate::clock::Clock;
 use crate::conn::{ClientIo, ConnInfo, Timer};
 use crate::exchange::{self, Action};
-use crate::h1::head::RequestHead;
+use crate::h1::head::{self, RequestHead};
 use crate::h1::write;
 use crate::headers;
 use crate::metrics::Metrics;
@@ -49,7 +51,16 @@ pub(crate) async fn serve(
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let svc_shared = shared.clone();
     let svc_info = info.clone();
+    // nginx's keepalive_requests: after that many streams, a GOAWAY (the
+    // streams already open are finished).
+    let max_streams = limits.keepalive_requests.max(1);
+    let streams = Arc::new(AtomicU64::new(0));
+    let enough = Arc::new(Notify::new());
+    let svc_enough = enough.clone();
     let svc = service_fn(move |req| {
+        if streams.fetch_add(1, Ordering::Relaxed) + 1 == max_streams {
+            svc_enough.notify_one();
+        }
         let state = svc_shared.state.load_full();
         let metrics = svc_shared.metrics.clone();
         let info = svc_info.clone();
@@ -94,6 +105,10 @@ pub(crate) async fn serve(
                 break;
             }
             _ = stopping.as_mut(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = enough.notified(), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
@@ -179,11 +194,20 @@ async fn handle(
         .uri
         .path_and_query()
         .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(a) = parts.uri.authority()
-        && let Ok(v) = HeaderValue::from_str(a.as_str())
-    {
-        parts.headers.insert(header::HOST, v);
+    // RFC 9113 8.3.1: a `host` field that names another authority than
+    // `:authority` makes the request malformed (routed by one name, read
+    // by the backend under the other).
+    let mut malformed = !head::valid_method(parts.method.as_str());
+    match (parts.headers.get(header::HOST), parts.uri.authority()) {
+        (Some(h), Some(a)) => {
+            malformed |= !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes());
+        }
+        (None, Some(a)) => {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+        _ => {}
     }
     join_cookies(&mut parts.headers);
     let head = RequestHead::from_parts(parts.method, Version::HTTP_2, &target, &parts.headers);
@@ -202,7 +226,8 @@ async fn handle(
         conn,
         written: false,
     });
-    let resp = Box::pin(respond(&state, &log.conn, &log.head, &id, body)).await;
+    let refuse = malformed.then_some(StatusCode::BAD_REQUEST);
+    let resp = Box::pin(respond(&state, &log.conn, &log.head, &id, body, refuse)).await;
     log.status = resp.status().as_u16();
     resp.map(|b| TrackedBody::new(b, log))
 }
@@ -230,12 +255,16 @@ async fn respond(
     head: &RequestHead,
     id: &headers::ClientIdentity,
     body: Incoming,
+    refuse: Option<StatusCode>,
 ) -> Response<ProxyBody> {
     let Some(routed) = exchange::route(state, conn, head) else {
         return exchange::default_error(StatusCode::INTERNAL_SERVER_ERROR);
     };
     if exchange::host_problem(head) {
         return exchange::error_page(routed.site, StatusCode::BAD_REQUEST).await;
+    }
+    if let Some(status) = refuse.or_else(|| exchange::refused_method(head)) {
+        return exchange::error_page(routed.site, status).await;
     }
     let result = match &routed.action {
         Action::Proxy { loc, pp, up } => {
@@ -287,7 +316,7 @@ async fn respond(
             }
         }
         Action::Static { root, index } => {
-            exchange::serve_static(head, &routed.norm, root, index).await
+            exchange::serve_static(head, conn, &routed.norm, root, index).await
         }
         Action::Fail(status) => Err(*status),
     };

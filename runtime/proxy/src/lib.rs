@@ -34,6 +34,7 @@ mod server;
 mod state;
 mod static_files;
 mod upstream;
+mod uri;
 
 use std::collections::HashMap;
 use std::future::Future;

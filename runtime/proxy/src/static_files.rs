@@ -1,8 +1,8 @@
 //! nginx's static module: `root` + `index` list, conditional GETs, a single
 //! byte range, no directory listing.
 
-use std::borrow::Cow;
 use std::io::SeekFrom;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -13,90 +13,7 @@ use tokio::io::AsyncSeekExt;
 
 use crate::body::{FileBody, ProxyBody, empty};
 use crate::h1::head::{HeaderList, names};
-
-/// Decodes `%XX`, merges slashes and resolves `.` / `..` the way nginx
-/// normalizes `$uri`. Errors (-> 400) on a NUL byte, invalid escapes or
-/// UTF-8, and on `..` that would climb above the root, which is how
-/// traversal attempts (`/../etc/passwd`, `/%2e%2e/`, `/..%2f`) end.
-pub(crate) fn normalize_path(raw: &str) -> Result<Cow<'_, str>, ()> {
-    if is_plain(raw) {
-        return Ok(Cow::Borrowed(raw));
-    }
-    slow_normalize(raw).map(Cow::Owned)
-}
-
-/// Already normalized: starts with `/`, no escapes, backslashes, NULs,
-/// empty, `.` or `..` segments (most request paths).
-fn is_plain(raw: &str) -> bool {
-    let b = raw.as_bytes();
-    if b.first() != Some(&b'/') || b.iter().any(|c| matches!(c, b'%' | b'\\' | 0)) {
-        return false;
-    }
-    // Segments between slashes; the first (before the leading slash) is "".
-    raw.split('/')
-        .skip(1)
-        .enumerate()
-        .all(|(i, seg)| match seg {
-            "." | ".." => false,
-            // An empty segment is fine only as the trailing slash.
-            "" => i + 2 == raw.split('/').count(),
-            _ => true,
-        })
-}
-
-fn slow_normalize(raw: &str) -> Result<String, ()> {
-    let bytes = raw.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(())?;
-            let s = std::str::from_utf8(hex).map_err(|_| ())?;
-            let v = u8::from_str_radix(s, 16).map_err(|_| ())?;
-            decoded.push(v);
-            i += 3;
-        } else {
-            decoded.push(b);
-            i += 1;
-        }
-    }
-    if decoded.contains(&0) {
-        return Err(());
-    }
-    let s = String::from_utf8(decoded).map_err(|_| ())?;
-    if !s.starts_with('/') {
-        return Err(());
-    }
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in s.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop().ok_or(())?;
-            }
-            other => {
-                // A backslash is a separator on no platform we serve from,
-                // but refusing it costs nothing and stops `..\` tricks in
-                // anything downstream that might treat it as one.
-                if other.contains('\\') {
-                    return Err(());
-                }
-                parts.push(other)
-            }
-        }
-    }
-    let mut out = String::with_capacity(s.len());
-    for p in &parts {
-        out.push('/');
-        out.push_str(p);
-    }
-    let trailing = s.ends_with('/') || s.ends_with("/.") || s.ends_with("/..");
-    if out.is_empty() || trailing {
-        out.push('/');
-    }
-    Ok(out)
-}
+use crate::{router, uri};
 
 /// nginx's ETag: hex mtime seconds and hex size.
 fn etag(mtime: u64, len: u64) -> String {
@@ -117,11 +34,45 @@ pub(crate) type StaticResult = Result<Response<ProxyBody>, StatusCode>;
 pub(crate) struct StaticRequest<'a> {
     pub method: &'a Method,
     pub headers: &'a HeaderList,
-    /// Normalized path (see [`normalize_path`]).
+    /// Normalized path (see [`uri::normalize_path`]).
     pub path: &'a str,
-    /// The raw path and query, for the trailing-slash redirect.
-    pub raw_path: &'a str,
-    pub raw_query: Option<&'a str>,
+    /// The query as sent, for the trailing-slash redirect.
+    pub query: Option<&'a str>,
+    /// The host the client asked for (absolute-form authority or Host).
+    pub host: Option<&'a str>,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+}
+
+impl StaticRequest<'_> {
+    /// nginx's redirect to a directory (`absolute_redirect on`,
+    /// `server_name_in_redirect off`, `port_in_redirect on`):
+    /// `http://host[:port]/dir/?query`, the host from the request (else
+    /// the local address), the port the client connected to, the path
+    /// normalized and re-escaped. Never a relative or protocol-relative
+    /// reference built from what the client sent (`//evil.example/..`).
+    fn directory_url(&self) -> String {
+        let mut url = String::with_capacity(self.path.len() + 64);
+        url.push_str("http://");
+        match self.host.map(router::normalize_host) {
+            Some(h) if !h.is_empty() => url.push_str(&h),
+            _ => match self.local.ip() {
+                std::net::IpAddr::V4(v4) => url.push_str(&v4.to_string()),
+                std::net::IpAddr::V6(v6) => url.push_str(&format!("[{v6}]")),
+            },
+        }
+        if self.local.port() != 80 {
+            url.push(':');
+            url.push_str(itoa::Buffer::new().format(self.local.port()));
+        }
+        uri::push_escaped(&mut url, self.path);
+        url.push('/');
+        if let Some(q) = self.query {
+            url.push('?');
+            url.push_str(q);
+        }
+        url
+    }
 }
 
 pub(crate) async fn serve(req: &StaticRequest<'_>, root: &Path, index: &[String]) -> StaticResult {
@@ -169,11 +120,7 @@ pub(crate) async fn serve_file(
         if !redirect_dirs {
             return Err(StatusCode::FORBIDDEN);
         }
-        let mut loc = format!("{}/", req.raw_path);
-        if let Some(q) = req.raw_query {
-            loc.push('?');
-            loc.push_str(q);
-        }
+        let loc = req.directory_url();
         let mut resp = Response::new(empty());
         *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
         if let Ok(v) = HeaderValue::from_str(&loc) {
@@ -342,40 +289,6 @@ pub(crate) async fn read_small(path: &Path) -> Option<(Vec<u8>, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normalizes_and_rejects_traversal() {
-        assert_eq!(normalize_path("/a//b/./c").as_deref(), Ok("/a/b/c"));
-        assert_eq!(normalize_path("/a/../b").as_deref(), Ok("/b"));
-        assert_eq!(normalize_path("/a/b/").as_deref(), Ok("/a/b/"));
-        assert_eq!(normalize_path("/a/b/..").as_deref(), Ok("/a/"));
-        assert_eq!(
-            normalize_path("/%7euser/x%20y").as_deref(),
-            Ok("/~user/x y")
-        );
-        assert_eq!(normalize_path("/").as_deref(), Ok("/"));
-        assert!(matches!(normalize_path("/a/b.html"), Ok(Cow::Borrowed(_))));
-        assert!(matches!(normalize_path("/a/b/"), Ok(Cow::Borrowed(_))));
-        assert_eq!(normalize_path("/a//").as_deref(), Ok("/a/"));
-        assert_eq!(normalize_path("//").as_deref(), Ok("/"));
-        assert_eq!(normalize_path("/a/.").as_deref(), Ok("/a/"));
-        assert_eq!(normalize_path("/a/..b").as_deref(), Ok("/a/..b"));
-        for bad in [
-            "/../etc/passwd",
-            "/%2e%2e/etc/passwd",
-            "/a/..%2f..%2fetc",
-            "/%2E%2E%2Fetc",
-            "/x%00.html",
-            "/%zz",
-            "/%ff",
-            "/..\\etc",
-        ] {
-            assert_eq!(normalize_path(bad), Err(()), "{bad}");
-        }
-        for bad in ["", "a/b", "/a\0b"] {
-            assert_eq!(normalize_path(bad), Err(()), "{bad:?}");
-        }
-    }
 
     #[test]
     fn ranges() {

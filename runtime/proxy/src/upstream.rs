@@ -460,6 +460,11 @@ async fn read_head(
     loop {
         if !conn.rbuf.is_empty() {
             match head::parse_response(&conn.rbuf) {
+                // A head that arrived whole in one read is held to the
+                // limit too, not only one still incomplete.
+                Ok(Some((len, _))) if len > MAX_RESPONSE_HEAD => {
+                    return Err(HeadError::Invalid("too big header"));
+                }
                 Ok(Some((len, parts))) => {
                     let h = head::response_from(conn.rbuf.split_to(len).freeze(), parts);
                     if h.status.is_informational() && h.status != StatusCode::SWITCHING_PROTOCOLS {

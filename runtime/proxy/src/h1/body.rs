@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncRead;
 
-use super::framing::{Chunk, ChunkedDecoder, Framing};
+use super::framing::{Chunk, ChunkError, ChunkedDecoder, Framing};
 
 /// Bytes asked of the socket per read while a body streams.
 const READ_CHUNK: usize = 16 * 1024;
@@ -25,8 +25,30 @@ pub(crate) enum BodyReader {
     Done,
 }
 
-fn bad_chunk() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, "invalid chunked framing")
+/// A body over its limit (a chunk size past `max_body_bytes`).
+#[derive(Debug)]
+pub(crate) struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the body is larger than max_body_bytes")
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+/// Whether a body error is [`TooLarge`] (413, not 400).
+pub(crate) fn is_too_large(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
+}
+
+fn bad_chunk(e: ChunkError) -> io::Error {
+    match e {
+        ChunkError::TooLarge => io::Error::new(io::ErrorKind::InvalidData, TooLarge),
+        ChunkError::Malformed => {
+            io::Error::new(io::ErrorKind::InvalidData, "invalid chunked framing")
+        }
+    }
 }
 
 impl BodyReader {
@@ -36,6 +58,15 @@ impl BodyReader {
             Framing::Length(n) => BodyReader::Length(n),
             Framing::Chunked => BodyReader::Chunked(ChunkedDecoder::default()),
             Framing::Close => BodyReader::Close,
+        }
+    }
+
+    /// A request body reader whose chunk sizes may announce at most `max`
+    /// bytes in all (0: no limit); Content-Length is checked up front.
+    pub(crate) fn request(f: Framing, max: u64) -> BodyReader {
+        match f {
+            Framing::Chunked if max > 0 => BodyReader::Chunked(ChunkedDecoder::with_limit(max)),
+            f => BodyReader::new(f),
         }
     }
 
@@ -60,7 +91,7 @@ impl BodyReader {
                 }
                 Ok(Some(piece))
             }
-            BodyReader::Chunked(d) => match d.next(buf).map_err(|_| bad_chunk())? {
+            BodyReader::Chunked(d) => match d.next(buf).map_err(bad_chunk)? {
                 // Zero-length pieces cannot happen (sizes are > 0).
                 Chunk::Data(b) => Ok(Some(b)),
                 Chunk::NeedMore => Ok(None),

@@ -7,7 +7,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 
-use super::head::{HeaderList, RequestHead, ResponseHead, names};
+use super::head::{HeaderList, RequestHead, ResponseHead, names, trim};
 
 /// How a body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,28 +22,28 @@ pub(crate) enum Framing {
     Close,
 }
 
-/// A single valid Content-Length (repeated identical values are allowed,
-/// RFC 9110 8.6); `Err` on anything else.
+/// The one Content-Length line's value: digits only (spaces around them
+/// are trimmed). Like nginx, a repeated line (even with the same value),
+/// a list (`5, 5`, `5,`) or an empty value is invalid: RFC 9110 8.6 lets a
+/// recipient merge identical values, but a proxy in front that reads an
+/// empty line as 0, or the first of two, would disagree with us on where
+/// the message ends.
 fn content_length(h: &HeaderList) -> Result<Option<u64>, ()> {
-    let mut found: Option<u64> = None;
-    for v in h.tokens(names::CONTENT_LENGTH) {
-        if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-            return Err(());
-        }
-        let n: u64 = std::str::from_utf8(v)
-            .map_err(|_| ())?
-            .parse()
-            .map_err(|_| ())?;
-        match found {
-            Some(prev) if prev != n => return Err(()),
-            _ => found = Some(n),
-        }
-    }
-    // A Content-Length line with an empty value is also invalid.
-    if found.is_none() && h.contains(names::CONTENT_LENGTH) {
+    let mut lines = h.get_all(names::CONTENT_LENGTH);
+    let Some(v) = lines.next() else {
+        return Ok(None);
+    };
+    if lines.next().is_some() {
         return Err(());
     }
-    Ok(found)
+    let v = trim(v);
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return Err(());
+    }
+    // At most 19 digits: fits in a u64.
+    Ok(Some(
+        v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
+    ))
 }
 
 /// The request body's framing, or the status to refuse the request with.
@@ -119,9 +119,14 @@ enum State {
     Done,
 }
 
-/// Malformed chunked framing.
+/// Why a chunked body cannot be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ChunkError;
+pub(crate) enum ChunkError {
+    Malformed,
+    /// A chunk size takes the body past its limit (-> 413 at once, before
+    /// its data is read).
+    TooLarge,
+}
 
 /// What the decoder found at the front of the buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -138,15 +143,30 @@ pub(crate) enum Chunk {
 #[derive(Debug, Clone)]
 pub(crate) struct ChunkedDecoder {
     state: State,
+    /// Data bytes the chunk sizes may still announce.
+    budget: u64,
 }
 
 impl Default for ChunkedDecoder {
     fn default() -> Self {
-        ChunkedDecoder { state: State::Size }
+        ChunkedDecoder {
+            state: State::Size,
+            budget: u64::MAX,
+        }
     }
 }
 
 impl ChunkedDecoder {
+    /// A decoder that refuses a chunk size taking the data past `max`
+    /// bytes as soon as its size line is read (nginx's
+    /// client_max_body_size on chunked bodies).
+    pub(crate) fn with_limit(max: u64) -> ChunkedDecoder {
+        ChunkedDecoder {
+            budget: max,
+            ..ChunkedDecoder::default()
+        }
+    }
+
     /// Consumes framing from the front of `buf` and returns the next piece
     /// of data (split off without copying), `NeedMore` or `End`.
     pub(crate) fn next(&mut self, buf: &mut BytesMut) -> Result<Chunk, ChunkError> {
@@ -157,7 +177,7 @@ impl ChunkedDecoder {
                 // size 0, the last chunk: a smuggling vector behind another
                 // proxy. A chunk line starts with a hex digit.
                 State::Size if buf.is_empty() => return Ok(Chunk::NeedMore),
-                State::Size if !buf[0].is_ascii_hexdigit() => return Err(ChunkError),
+                State::Size if !buf[0].is_ascii_hexdigit() => return Err(ChunkError::Malformed),
                 State::Size => match httparse::parse_chunk_size(buf) {
                     Ok(httparse::Status::Complete((used, size))) => {
                         // httparse lets anything through in extensions; a
@@ -166,8 +186,12 @@ impl ChunkedDecoder {
                         let line = buf.get(..used.saturating_sub(2)).unwrap_or_default();
                         if used > MAX_CHUNK_LINE || line.iter().any(|b| *b == b'\n' || *b == b'\r')
                         {
-                            return Err(ChunkError);
+                            return Err(ChunkError::Malformed);
                         }
+                        if size > self.budget {
+                            return Err(ChunkError::TooLarge);
+                        }
+                        self.budget -= size;
                         buf.advance(used);
                         self.state = if size == 0 {
                             State::Trailers(0)
@@ -177,12 +201,12 @@ impl ChunkedDecoder {
                     }
                     Ok(httparse::Status::Partial) => {
                         return if buf.len() > MAX_CHUNK_LINE {
-                            Err(ChunkError)
+                            Err(ChunkError::Malformed)
                         } else {
                             Ok(Chunk::NeedMore)
                         };
                     }
-                    Err(_) => return Err(ChunkError),
+                    Err(_) => return Err(ChunkError::Malformed),
                 },
                 State::Data(left) => {
                     if buf.is_empty() {
@@ -203,7 +227,7 @@ impl ChunkedDecoder {
                         return Ok(Chunk::NeedMore);
                     }
                     if &buf[..2] != b"\r\n" {
-                        return Err(ChunkError);
+                        return Err(ChunkError::Malformed);
                     }
                     buf.advance(2);
                     self.state = State::Size;
@@ -211,14 +235,18 @@ impl ChunkedDecoder {
                 State::Trailers(seen) => {
                     let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
                         return if seen + buf.len() > MAX_TRAILERS {
-                            Err(ChunkError)
+                            Err(ChunkError::Malformed)
                         } else {
                             Ok(Chunk::NeedMore)
                         };
                     };
                     let line = eol + 2;
-                    if seen + line > MAX_TRAILERS || buf[..eol].contains(&b'\n') {
-                        return Err(ChunkError);
+                    // A bare CR or LF inside a trailer line, as in a chunk
+                    // line, is read as a line end by some servers.
+                    if seen + line > MAX_TRAILERS
+                        || buf[..eol].iter().any(|b| *b == b'\n' || *b == b'\r')
+                    {
+                        return Err(ChunkError::Malformed);
                     }
                     buf.advance(line);
                     self.state = if eol == 0 {
@@ -284,13 +312,26 @@ mod tests {
                 Ok(Framing::Empty),
             ),
             (
-                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                "POST / HTTP/1.1\r\nContent-Length:  05 \r\n\r\n",
                 Ok(Framing::Length(5)),
+            ),
+            // Regression: these were accepted; nginx answers 400, and a
+            // front proxy reading the empty line as 0 desyncs from us.
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                Err(400),
+            ),
+            ("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n", Err(400)),
+            ("POST / HTTP/1.1\r\nContent-Length: 5,\r\n\r\n", Err(400)),
+            (
+                "POST / HTTP/1.1\r\nContent-Length:\r\nContent-Length: 5\r\n\r\n",
+                Err(400),
             ),
             (
-                "POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
-                Ok(Framing::Length(5)),
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length:\r\n\r\n",
+                Err(400),
             ),
+            ("POST / HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n", Err(400)),
             (
                 "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
                 Err(400),
@@ -383,6 +424,22 @@ mod tests {
                 &get,
                 Err(()),
             ),
+            // The same strictness as for requests (-> 502).
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+                &get,
+                Err(()),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n",
+                &get,
+                Err(()),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length:\r\nContent-Length: 3\r\n\r\n",
+                &get,
+                Err(()),
+            ),
         ];
         for (raw, m, want) in cases {
             let got = response_framing(&resp(raw), m).map_err(|_| ());
@@ -401,7 +458,7 @@ mod tests {
                 Chunk::End => return Ok(out),
                 Chunk::NeedMore => {
                     if fed >= input.len() {
-                        return Err(ChunkError);
+                        return Err(ChunkError::Malformed);
                     }
                     let end = (fed + step).min(input.len());
                     buf.extend_from_slice(&input[fed..end]);
@@ -454,6 +511,56 @@ mod tests {
         assert!(decode_all(long.as_bytes(), 512).is_err());
         let trailers = format!("0\r\nX: {}\r\n\r\n", "t".repeat(MAX_TRAILERS));
         assert!(decode_all(trailers.as_bytes(), 512).is_err());
+    }
+
+    #[test]
+    fn bare_cr_or_lf_in_a_trailer_is_an_error() {
+        // Regression: chunk lines refused a bare CR, trailer lines did not.
+        for bad in [
+            &b"5\r\nhello\r\n0\r\nX-T: a\rb\r\n\r\n"[..],
+            b"0\r\nX-T: a\r\r\n\r\n",
+            b"0\r\nX-T: a\nb\r\n\r\n",
+        ] {
+            for step in [1, 3, 100] {
+                assert_eq!(
+                    decode_all(bad, step),
+                    Err(ChunkError::Malformed),
+                    "{:?} step {step}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
+        }
+        assert_eq!(
+            decode_all(b"0\r\nX-T: a\r\nY: b\r\n\r\n", 1).as_deref(),
+            Ok(&b""[..])
+        );
+    }
+
+    #[test]
+    fn chunk_sizes_over_the_limit_are_refused_before_their_data() {
+        // Regression: a huge chunk size waited for its data (io_timeout).
+        let mut d = ChunkedDecoder::with_limit(10);
+        let mut buf = BytesMut::from(&b"fffffff\r\n"[..]);
+        assert_eq!(d.next(&mut buf), Err(ChunkError::TooLarge));
+        // Sizes add up across chunks; exactly the limit is fine.
+        let mut d = ChunkedDecoder::with_limit(10);
+        let mut buf = BytesMut::from(&b"6\r\nabcdef\r\n4\r\nghij\r\n1\r\n"[..]);
+        let mut got = Vec::new();
+        let err = loop {
+            match d.next(&mut buf) {
+                Ok(Chunk::Data(b)) => got.extend_from_slice(&b),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(
+            (got.as_slice(), err),
+            (&b"abcdefghij"[..], ChunkError::TooLarge)
+        );
+        let mut d = ChunkedDecoder::with_limit(10);
+        let mut buf = BytesMut::from(&b"a\r\n0123456789\r\n0\r\n\r\n"[..]);
+        assert!(matches!(d.next(&mut buf), Ok(Chunk::Data(_))));
+        assert_eq!(d.next(&mut buf), Ok(Chunk::End));
     }
 
     /// xorshift64: deterministic pseudo-random bytes for the tests below.

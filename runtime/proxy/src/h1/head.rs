@@ -389,6 +389,16 @@ fn version(minor: u8) -> Version {
     }
 }
 
+/// Whether `m` is a method nginx accepts: upper-case letters, `_` and `-`
+/// (RFC 9110 allows any token, `GE!T` and `get` included; nginx answers
+/// 400, and a backend that matches methods without regard to case would
+/// read `get` as GET past a rule for GET).
+pub(crate) fn valid_method(m: &str) -> bool {
+    !m.is_empty()
+        && m.bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-')
+}
+
 /// Parses a request head at the start of `buf`. `Ok(None)`: incomplete.
 /// `Ok(Some(len))`: the head is `buf[..len]`; turn it into a
 /// [`RequestHead`] with [`request_from`] once those bytes are split off.
@@ -402,6 +412,9 @@ pub(crate) fn parse_request(buf: &[u8]) -> Result<Option<(usize, RequestParts)>,
             else {
                 return Err(HeadError::Malformed);
             };
+            if !valid_method(method) {
+                return Err(HeadError::Malformed);
+            }
             let method = Method::from_bytes(method.as_bytes()).map_err(|_| HeadError::Malformed)?;
             Ok(Some((
                 len,
@@ -653,6 +666,23 @@ mod tests {
             parse_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").err(),
             Some(HeadError::Version)
         );
+    }
+
+    #[test]
+    fn methods_outside_nginx_alphabet_are_malformed() {
+        // Regression: any RFC 9110 token went upstream (`GE!T`, `get`).
+        for bad in ["GE!T", "get", "Get", "GET1", "G.T", "G~T", "G*"] {
+            let raw = format!("{bad} / HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(
+                parse_request(raw.as_bytes()).err(),
+                Some(HeadError::Malformed),
+                "{bad}"
+            );
+        }
+        for ok in ["GET", "PROPFIND", "FOO_BAR", "F-O", "M-SEARCH"] {
+            let raw = format!("{ok} / HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(req(raw.as_bytes()).method.as_str(), ok);
+        }
     }
 
     #[test]

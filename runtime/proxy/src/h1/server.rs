@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::body::BodyReader;
+use super::body::{self, BodyReader};
 use super::framing::{self, Framing};
 use super::head::{self, HeadError, RequestHead, names};
 use super::write::{self, Delimit};
@@ -78,6 +78,8 @@ struct Client {
     keepalive: Duration,
     io_timeout: Duration,
     max_header: usize,
+    /// Requests served on one connection (nginx's keepalive_requests).
+    keepalive_requests: u64,
     /// The client may still be sending bytes nobody will read (a refused
     /// or unread body): close with nginx's lingering close.
     unread: bool,
@@ -119,6 +121,7 @@ pub(crate) async fn serve(
         keepalive: limits.keepalive_timeout,
         io_timeout: limits.io_timeout,
         max_header: limits.max_header_bytes.max(256),
+        keepalive_requests: limits.keepalive_requests,
         unread: false,
         served: 0,
         accepted: now,
@@ -281,6 +284,9 @@ impl BodySource for ClientBody<'_> {
         match ready!(self.reader.poll_next(cx, self.io, self.rbuf)) {
             Ok(Some(b)) => Poll::Ready(Some(Ok(b))),
             Ok(None) => Poll::Ready(None),
+            Err(e) if body::is_too_large(&e) => {
+                Poll::Ready(Some(Err(StatusCode::PAYLOAD_TOO_LARGE)))
+            }
             Err(_) => Poll::Ready(Some(Err(StatusCode::BAD_REQUEST))),
         }
     }
@@ -397,19 +403,26 @@ impl Client {
             return (false, start);
         };
         let id = headers::identify(self.info.peer, &head.headers, &state.cfg.trusted_proxies);
-        let mut keep = head.keep_alive() && !self.keepalive.is_zero();
+        // nginx's keepalive_requests: the last one says close.
+        let mut keep = head.keep_alive()
+            && !self.keepalive.is_zero()
+            && self.served + 1 < self.keepalive_requests;
         let framing = if exchange::host_problem(head) {
             Err(StatusCode::BAD_REQUEST)
         } else {
-            framing::request_framing(head)
+            framing::request_framing(head).and_then(|f| match exchange::refused_method(head) {
+                Some(status) => Err(status),
+                None => Ok(f),
+            })
         };
         let (status, bytes) = match framing {
             Err(status) => {
+                keep = false;
                 self.unread = true;
                 Box::pin(self.fail(&routed, head, status, &mut keep)).await
             }
             Ok(framing) => {
-                let mut reader = BodyReader::new(framing);
+                let mut reader = BodyReader::request(framing, state.cfg.limits.max_body_bytes);
                 match &routed.action {
                     Action::Proxy { loc, pp, up } => {
                         self.proxy(
@@ -459,7 +472,7 @@ impl Client {
         index: &[String],
         keep: &mut bool,
     ) -> (u16, u64) {
-        let resp = match exchange::serve_static(head, &routed.norm, root, index).await {
+        let resp = match exchange::serve_static(head, &self.info, &routed.norm, root, index).await {
             Ok(r) => r,
             Err(s) => exchange::error_page(routed.site, s).await,
         };
@@ -657,6 +670,9 @@ impl Client {
                 .await
             {
                 Err(_) => return Err(StatusCode::REQUEST_TIMEOUT),
+                Ok(Err(e)) if body::is_too_large(&e) => {
+                    return Err(StatusCode::PAYLOAD_TOO_LARGE);
+                }
                 Ok(Err(_)) => return Err(StatusCode::BAD_REQUEST),
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(p))) => p,
@@ -766,6 +782,19 @@ impl Client {
         } else {
             b""
         };
+        if resp.body.is_done() {
+            // The whole response is read (the usual small one): the
+            // upstream connection goes back to the pool before the client
+            // is written to, so a next request (on another client
+            // connection too) finds it there.
+            resp.finish(now);
+            let r = self.send(&[&wbuf, &first, crlf, last, b""], now).await;
+            self.wbuf = wbuf;
+            if r.is_err() {
+                *keep = false;
+            }
+            return (status, first.len() as u64);
+        }
         let r = self.send(&[&wbuf, &first, crlf, last, b""], now).await;
         self.wbuf = wbuf;
         let mut sent = first.len() as u64;

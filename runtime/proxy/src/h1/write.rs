@@ -361,7 +361,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\nX-Kept: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
         );
         // The upstream cannot take the length line away with Connection.
-        let raw = b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 3, 3\r\n\r\n";
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 3\r\n\r\n";
         let (len, p) = parse_response(raw).expect("ok").expect("complete");
         let h = response_from(Bytes::copy_from_slice(&raw[..len]), p);
         out.clear();

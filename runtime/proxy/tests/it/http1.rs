@@ -738,3 +738,84 @@ async fn bad_host_headers_get_400() {
     }
     assert_eq!(be.hits(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_upstream_lengths_and_oversized_heads_give_502() {
+    // Regression: `5, 5`, repeated and empty Content-Length lines from an
+    // upstream were relayed, and so was a head over the response head
+    // limit when it arrived complete.
+    let big = |n: usize| {
+        format!(
+            "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 5\r\n\r\nhello",
+            "a".repeat(n)
+        )
+        .into_bytes()
+    };
+    let be = RawBackend::start(move |req, _| {
+        let path = req.split(' ').nth(1).unwrap_or_default();
+        let reply: Vec<u8> = match path {
+            "/comma" => b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello".to_vec(),
+            "/trailing-comma" => b"HTTP/1.1 200 OK\r\nContent-Length: 5,\r\n\r\nhello".to_vec(),
+            "/twice" => {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello".to_vec()
+            }
+            "/empty" => {
+                b"HTTP/1.1 200 OK\r\nContent-Length:\r\nContent-Length: 5\r\n\r\nhello".to_vec()
+            }
+            p => match p.strip_prefix("/big/") {
+                Some(n) => big(n.parse().unwrap_or(0)),
+                None => ok("fine"),
+            },
+        };
+        Reply::SendClose(reply)
+    })
+    .await;
+    let (port, _p) = proxy_to(be.addr, "", "  drain_timeout: 1s").await;
+    let mut paths: Vec<String> = ["/comma", "/trailing-comma", "/twice", "/empty"]
+        .map(String::from)
+        .to_vec();
+    // Heads from just over the 64 KiB limit to several times it, each
+    // written by the backend in one piece.
+    for n in [65_600, 70_000, 100_000, 200_000, 500_000] {
+        paths.push(format!("/big/{n}"));
+    }
+    for path in &paths {
+        let r = raw(
+            port,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 502"), "{path}: {r:.120}");
+    }
+    let r = raw(
+        port,
+        b"GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("fine"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_cr_in_an_upstream_trailer_cuts_the_response() {
+    // Regression: a bare CR inside a trailer line was accepted (chunk
+    // lines refuse it). nginx: "upstream sent invalid chunked response",
+    // the client's response is cut (no last chunk).
+    let be = RawBackend::start(|_, _| {
+        Reply::SendClose(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: a\rb\r\n\r\n"
+                .to_vec(),
+        )
+    })
+    .await;
+    let (port, _p) = proxy_to(be.addr, "", "  drain_timeout: 1s").await;
+    let r = raw(
+        port,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(!r.ends_with("0\r\n\r\n"), "relayed as complete: {r:?}");
+}

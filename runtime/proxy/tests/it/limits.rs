@@ -110,6 +110,29 @@ async fn body_limit_gives_413() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_over_the_body_limit_is_refused_at_once() {
+    // Regression: a chunk size far over max_body_bytes waited for the data
+    // (io_timeout, then 408) instead of answering 413 at once as nginx
+    // does. A size line alone is enough here (nginx waits for one data
+    // byte first).
+    let (port, be, _stop) = proxy_with("  max_body_bytes: 1000").await;
+    for body in ["fffffff\r\nhello", "3e9\r\n", "1f4\r\n{500}\r\n1f5\r\n"] {
+        let body = body.replace("{500}", &"x".repeat(500));
+        let t = Instant::now();
+        let r = raw(
+            port,
+            format!("POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{body}")
+                .as_bytes(),
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 413"), "{body:.20}: {r:.200}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+    assert_eq!(be.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_400() {
     let (port, be, _stop) = proxy_with("  drain_timeout: 1s").await;
     for bad in [
@@ -193,26 +216,29 @@ async fn max_connections_queues_extra_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_prior_knowledge_is_proxied() {
     let (port, _be, _stop) = proxy_with("  drain_timeout: 1s").await;
-    let c: TestClient =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(true)
-            .build_http();
-    let req = Request::get(format!("http://h2.example:{port}/h2"))
+    // The authority names a host that does not resolve: connect by address.
+    let io = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = Request::get("http://h2.example/h2")
         .body(Full::new(Bytes::new()))
         .expect("req");
-    // The authority names a host that does not resolve; connect by address.
-    let req = {
-        let (mut parts, body) = req.into_parts();
-        parts.uri = format!("http://127.0.0.1:{port}/h2").parse().expect("uri");
-        parts
-            .headers
-            .insert("host", "h2.example".parse().expect("v"));
-        Request::from_parts(parts, body)
-    };
-    let g = send(&c, req).await.expect("h2 request");
-    assert_eq!(g.status, 200);
-    let e = Echo::parse(&g.body);
+    let resp = send.send_request(req).await.expect("h2 request");
+    assert_eq!(resp.status(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    let e = Echo::parse(&String::from_utf8_lossy(&body));
     assert_eq!(e.request_line, "GET /h2");
+    assert_eq!(e.header("host"), Some("h2.example"));
     assert_eq!(e.header("x-forwarded-for"), Some("127.0.0.1"));
 }
 

@@ -19,6 +19,7 @@ async fn site(extra_site: &str, upstreams: &str) -> Site {
     let root = dir.path().join("html");
     std::fs::create_dir_all(root.join("sub")).expect("mkdir");
     std::fs::create_dir_all(root.join("docs")).expect("mkdir");
+    std::fs::create_dir_all(root.join("a b")).expect("mkdir");
     std::fs::write(root.join("index.html"), "<h1>home</h1>\n").expect("w");
     std::fs::write(root.join("docs/index.htm"), "docs htm\n").expect("w");
     std::fs::write(root.join("docs/index.html"), "docs html\n").expect("w");
@@ -78,7 +79,11 @@ async fn files_index_types_and_errors() {
     assert_eq!(get(&c, s.port, "x", "/sub/").await.status, 403);
     let g = get(&c, s.port, "x", "/docs?x=1").await;
     assert_eq!(g.status, 301);
-    assert_eq!(g.headers["location"], "/docs/?x=1");
+    // Absolute, as nginx's (absolute_redirect on, the request's host).
+    assert_eq!(
+        g.headers["location"],
+        format!("http://x:{}/docs/?x=1", s.port).as_str()
+    );
     assert_eq!(get(&c, s.port, "x", "/missing.html").await.status, 404);
     // HEAD: headers only.
     let g = send(&c, req(s.port, Method::HEAD, "/style.css", &[]))
@@ -121,6 +126,48 @@ async fn traversal_is_rejected() {
     )
     .await;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_redirect_is_absolute_and_normalized() {
+    // Regression: `Location` was the raw path plus `/`: `GET
+    // //evil.example/..%2fdocs` answered `Location: //evil.example/..%2fdocs/`,
+    // a protocol-relative redirect off site.
+    let s = site("", "").await;
+    let p = s.port;
+    let cases: &[(&str, String)] = &[
+        (
+            "GET //evil.example/..%2fdocs HTTP/1.1\r\nHost: x\r\n",
+            format!("http://x:{p}/docs/"),
+        ),
+        (
+            "GET /sub/..//do%63s?a=%2f HTTP/1.1\r\nHost: X.Example:81\r\n",
+            format!("http://x.example:{p}/docs/?a=%2f"),
+        ),
+        (
+            "GET /docs HTTP/1.0\r\n",
+            format!("http://127.0.0.1:{p}/docs/"),
+        ),
+        (
+            "GET http://other.example/docs HTTP/1.1\r\nHost: x\r\n",
+            format!("http://other.example:{p}/docs/"),
+        ),
+        (
+            "GET /a%20b HTTP/1.1\r\nHost: x\r\n",
+            format!("http://x:{p}/a%20b/"),
+        ),
+    ];
+    for (head, want) in cases {
+        let r = raw(
+            p,
+            format!("{head}Connection: close\r\n\r\n").as_bytes(),
+            Duration::from_secs(2),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 301"), "{head}: {r}");
+        let line = format!("\r\nlocation: {want}\r\n");
+        assert!(r.to_ascii_lowercase().contains(&line), "{head}: {r}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
