@@ -33,7 +33,10 @@ pub fn ensure_host_packages(cache_dir: &Path, progress: &Progress) -> Result<()>
     std::fs::create_dir_all(cache_dir)
         .map_err(|e| LabError::io(format!("create {}", cache_dir.display()), e))?;
     let log = cache_dir.join("host-packages.log");
-    let step = progress.step(format!("installing host packages: {}", missing.join(" ")));
+    let step = progress.step(format!(
+        "lab host packages: apt-get install {}",
+        missing.join(" ")
+    ));
     let env = [("DEBIAN_FRONTEND", "noninteractive")];
     run_logged(
         "host packages: apt-get update",

@@ -55,7 +55,7 @@ impl Progress {
         tracing::info!(step = %what, "start");
         let bar = (self.mode == ProgressMode::Spinner).then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("{spinner} lab: {prefix}{msg} [{elapsed}]")
+            let style = ProgressStyle::with_template("{spinner} {prefix}{msg} [{elapsed}]")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner());
             b.set_style(style);
             b.set_prefix(what.clone());
@@ -119,9 +119,9 @@ impl Drop for Step {
 /// The line a finished step leaves on stderr.
 pub(crate) fn step_line(what: &str, ok: bool, secs: f64) -> String {
     if ok {
-        format!("lab: {what}: done in {secs:.1} s")
+        format!("{what}: done in {secs:.1} s")
     } else {
-        format!("lab: {what}: failed after {secs:.1} s")
+        format!("{what}: failed after {secs:.1} s")
     }
 }
 
@@ -133,11 +133,11 @@ mod tests {
     fn step_lines() {
         assert_eq!(
             step_line("booting 4 nodes", true, 3.04),
-            "lab: booting 4 nodes: done in 3.0 s"
+            "booting 4 nodes: done in 3.0 s"
         );
         assert_eq!(
             step_line("debootstrap", false, 12.0),
-            "lab: debootstrap: failed after 12.0 s"
+            "debootstrap: failed after 12.0 s"
         );
     }
 

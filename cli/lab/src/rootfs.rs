@@ -90,7 +90,7 @@ pub fn ensure_rootfs_with(cache_dir: &Path, progress: &Progress) -> Result<PathB
         Err((file, _)) => {
             // Another process is building: wait for it, then use its result.
             let waiting = progress.step(format!(
-                "waiting for another build of the root file system ({})",
+                "lab root file system: waiting for another build ({})",
                 lock_path.display()
             ));
             let l = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| {
@@ -161,7 +161,7 @@ fn remove_stale_builds(cache_dir: &Path) -> Result<()> {
 
 fn build(root: &Path, mirror: &str, log: &Path, progress: &Progress) -> Result<()> {
     let step = progress.step(format!(
-        "root file system: debootstrap {SUITE} from {mirror} (once, cached in {})",
+        "lab root file system: debootstrap {SUITE} from {mirror} (once, cached in {})",
         root.parent().unwrap_or(root).display()
     ));
     run_logged(
@@ -175,7 +175,7 @@ fn build(root: &Path, mirror: &str, log: &Path, progress: &Progress) -> Result<(
     )?;
     step.done();
     install_comparison_packages(root, log, progress)?;
-    let step = progress.step("root file system: configuring");
+    let step = progress.step("lab root file system: configuring");
     configure(root)?;
     fs::write(root.join(MARKER), marker_text(mirror)).step(|| "rootfs: write marker".into())?;
     step.done();
@@ -187,7 +187,7 @@ fn build(root: &Path, mirror: &str, log: &Path, progress: &Progress) -> Result<(
 /// and keepalived in the host's own network namespace.
 fn install_comparison_packages(root: &Path, log: &Path, progress: &Progress) -> Result<()> {
     let step = progress.step(format!(
-        "root file system: apt-get install {}",
+        "lab root file system: apt-get install {}",
         COMPARISON_PACKAGES.join(" ")
     ));
     fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf"))

@@ -37,7 +37,7 @@ pub fn up_with(spec: &LabSpec, progress: &Progress) -> Result<Lab> {
             tracing::info!(lab = %lab.name, "already up");
             return Ok(lab.clone());
         }
-        tracing::warn!(lab = %spec.name, "lab present but not healthy or changed: rebuilding");
+        tracing::info!(lab = %spec.name, "lab present but not healthy or changed: rebuilding");
     }
     let step = previous.is_some().then(|| {
         progress.step(format!(
