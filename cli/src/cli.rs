@@ -174,7 +174,16 @@ pub struct FailoverArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Create (or reuse) the lab and write its inventory
+    /// Create (or reuse) the lab and print the path of its inventory
+    #[command(
+        long_about = "Create the lab (or reuse it when it is up and healthy) and write its \
+                      inventory. stdout is exactly the inventory's path (with --json: the \
+                      lab's description), so `inv=$(hadeploy lab up)` works; progress and \
+                      messages go to stderr.\n\n\
+                      The first run builds the nodes' Debian root file system with debootstrap \
+                      (a few minutes) into the cache directory and reuses it afterwards; the \
+                      build's raw output goes to <cache-dir>/rootfs-*.log, named when it fails."
+    )]
     Up(LabArgs),
     /// Remove containers, mounts, bridge and state (safe to repeat)
     Down(LabName),
@@ -205,6 +214,14 @@ pub struct LabArgs {
     /// Advert interval of the generated inventory (1s for v2, e.g. 100ms for v3)
     #[arg(long, default_value = "1s")]
     pub advert_interval: String,
+    /// Where the root file system is built once and cached (kept by `lab down`)
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = hadeploy_lab::CACHE_DIR_ENV,
+        default_value = hadeploy_lab::DEFAULT_CACHE_DIR
+    )]
+    pub cache_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

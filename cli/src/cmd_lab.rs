@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hadeploy_lab::inventory::{INVENTORY_YAML, LabVrrp, inventory_yaml};
-use hadeploy_lab::{LabSpec, default_state_dir};
+use hadeploy_lab::{LabSpec, Progress, default_state_dir};
 
 use crate::cli::{EXIT_FAILURE, Global, LabCommand};
 
@@ -14,9 +14,16 @@ pub fn run(c: LabCommand, g: &Global) -> anyhow::Result<ExitCode> {
             let mut spec = LabSpec::new(&a.name.name);
             spec.lbs = a.lbs;
             spec.backends = a.backends;
-            spec.validate().map_err(anyhow::Error::msg)?;
-            hadeploy_lab::ensure_host_packages()?;
-            let lab = hadeploy_lab::up(&spec)?;
+            spec.cache_dir = std::path::absolute(&a.cache_dir)
+                .with_context(|| format!("cache dir {}", a.cache_dir.display()))?;
+            spec.validate()?;
+            // stdout is the result only; the steps are reported on stderr.
+            let progress = if g.quiet {
+                Progress::hidden()
+            } else {
+                Progress::stderr()
+            };
+            let lab = hadeploy_lab::up_with(&spec, &progress)?;
             let vrrp = LabVrrp {
                 version: a.vrrp_version,
                 advert_interval: a.advert_interval.clone(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::cgroup;
 use crate::error::{LabError, Result};
 use crate::lab::LAB_JSON;
 use crate::mounts::{remove_tree, unmount_all_under};
@@ -99,6 +100,12 @@ pub fn down_dir(name: &str, state_dir: &Path) -> Result<()> {
     }
 
     problems.extend(unmount_all_under(state_dir));
+    // The containers' cgroups (see cgroup.rs), found by name like the processes.
+    for node in cgroup::nodes_with_cgroups() {
+        if is_node_of(name, &node) {
+            cgroup::remove(&node);
+        }
+    }
     if problems.is_empty()
         && let Err(e) = remove_state_dir(name, state_dir)
     {

@@ -19,12 +19,25 @@ pub enum LabError {
         stderr: String,
     },
 
-    #[error("{step}: {source}")]
-    Io {
+    #[error(
+        "{step}: `{command}` exited with {status}{}; full output in {log}",
+        last.as_deref().map(|l| format!(" ({l})")).unwrap_or_default(),
+        log = log.display()
+    )]
+    Build {
         step: String,
-        #[source]
-        source: std::io::Error,
+        command: String,
+        status: String,
+        /// The command's whole output (and that of the build's earlier steps).
+        log: PathBuf,
+        /// Its last error line, if any.
+        last: Option<String>,
     },
+
+    // The io error is in the message and not a `source`: callers print error chains
+    // (`{:#}`), which would print it twice.
+    #[error("{step}: {error}")]
+    Io { step: String, error: std::io::Error },
 
     #[error("node {node}: {step}: {message}")]
     Node {
@@ -45,6 +58,17 @@ pub enum LabError {
         tail: String,
     },
 
+    #[error(
+        "node {node}: boot ended degraded:{}\n  console log {console}",
+        crate::boot::describe_failed(failed),
+        console = console.display()
+    )]
+    Degraded {
+        node: String,
+        failed: Vec<crate::boot::FailedUnit>,
+        console: PathBuf,
+    },
+
     #[error("unknown node {0:?} in this lab")]
     UnknownNode(String),
 
@@ -59,7 +83,7 @@ impl LabError {
     pub(crate) fn io(step: impl Into<String>, source: std::io::Error) -> Self {
         LabError::Io {
             step: step.into(),
-            source,
+            error: source,
         }
     }
 

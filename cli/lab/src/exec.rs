@@ -1,16 +1,12 @@
-//! Commands on nodes over SSH (strict host keys, the lab's own ssh_config) and the
-//! boot readiness wait built on it.
+//! Commands on nodes over SSH (strict host keys, the lab's own ssh_config).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::cmd::output;
-use crate::error::{LabError, Result};
-use crate::node::Node;
+use crate::error::Result;
 
 /// Result of a command run on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,75 +111,11 @@ pub(crate) fn close_master(ssh_config: &Path, node: &str) {
     let _ = std::fs::remove_file(&sock);
 }
 
-fn run_ssh(node: &str, cmd: Command) -> Result<ExecOutput> {
+pub(crate) fn run_ssh(node: &str, cmd: Command) -> Result<ExecOutput> {
     let out = output(&format!("node {node}: ssh"), cmd)?;
     Ok(ExecOutput {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
-}
-
-/// Wait until the node answers over SSH and systemd has finished booting. Returns the
-/// final system state (`running`, or `degraded` with a warning naming failed units).
-pub(crate) fn wait_ready(ssh_config: &Path, node: &Node, deadline: Instant) -> Result<String> {
-    let started = Instant::now();
-    let mut last = String::from("no answer yet");
-    loop {
-        if !node.is_running() {
-            return Err(LabError::node(
-                &node.name,
-                "wait for boot",
-                format!(
-                    "systemd-nspawn exited; console log {}:\n{}",
-                    node.console_log.display(),
-                    node.console_tail(30)
-                ),
-            ));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(LabError::BootTimeout {
-                node: node.name.clone(),
-                secs: started.elapsed().as_secs(),
-                last,
-                console: node.console_log.clone(),
-                tail: node.console_tail(30),
-            });
-        }
-        // `--wait` blocks until boot finished; `timeout` bounds it by our deadline.
-        let cmd = format!(
-            "timeout {} systemctl is-system-running --wait",
-            left.as_secs().max(1)
-        );
-        // Bound the connection attempt by the deadline too (ssh_config says 3 s).
-        let connect = format!("ConnectTimeout={}", left.as_secs().clamp(1, 3));
-        // No master while booting: each attempt is a fresh connection.
-        let ssh = ssh_command(
-            ssh_config,
-            &["-o", &connect, "-o", "ControlPath=none"],
-            &node.name,
-            &cmd,
-        );
-        let out = run_ssh(&node.name, ssh)?;
-        let state = out.stdout.trim().to_string();
-        match state.as_str() {
-            "running" => return Ok(state),
-            "degraded" => {
-                let failed = exec(ssh_config, &node.name, "systemctl --failed --no-legend")
-                    .map(|o| o.stdout)
-                    .unwrap_or_default();
-                tracing::warn!(node = %node.name, failed = %failed.trim(), "degraded");
-                return Ok(state);
-            }
-            _ => {
-                last = if out.code == 255 {
-                    format!("ssh: {}", out.stderr.trim())
-                } else {
-                    format!("system state {state:?}")
-                };
-                sleep(Duration::from_millis(250));
-            }
-        }
-    }
 }

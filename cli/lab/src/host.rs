@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-use crate::cmd::{cmd, run_inherit};
+use crate::cmd::{cmd, run_logged};
 use crate::error::{LabError, Result};
+use crate::progress::Progress;
 
 /// Host commands the lab needs and the Debian package providing each.
 const HOST_TOOLS: &[(&str, &str)] = &[
@@ -15,9 +16,10 @@ const HOST_TOOLS: &[(&str, &str)] = &[
     ("/usr/bin/nsenter", "util-linux"),
 ];
 
-/// Install the host packages the lab needs when one of their commands is missing.
-/// Does nothing (and runs no apt) when everything is present.
-pub fn ensure_host_packages() -> Result<()> {
+/// Install the host packages the lab needs when one of their commands is missing, apt's
+/// output going to `<cache_dir>/host-packages.log`. Does nothing (and runs no apt) when
+/// everything is present.
+pub fn ensure_host_packages(cache_dir: &Path, progress: &Progress) -> Result<()> {
     let mut missing: Vec<&str> = HOST_TOOLS
         .iter()
         .filter(|(path, _)| !Path::new(path).exists())
@@ -28,17 +30,28 @@ pub fn ensure_host_packages() -> Result<()> {
         return Ok(());
     }
     tracing::info!(?missing, "installing host packages");
+    std::fs::create_dir_all(cache_dir)
+        .map_err(|e| LabError::io(format!("create {}", cache_dir.display()), e))?;
+    let log = cache_dir.join("host-packages.log");
+    let step = progress.step(format!(
+        "lab host packages: apt-get install {}",
+        missing.join(" ")
+    ));
     let env = [("DEBIAN_FRONTEND", "noninteractive")];
-    run_inherit(
+    run_logged(
         "host packages: apt-get update",
         cmd("apt-get", ["update"]).envs(env),
+        &log,
     )?;
-    run_inherit(
+    run_logged(
         "host packages: apt-get install",
         cmd("apt-get", ["install", "-y", "--no-install-recommends"])
             .args(&missing)
             .envs(env),
-    )
+        &log,
+    )?;
+    step.done();
+    Ok(())
 }
 
 /// Every container's systemd takes several inotify instances; the kernel's

@@ -13,7 +13,7 @@ use crate::error::{IoContext, LabError, Result};
 use crate::exec::{ExecOutput, exec, ssh_command};
 use crate::net;
 use crate::node::Node;
-use crate::rootfs::write_mode;
+use crate::rootfs::{rootfs_path, write_mode};
 use crate::spec::{LabSpec, Role, client_link_name, client_netns_name};
 
 /// File in the state dir describing the lab.
@@ -98,6 +98,8 @@ impl Lab {
             && ours.iter().zip(&plan).all(|(a, b)| *a == b)
             && self.vips.len() == spec.vips
             && spec.subnet_index.is_none_or(|i| i == self.subnet_index)
+            // Another cache dir means another root file system under the nodes.
+            && self.rootfs == rootfs_path(&spec.cache_dir)
     }
 
     pub fn node(&self, name: &str) -> Result<&Node> {

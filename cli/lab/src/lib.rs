@@ -6,6 +6,8 @@
 //! idempotently and offers failure primitives (power cut, cable pull, power on) for
 //! failover tests. Everything here is synchronous and must run as root.
 
+mod boot;
+mod cgroup;
 mod cmd;
 mod down;
 mod error;
@@ -20,12 +22,15 @@ mod net;
 mod node;
 mod power;
 mod procs;
+mod progress;
 mod rootfs;
 mod spec;
 mod sshkeys;
 mod status;
 mod up;
 
+pub use boot::FailedUnit;
+pub use cgroup::LAB_CGROUP;
 pub use down::{down, down_dir};
 pub use error::{LabError, Result};
 pub use exec::ExecOutput;
@@ -33,14 +38,16 @@ pub use guard::LabGuard;
 pub use host::ensure_host_packages;
 pub use lab::{ClientNetns, LAB_JSON, Lab};
 pub use mirror::host_debian_mirror;
-pub use node::Node;
+pub use node::{MASKED_UNITS, Node};
+pub use progress::{Progress, ProgressMode};
 pub use rootfs::{
-    BASE_PACKAGES, COMPARISON_PACKAGES, ROOTFS_DIR, ensure_rootfs, rootfs_path, rootfs_ready,
+    BASE_PACKAGES, COMPARISON_PACKAGES, ROOTFS_DIR, ensure_rootfs, ensure_rootfs_with,
+    rootfs_log_path, rootfs_path, rootfs_ready,
 };
 pub use spec::{
-    LabSpec, MAX_BACKENDS, MAX_NAME_LEN, MAX_PER_ROLE, MAX_VIPS, Role, backend_name, bridge_name,
-    client_link_name, client_netns_name, default_state_dir, host_link_name, is_node_of, lb_name,
-    preferred_subnet_index,
+    CACHE_DIR_ENV, DEFAULT_CACHE_DIR, LabSpec, MAX_BACKENDS, MAX_NAME_LEN, MAX_PER_ROLE, MAX_VIPS,
+    Role, backend_name, bridge_name, client_link_name, client_netns_name, default_cache_dir,
+    default_state_dir, host_link_name, is_node_of, lb_name, preferred_subnet_index,
 };
 pub use status::{LabStatus, NodeStatus, status};
-pub use up::up;
+pub use up::{up, up_with};

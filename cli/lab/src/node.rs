@@ -130,6 +130,7 @@ impl Node {
             ),
             0o644,
         )?;
+        mask_units(r, &self.name)?;
         authorize(r, lab_public_key)?;
         let host_key = r.join("etc/ssh/ssh_host_ed25519_key");
         let public = ensure_keypair(
@@ -152,8 +153,15 @@ impl Node {
         let log2 = log
             .try_clone()
             .step(|| format!("node {}: console log", self.name))?;
-        let mut cmd = Command::new("setsid");
-        cmd.arg("systemd-nspawn")
+        // The nspawn process joins its own cgroups (see cgroup.rs) before it starts:
+        // `sh` writes its pid, then execs setsid, which execs nspawn in place.
+        let cgroup_procs = crate::cgroup::prepare(&self.name)?;
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(JOIN_CGROUPS_AND_EXEC)
+            .arg("sh")
+            .args(&cgroup_procs)
+            .args(["--", "setsid", "systemd-nspawn"])
             .args(["-b", "-D"])
             .arg(&self.root)
             .args(["-M", &self.name])
@@ -166,8 +174,8 @@ impl Node {
             .stdout(log)
             .stderr(log2);
         tracing::info!(node = %self.name, command = %describe(&cmd), "boot");
-        // `setsid` execs in place (the child is not a group leader), so the child's pid
-        // is systemd-nspawn's. The handle is dropped without waiting: the container
+        // `sh` and `setsid` exec in place (the child is not a group leader), so the
+        // child's pid is systemd-nspawn's. The handle is dropped without waiting: the container
         // outlives this call; `procs::reap` collects it when it exits while we live.
         let child = cmd
             .spawn()
@@ -211,6 +219,43 @@ impl Node {
             sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Write each `cgroup.procs` file given before `--` with the shell's pid, then exec
+/// the command after it.
+const JOIN_CGROUPS_AND_EXEC: &str = r#"while [ "$1" != -- ]; do
+  echo $$ > "$1" || { echo "cannot join cgroup $1" >&2; exit 1; }
+  shift
+done
+shift
+exec "$@""#;
+
+/// Units that make no sense in a lab container, masked in the node's overlay (the
+/// shared rootfs stays as debootstrap made it):
+/// - systemd-network-generator reads network settings from the kernel command line,
+///   which in a container is the host's; the node's network is its .network file.
+/// - apt-daily(-upgrade) would run apt against a mirror the lab cannot reach (no
+///   gateway), fail, and turn the node "degraded" in the middle of a long test.
+/// - e2scrub checks ext4 LVM snapshots; a node's disk is an overlay.
+pub const MASKED_UNITS: &[&str] = &[
+    "systemd-network-generator.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+];
+
+/// `systemctl mask` done by hand before boot: a symlink to /dev/null in /etc.
+fn mask_units(root: &Path, node: &str) -> Result<()> {
+    let dir = root.join("etc/systemd/system");
+    fs::create_dir_all(&dir).step(|| format!("node {node}: create {}", dir.display()))?;
+    for unit in MASKED_UNITS {
+        let link = dir.join(unit);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink("/dev/null", &link)
+            .step(|| format!("node {node}: mask {unit}"))?;
+    }
+    Ok(())
 }
 
 /// A fresh machine id (32 hex digits) from the kernel's random UUID source.

@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use crate::boot::wait_ready;
 use crate::down::STOP_GRACE;
 use crate::error::{LabError, Result};
-use crate::exec::{close_master, wait_ready};
+use crate::exec::close_master;
 use crate::lab::Lab;
 use crate::net;
 use crate::node::Node;

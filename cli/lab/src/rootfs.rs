@@ -3,7 +3,10 @@
 //!
 //! The build happens in a temporary directory that is renamed into place only when
 //! complete (with a marker file listing its packages), so a crashed build is never
-//! reused. A lock file serialises concurrent builds (two test binaries at once).
+//! reused. A lock file serialises concurrent builds (two test binaries at once). The
+//! raw output of every build command (debootstrap, apt-get in the chroot) goes to
+//! `<cache>/<ROOTFS_DIR>.log`, which a failed build names; progress goes to the
+//! caller's [`Progress`].
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::PermissionsExt;
@@ -11,10 +14,11 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::cmd::{cmd, run, run_inherit};
+use crate::cmd::{cmd, run, run_logged};
 use crate::error::{IoContext, LabError, Result};
 use crate::mirror::host_debian_mirror;
 use crate::mounts::{remove_tree, unmount_all_under};
+use crate::progress::Progress;
 
 /// Debian suite of the lab's nodes.
 pub const SUITE: &str = "bookworm";
@@ -52,6 +56,11 @@ fn marker_text(mirror: &str) -> String {
     )
 }
 
+/// The build log below `cache_dir` (kept after the build; the next build replaces it).
+pub fn rootfs_log_path(cache_dir: &Path) -> PathBuf {
+    cache_dir.join(format!("{ROOTFS_DIR}.log"))
+}
+
 /// Is a complete root file system cached?
 pub fn rootfs_ready(cache_dir: &Path) -> bool {
     rootfs_path(cache_dir).join(MARKER).is_file()
@@ -59,6 +68,11 @@ pub fn rootfs_ready(cache_dir: &Path) -> bool {
 
 /// Return the cached root file system, building it first when absent.
 pub fn ensure_rootfs(cache_dir: &Path) -> Result<PathBuf> {
+    ensure_rootfs_with(cache_dir, &Progress::hidden())
+}
+
+/// [`ensure_rootfs`], reporting the build's steps to `progress`.
+pub fn ensure_rootfs_with(cache_dir: &Path, progress: &Progress) -> Result<PathBuf> {
     let final_dir = rootfs_path(cache_dir);
     if rootfs_ready(cache_dir) {
         return Ok(final_dir);
@@ -71,8 +85,21 @@ pub fn ensure_rootfs(cache_dir: &Path) -> Result<PathBuf> {
         .write(true)
         .open(&lock_path)
         .step(|| format!("open {}", lock_path.display()))?;
-    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| LabError::io(format!("lock {}", lock_path.display()), e.into()))?;
+    let lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((file, _)) => {
+            // Another process is building: wait for it, then use its result.
+            let waiting = progress.step(format!(
+                "lab root file system: waiting for another build ({})",
+                lock_path.display()
+            ));
+            let l = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| {
+                LabError::io(format!("lock {}", lock_path.display()), e.into())
+            })?;
+            waiting.done();
+            l
+        }
+    };
     // Another process may have finished the build while we waited for the lock.
     if rootfs_ready(cache_dir) {
         return Ok(final_dir);
@@ -84,22 +111,39 @@ pub fn ensure_rootfs(cache_dir: &Path) -> Result<PathBuf> {
     remove_stale_builds(cache_dir)?;
 
     let tmp = cache_dir.join(format!("{ROOTFS_DIR}.tmp-{}", std::process::id()));
+    let log = rootfs_log_path(cache_dir);
+    fs::write(&log, "").step(|| format!("create {}", log.display()))?;
     let started = std::time::Instant::now();
     let mirror = host_debian_mirror(SUITE);
-    tracing::info!(dir = %tmp.display(), %mirror, "building base root file system");
-    let built = build(&tmp, &mirror);
+    tracing::info!(dir = %tmp.display(), %mirror, log = %log.display(), "building base root file system");
+    let built = build(&tmp, &mirror, &log, progress);
     if let Err(e) = built {
+        keep_debootstrap_log(&tmp, &log);
         let _ = unmount_all_under(&tmp);
         let _ = remove_tree(&tmp);
         return Err(e);
     }
     fs::rename(&tmp, &final_dir)
         .step(|| format!("rename {} to {}", tmp.display(), final_dir.display()))?;
+    drop(lock);
     tracing::info!(
         secs = started.elapsed().as_secs_f64(),
         "base root file system ready"
     );
     Ok(final_dir)
+}
+
+/// debootstrap keeps its detailed log inside the root it was building, which a failed
+/// build removes: append it to the build log first.
+fn keep_debootstrap_log(root: &Path, log: &Path) {
+    let inner = root.join("debootstrap/debootstrap.log");
+    if let Ok(text) = fs::read(&inner)
+        && let Ok(mut f) = OpenOptions::new().append(true).open(log)
+    {
+        use std::io::Write as _;
+        let _ = writeln!(f, "==> {} (debootstrap's own log)", inner.display());
+        let _ = f.write_all(&text);
+    }
 }
 
 fn remove_stale_builds(cache_dir: &Path) -> Result<()> {
@@ -115,24 +159,37 @@ fn remove_stale_builds(cache_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn build(root: &Path, mirror: &str) -> Result<()> {
-    run_inherit(
+fn build(root: &Path, mirror: &str, log: &Path, progress: &Progress) -> Result<()> {
+    let step = progress.step(format!(
+        "lab root file system: debootstrap {SUITE} from {mirror} (once, cached in {})",
+        root.parent().unwrap_or(root).display()
+    ));
+    run_logged(
         "rootfs: debootstrap",
         cmd("debootstrap", ["--variant=minbase"])
             .arg(format!("--include={}", BASE_PACKAGES.join(",")))
             .arg(SUITE)
             .arg(root)
             .arg(mirror),
+        log,
     )?;
-    install_comparison_packages(root)?;
+    step.done();
+    install_comparison_packages(root, log, progress)?;
+    let step = progress.step("lab root file system: configuring");
     configure(root)?;
-    fs::write(root.join(MARKER), marker_text(mirror)).step(|| "rootfs: write marker".into())
+    fs::write(root.join(MARKER), marker_text(mirror)).step(|| "rootfs: write marker".into())?;
+    step.done();
+    Ok(())
 }
 
 /// nginx and keepalived for side-by-side comparisons. A policy-rc.d denying service
 /// starts is essential: without it their postinst scripts would start nginx (port 80)
 /// and keepalived in the host's own network namespace.
-fn install_comparison_packages(root: &Path) -> Result<()> {
+fn install_comparison_packages(root: &Path, log: &Path, progress: &Progress) -> Result<()> {
+    let step = progress.step(format!(
+        "lab root file system: apt-get install {}",
+        COMPARISON_PACKAGES.join(" ")
+    ));
     fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf"))
         .step(|| "rootfs: copy /etc/resolv.conf".into())?;
     let policy = root.join("usr/sbin/policy-rc.d");
@@ -142,25 +199,28 @@ fn install_comparison_packages(root: &Path) -> Result<()> {
         0o755,
     )?;
     let apt = |step: &str, args: &[&str]| {
-        run_inherit(
+        run_logged(
             step,
             cmd("chroot", [root.as_os_str()])
                 .arg("apt-get")
                 .args(args)
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .env("LC_ALL", "C"),
+            log,
         )
     };
     apt("rootfs: apt-get update", &["update"])?;
     let mut install = vec!["install", "-y", "--no-install-recommends"];
     install.extend_from_slice(COMPARISON_PACKAGES);
-    if apt("rootfs: apt-get install", &install).is_err() {
+    if let Err(first) = apt("rootfs: apt-get install", &install) {
         // A half-configured package blocks the next install: repair and retry once.
+        tracing::warn!(%first, "retrying after apt-get -f install");
         apt("rootfs: apt-get -f install", &["-f", "install", "-y"])?;
         apt("rootfs: apt-get install (retry)", &install)?;
     }
     apt("rootfs: apt-get clean", &["clean"])?;
     fs::remove_file(&policy).step(|| "rootfs: remove policy-rc.d".into())?;
+    step.done();
     Ok(())
 }
 

@@ -73,7 +73,7 @@ impl LabSpec {
             backends: 2,
             vips: 1,
             state_dir: default_state_dir(name),
-            cache_dir: PathBuf::from("/var/cache/hadeploy"),
+            cache_dir: default_cache_dir(),
             subnet_index: None,
             boot_timeout: Duration::from_secs(120),
         }
@@ -102,6 +102,12 @@ impl LabSpec {
                 self.state_dir.display()
             )));
         }
+        if !self.cache_dir.is_absolute() || self.cache_dir.parent().is_none() {
+            return Err(LabError::Spec(format!(
+                "cache_dir must be an absolute path below / ({})",
+                self.cache_dir.display()
+            )));
+        }
         Ok(())
     }
 
@@ -115,6 +121,19 @@ impl LabSpec {
             v.push((backend_name(&self.name, i), Role::Backend, 20 + i as u8));
         }
         v
+    }
+}
+
+/// Where the root file system is cached unless configured.
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/hadeploy";
+/// Environment variable naming the cache directory (also read by `hadeploy lab up`).
+pub const CACHE_DIR_ENV: &str = "HADEPLOY_LAB_CACHE";
+
+/// `$HADEPLOY_LAB_CACHE` when set and not empty, else `/var/cache/hadeploy`.
+pub fn default_cache_dir() -> PathBuf {
+    match std::env::var_os(CACHE_DIR_ENV) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_CACHE_DIR),
     }
 }
 

@@ -4,14 +4,16 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::boot::wait_ready;
 use crate::down::down_dir;
 use crate::error::{IoContext, LabError, Result};
-use crate::exec::{mux_fits, wait_ready};
+use crate::exec::mux_fits;
 use crate::host::ensure_host_packages;
 use crate::lab::Lab;
 use crate::net;
 use crate::node::Node;
-use crate::rootfs::ensure_rootfs;
+use crate::progress::Progress;
+use crate::rootfs::ensure_rootfs_with;
 use crate::spec::{CLIENT_HOST, LabSpec, bridge_name, host_link_name, lab_addr};
 use crate::sshkeys::{SshHost, ensure_keypair, write_known_hosts, write_ssh_config};
 
@@ -19,22 +21,37 @@ use crate::sshkeys::{SshHost, ensure_keypair, write_known_hosts, write_ssh_confi
 /// (crash, killed nodes, spec change) is torn down and rebuilt. On failure everything
 /// created is torn down again, unless HADEPLOY_LAB_KEEP_ON_FAILURE=1 (for debugging).
 pub fn up(spec: &LabSpec) -> Result<Lab> {
-    spec.validate()?;
-    ensure_host_packages()?;
-    crate::host::ensure_host_limits()?;
-    let rootfs = ensure_rootfs(&spec.cache_dir)?;
+    up_with(spec, &Progress::hidden())
+}
 
-    if let Ok(lab) = Lab::load(&spec.state_dir) {
+/// [`up`], reporting its long steps (root file system build, boot) to `progress`.
+pub fn up_with(spec: &LabSpec, progress: &Progress) -> Result<Lab> {
+    spec.validate()?;
+    ensure_host_packages(&spec.cache_dir, progress)?;
+    crate::host::ensure_host_limits()?;
+    let rootfs = ensure_rootfs_with(&spec.cache_dir, progress)?;
+
+    let previous = Lab::load(&spec.state_dir).ok();
+    if let Some(lab) = &previous {
         if lab.matches(spec) && lab.status().healthy() {
             tracing::info!(lab = %lab.name, "already up");
-            return Ok(lab);
+            return Ok(lab.clone());
         }
-        tracing::warn!(lab = %spec.name, "lab present but not healthy: rebuilding");
+        tracing::info!(lab = %spec.name, "lab present but not healthy or changed: rebuilding");
     }
+    let step = previous.is_some().then(|| {
+        progress.step(format!(
+            "removing lab {} (not healthy, or changed)",
+            spec.name
+        ))
+    });
     down_dir(&spec.name, &spec.state_dir)?;
+    if let Some(s) = step {
+        s.done();
+    }
 
     let started = Instant::now();
-    match create(spec, rootfs) {
+    match create(spec, rootfs, progress) {
         Ok(lab) => {
             tracing::info!(lab = %lab.name, secs = started.elapsed().as_secs_f64(), "up");
             Ok(lab)
@@ -73,7 +90,7 @@ fn choose_subnet(spec: &LabSpec) -> Result<u8> {
         .ok_or_else(|| LabError::Spec("no free subnet in 10.77.0.0/16".into()))
 }
 
-fn create(spec: &LabSpec, rootfs: PathBuf) -> Result<Lab> {
+fn create(spec: &LabSpec, rootfs: PathBuf, progress: &Progress) -> Result<Lab> {
     let index = choose_subnet(spec)?;
     let sd = &spec.state_dir;
     fs::create_dir_all(sd).step(|| format!("create {}", sd.display()))?;
@@ -124,6 +141,13 @@ fn create(spec: &LabSpec, rootfs: PathBuf) -> Result<Lab> {
     for n in &lab.nodes {
         hosts.push_str(&format!("{} {}\n", n.address, n.name));
     }
+    let step = progress.step(format!(
+        "lab {}: starting {} nodes on bridge {} ({})",
+        lab.name,
+        lab.nodes.len(),
+        lab.bridge,
+        lab.subnet
+    ));
     let mut ssh_hosts = Vec::new();
     for n in &lab.nodes {
         n.mount(&lab.rootfs)?;
@@ -149,8 +173,10 @@ fn create(spec: &LabSpec, rootfs: PathBuf) -> Result<Lab> {
     for n in &lab.nodes {
         n.boot(&lab.bridge)?;
     }
-    for n in &lab.nodes {
+    for (i, n) in lab.nodes.iter().enumerate() {
+        step.detail(&format!("{i}/{} booted", lab.nodes.len()));
         wait_ready(&lab.ssh_config, n, deadline)?;
     }
+    step.done();
     Ok(lab)
 }

@@ -77,6 +77,22 @@ fn assert_gone(state_dir: &Path) {
         .collect();
     assert!(ours.is_empty(), "containers left: {ours:?}");
     assert!(!state_dir.exists(), "state dir left");
+    for h in ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"] {
+        let dir = Path::new(h).join(hadeploy_lab::LAB_CGROUP);
+        let ours: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&format!("{NAME}-")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            ours.is_empty(),
+            "cgroups left in {}: {ours:?}",
+            dir.display()
+        );
+    }
 }
 
 #[test]
@@ -174,6 +190,42 @@ fn lab_up_ssh_ping_failures_and_down() {
         t.elapsed().as_millis() as f64 / 10.0
     );
 
+    // Each container has a cgroup tree of its own (no host systemd here): the same unit
+    // on two nodes is two cgroups, each listing its own node's process only. Shared,
+    // the second node read the first one's process as pid 0, and a unit could fail
+    // 219/CGROUP when the other node's systemd removed the cgroup it was spawned into.
+    if !Path::new("/run/systemd/system").exists() {
+        for n in &lab.nodes {
+            let init = n.init_pid().expect("init pid");
+            let cg = std::fs::read_to_string(format!("/proc/{init}/cgroup")).expect("cgroup");
+            let own = format!("/{}/{}/payload/", hadeploy_lab::LAB_CGROUP, n.name);
+            assert!(cg.contains(&own), "{}: init not in {own}:\n{cg}", n.name);
+        }
+        let probe = "systemd-run --quiet --unit=hdt-probe sleep 300";
+        for n in &lab.nodes[..2] {
+            lab.exec_ok(&n.name, probe).expect("start probe unit");
+        }
+        for n in &lab.nodes[..2] {
+            let listed = lab
+                .exec_ok(
+                    &n.name,
+                    "cat /sys/fs/cgroup/unified/system.slice/hdt-probe.service/cgroup.procs \
+                     /sys/fs/cgroup/systemd/system.slice/hdt-probe.service/cgroup.procs \
+                     2>/dev/null",
+                )
+                .expect("read the probe's cgroup");
+            let pids: Vec<&str> = listed.split_whitespace().collect();
+            assert!(!pids.is_empty(), "{}: probe cgroup empty", n.name);
+            assert!(
+                pids.iter().all(|p| *p != "0" && *p == pids[0]),
+                "{}: the probe's cgroup lists another node's process: {pids:?}",
+                n.name
+            );
+            lab.exec_ok(&n.name, "systemctl stop hdt-probe")
+                .expect("stop probe");
+        }
+    }
+
     let status = lab.status();
     assert!(status.healthy(), "{status:?}");
     assert!(
@@ -223,6 +275,83 @@ fn lab_up_ssh_ping_failures_and_down() {
             .trim(),
         "kept"
     );
+
+    // A boot that ends degraded: a unit failing before its program ran (203/EXEC: the
+    // program appears only later in the boot) is started again and the node comes up
+    // `running`; a unit failing on its own is an error naming it, its result and its
+    // journal.
+    let web1 = lab.nodes[2].clone();
+    lab.stop_node(&web1.name).expect("stop web1");
+    let units = web1.root.join("etc/systemd/system");
+    let wants = units.join("multi-user.target.wants");
+    std::fs::create_dir_all(&wants).expect("wants dir");
+    let unit_files = [
+        (
+            "hdt-flaky.service",
+            "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/run/hdt-flaky\n",
+        ),
+        (
+            "hdt-maker.service",
+            "[Unit]\nAfter=hdt-flaky.service\n[Service]\nType=oneshot\nRemainAfterExit=yes\n\
+             ExecStart=/bin/sh -c 'printf \"#!/bin/sh\\nexit 0\\n\" > /run/hdt-flaky; \
+             chmod +x /run/hdt-flaky'\n",
+        ),
+    ];
+    for (name, text) in unit_files {
+        std::fs::write(
+            units.join(name),
+            format!("{text}[Install]\nWantedBy=multi-user.target\n"),
+        )
+        .expect("write unit");
+        std::os::unix::fs::symlink(units.join(name), wants.join(name)).expect("enable unit");
+    }
+    lab.start_node(&web1.name)
+        .expect("a unit that failed before exec is started again");
+    let (_, state) = ssh(&lab.ssh_config, &web1.name, "systemctl is-system-running");
+    assert_eq!(state, "running");
+    let (_, active) = ssh(&lab.ssh_config, &web1.name, "systemctl is-active hdt-flaky");
+    assert_eq!(active, "active");
+
+    lab.stop_node(&web1.name).expect("stop web1");
+    std::fs::write(
+        units.join("hdt-broken.service"),
+        "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo broken on purpose; exit 3'\n\
+         [Install]\nWantedBy=multi-user.target\n",
+    )
+    .expect("write unit");
+    std::os::unix::fs::symlink(
+        units.join("hdt-broken.service"),
+        wants.join("hdt-broken.service"),
+    )
+    .expect("enable unit");
+    let err = lab
+        .start_node(&web1.name)
+        .expect_err("a unit failing on its own fails the boot");
+    let msg = err.to_string();
+    eprintln!("expected error: {msg}");
+    assert!(
+        msg.contains(&format!("node {}: boot ended degraded", web1.name)),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("hdt-broken.service failed (result exit-code, status 3)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("broken on purpose"),
+        "journal excerpt missing: {msg}"
+    );
+    assert!(!msg.contains("hdt-flaky"), "{msg}");
+    lab.kill_node(&web1.name).expect("kill web1");
+    for name in [
+        "hdt-flaky.service",
+        "hdt-maker.service",
+        "hdt-broken.service",
+    ] {
+        std::fs::remove_file(wants.join(name)).expect("disable unit");
+        std::fs::remove_file(units.join(name)).expect("remove unit");
+    }
+    lab.start_node(&web1.name).expect("web1 back");
 
     // Client namespace on the bridge: it reads a node's SSH banner over TCP (the host
     // has no ping; bash's /dev/tcp needs nothing else).
