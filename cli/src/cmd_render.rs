@@ -57,9 +57,9 @@ pub fn run(args: &RenderArgs, g: &Global) -> anyhow::Result<ExitCode> {
             );
             for f in &t.files {
                 println!(
-                    "  {:04o} {} {}{}",
+                    "  {:04o} {:12} {}{}",
                     f.mode,
-                    &f.sha256[..12],
+                    f.shown_sha256().map_or("", |h| &h[..12]),
                     f.path,
                     if f.secret { " (secret)" } else { "" }
                 );

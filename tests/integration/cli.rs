@@ -88,6 +88,39 @@ fn render_out_writes_trees_and_show_masks_secrets() {
     assert!(!stdout(&o).contains("changeme"));
 }
 
+/// The hash of a secret file is a way to test guesses of a short password
+/// offline: neither the listing nor `--json` prints it (issue 10).
+#[test]
+fn render_never_prints_the_hash_of_a_secret_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().to_str().expect("utf8");
+    let o = run("hadeploy", &["render", "inventory/seed.yaml", "--out", out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let secret = std::fs::read(dir.path().join("lb1/etc/hadeploy/vrrp.yaml")).expect("vrrp.yaml");
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&secret))
+    };
+    let listing = stdout(&o);
+    assert!(listing.contains("/etc/hadeploy/vrrp.yaml (secret)"), "{listing}");
+    assert!(!listing.contains(&hash[..12]), "{listing}");
+    let o = run("hadeploy", &["--json", "render", "inventory/seed.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json = stdout(&o);
+    assert!(!json.contains(&hash), "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let f = v[0]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["path"] == "/etc/hadeploy/vrrp.yaml")
+        .expect("vrrp.yaml listed");
+    assert_eq!(f["secret"], true);
+    assert!(f["sha256"].is_null(), "{f}");
+    // A file that is not secret still shows its hash.
+    assert!(v[0]["files"][0]["sha256"].is_string() || v[0]["files"][1]["sha256"].is_string());
+}
+
 #[test]
 fn render_unknown_host_fails() {
     let o = run(

@@ -40,17 +40,39 @@ pub enum Handler {
     None,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RenderedFile {
     /// Absolute path on the node.
     pub path: String,
     pub mode: u32,
     /// Holds a secret: installed 0600, masked in plans and diffs.
     pub secret: bool,
-    #[serde(skip)]
+    /// Not serialized: output lists files, it never dumps them.
     pub content: String,
+    /// Compared with the node's copy to decide what changes. Never printed
+    /// for a secret file: the hash of a short password can be brute-forced.
     pub sha256: String,
     pub handler: Handler,
+}
+
+impl RenderedFile {
+    /// The hash as output may show it: `None` for a secret file.
+    pub fn shown_sha256(&self) -> Option<&str> {
+        (!self.secret).then_some(self.sha256.as_str())
+    }
+}
+
+impl Serialize for RenderedFile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("RenderedFile", 5)?;
+        st.serialize_field("path", &self.path)?;
+        st.serialize_field("mode", &self.mode)?;
+        st.serialize_field("secret", &self.secret)?;
+        st.serialize_field("sha256", &self.shown_sha256())?;
+        st.serialize_field("handler", &self.handler)?;
+        st.end()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
