@@ -41,6 +41,13 @@ impl Frr {
         let dir = std::env::temp_dir().join(format!("vrrpd-frr-{}-{i}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("frr dir");
+        // FRR drops to its own user (root is not in its vty group): the
+        // directory is theirs. Never /etc/frr or /run/frr.
+        let st = Command::new("chown")
+            .args(["frr:frr", &dir.display().to_string()])
+            .status()
+            .expect("chown");
+        assert!(st.success(), "chown frr:frr {}", dir.display());
         // FRR's vrrpd needs a macvlan with the virtual MAC, holding the VIP.
         let ns = lab.routers[i].clone();
         for args in [
@@ -72,7 +79,7 @@ impl Frr {
                 .args(["-i", &d(&format!("{name}.pid"))])
                 .args(["-z", &zsock.display().to_string()])
                 .args(["--vty_socket", &dir.display().to_string()])
-                .args(["-P", "0", "-u", "root", "-g", "root"])
+                .args(["-P", "0", "-u", "frr", "-g", "frr"])
                 .args(["--log", &format!("file:{}", d(&format!("{name}.log")))])
                 .status()
                 .expect("start FRR");
@@ -168,6 +175,7 @@ fn frr_backup_hears_our_pseudo_header_adverts() {
     );
     assert_eq!(a.state("VI_1"), StateName::Master);
     let shown = frr.show();
+    eprintln!("FRR adverts heard: {n}; FRR's show vrrp:\n{shown}");
     assert!(
         shown.is_empty() || shown.contains("Backup"),
         "FRR's view: {shown}"
@@ -208,6 +216,7 @@ fn frr_drops_vrrp_only_adverts_and_the_mismatch_shows() {
     std::thread::sleep(Duration::from_secs(1));
     let m = frr_adverts(&a, frr_addr);
     // FRR keeps advertising as MASTER (100 ms adverts: ~10 a second).
+    eprintln!("FRR adverts heard: {n} -> {m}; FRR's show vrrp:\n{}", frr.show());
     assert!(m >= n + 5, "FRR stopped advertising ({n} -> {m}): {}", frr.show());
     assert_eq!(a.state("VI_1"), StateName::Master, "both MASTER");
     let st = a.stats.status();
