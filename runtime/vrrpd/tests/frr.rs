@@ -51,8 +51,25 @@ impl Frr {
         // FRR's vrrpd needs a macvlan with the virtual MAC, holding the VIP.
         let ns = lab.routers[i].clone();
         for args in [
-            vec!["link", "add", "vrrp4-2-51", "link", "eth0", "type", "macvlan", "mode", "bridge"],
-            vec!["link", "set", "dev", "vrrp4-2-51", "address", "00:00:5e:00:01:33"],
+            vec![
+                "link",
+                "add",
+                "vrrp4-2-51",
+                "link",
+                "eth0",
+                "type",
+                "macvlan",
+                "mode",
+                "bridge",
+            ],
+            vec![
+                "link",
+                "set",
+                "dev",
+                "vrrp4-2-51",
+                "address",
+                "00:00:5e:00:01:33",
+            ],
             vec!["addr", "add", &format!("{VIP}/24"), "dev", "vrrp4-2-51"],
             vec!["link", "set", "dev", "vrrp4-2-51", "up"],
         ] {
@@ -83,7 +100,11 @@ impl Frr {
                 .args(["--log", &format!("file:{}", d(&format!("{name}.log")))])
                 .status()
                 .expect("start FRR");
-            assert!(st.success(), "{bin} did not start; logs in {}", dir.display());
+            assert!(
+                st.success(),
+                "{bin} did not start; logs in {}",
+                dir.display()
+            );
             if name == "zebra" {
                 wait_for(Duration::from_secs(5), "zebra's socket", || zsock.exists());
             }
@@ -216,8 +237,15 @@ fn frr_drops_vrrp_only_adverts_and_the_mismatch_shows() {
     std::thread::sleep(Duration::from_secs(1));
     let m = frr_adverts(&a, frr_addr);
     // FRR keeps advertising as MASTER (100 ms adverts: ~10 a second).
-    eprintln!("FRR adverts heard: {n} -> {m}; FRR's show vrrp:\n{}", frr.show());
-    assert!(m >= n + 5, "FRR stopped advertising ({n} -> {m}): {}", frr.show());
+    eprintln!(
+        "FRR adverts heard: {n} -> {m}; FRR's show vrrp:\n{}",
+        frr.show()
+    );
+    assert!(
+        m >= n + 5,
+        "FRR stopped advertising ({n} -> {m}): {}",
+        frr.show()
+    );
     assert_eq!(a.state("VI_1"), StateName::Master, "both MASTER");
     let st = a.stats.status();
     let p = &st.instances["VI_1"].peers[&frr_addr];
