@@ -593,13 +593,20 @@ fn warnings(text: &str) -> Vec<String> {
 /// `hadeploy check` now warns, with the rule the runtime's check uses.
 #[test]
 fn vrrp_only_checksum_warns() {
-    let t = replaced("      version: 2\n", "      version: 3\n      v3_checksum: vrrp_only\n")
-        .replace("      advert_interval: 1s\n", "      advert_interval: 20ms\n")
-        .replace("        auth_pass: secret\n", "");
+    let t = replaced(
+        "      version: 2\n",
+        "      version: 3\n      v3_checksum: vrrp_only\n",
+    )
+    .replace(
+        "      advert_interval: 1s\n",
+        "      advert_interval: 20ms\n",
+    )
+    .replace("        auth_pass: secret\n", "");
     let w = warnings(&t);
     assert!(
-        w.iter()
-            .any(|w| w.starts_with("inv.yaml:14:7: warning: clusters.c.vrrp.v3_checksum: vrrp_only")),
+        w.iter().any(
+            |w| w.starts_with("inv.yaml:14:7: warning: clusters.c.vrrp.v3_checksum: vrrp_only")
+        ),
         "{w:?}"
     );
 }
@@ -616,18 +623,28 @@ fn accept_peers_must_be_addresses_and_not_members() {
         "        virtual_router_id: 1\n        accept_peers: [10.0.0.1, 10.0.0.12]\n",
     );
     let (inv, w) = hadeploy_inventory::parse(&t, Path::new("inv.yaml")).expect("valid");
-    assert!(w.iter().any(|w| w.message.contains("already a peer")), "{w:?}");
+    assert!(
+        w.iter().any(|w| w.message.contains("already a peer")),
+        "{w:?}"
+    );
     let v = &inv.clusters[0].vips[0];
-    assert_eq!(v.accept_peers, ["10.0.0.1".parse::<std::net::Ipv4Addr>().expect("ip")]);
+    assert_eq!(
+        v.accept_peers,
+        ["10.0.0.1".parse::<std::net::Ipv4Addr>().expect("ip")]
+    );
     assert!(!v.accept_any_peer);
 }
 
 #[test]
 fn a_member_without_address_opens_the_peer_filter_with_a_warning() {
-    let t = replaced("      address: 10.0.0.12/24\n", "      ssh_host: lb2.example.com\n");
+    let t = replaced(
+        "      address: 10.0.0.12/24\n",
+        "      ssh_host: lb2.example.com\n",
+    );
     let (inv, w) = hadeploy_inventory::parse(&t, Path::new("inv.yaml")).expect("valid");
     assert!(
-        w.iter().any(|w| w.message.contains("address of lb2 is not known")),
+        w.iter()
+            .any(|w| w.message.contains("address of lb2 is not known")),
         "{w:?}"
     );
     assert!(inv.clusters[0].vips[0].accept_any_peer);

@@ -596,7 +596,9 @@ instances:
         );
         assert!(w[0].contains("FRR") && w[0].contains("both routers become MASTER"));
         assert!(messages("    peers: [10.0.0.12]\n").is_empty());
-        let v2 = BASE.replace("version: 3", "version: 2").replace("20ms", "1s");
+        let v2 = BASE
+            .replace("version: 3", "version: 2")
+            .replace("20ms", "1s");
         let (_, w) = crate::parse_vrrp(
             &format!("{v2}    peers: []\n    v3_checksum: vrrp_only\n"),
             Path::new("v.yaml"),
@@ -611,7 +613,10 @@ instances:
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("accepted from any source"), "{w:?}");
         assert!(messages("    accept_any_peer: true\n").is_empty());
-        assert!(messages("    peers: []\n").is_empty(), "one router: no peer");
+        assert!(
+            messages("    peers: []\n").is_empty(),
+            "one router: no peer"
+        );
         assert!(
             messages("    unicast: {src_ip: 10.0.0.11, peers: [10.0.0.12]}\n").is_empty(),
             "unicast peers are the list"

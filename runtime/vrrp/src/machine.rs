@@ -216,9 +216,12 @@ impl Instance {
             self.master_adver_interval = self.params.advert_interval;
         }
         if old.peers != self.params.peers
-            && self
-                .current_master
-                .is_some_and(|m| self.expect.sources.as_ref().is_some_and(|s| !s.contains(&m.address)))
+            && self.current_master.is_some_and(|m| {
+                self.expect
+                    .sources
+                    .as_ref()
+                    .is_some_and(|s| !s.contains(&m.address))
+            })
         {
             // The master we follow is no longer accepted: forget it, so its
             // priority 0 (were it to reach us) means nothing.
@@ -422,10 +425,7 @@ impl Instance {
                     // would take the VIP from it, and with three routers
                     // start a chain of step-downs (RFC 5798 does not say
                     // whose priority 0 counts; this is the safe reading).
-                    if self
-                        .current_master
-                        .is_none_or(|m| m.address == rx.source)
-                    {
+                    if self.current_master.is_none_or(|m| m.address == rx.source) {
                         // The master is stopping: claim after Skew_Time only.
                         let skew = skew_time(
                             self.params.version,
@@ -523,6 +523,6 @@ impl Instance {
 #[cfg(test)]
 mod invariants;
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod segment;
+#[cfg(test)]
+mod tests;

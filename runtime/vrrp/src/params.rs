@@ -91,7 +91,12 @@ impl PeerPolicy {
     /// The sources `decode` accepts; None for any.
     pub fn accepted(&self) -> Option<Vec<Ipv4Addr>> {
         (!self.accept_any).then(|| {
-            let mut all: Vec<Ipv4Addr> = self.known.iter().chain(&self.also_accept).copied().collect();
+            let mut all: Vec<Ipv4Addr> = self
+                .known
+                .iter()
+                .chain(&self.also_accept)
+                .copied()
+                .collect();
             all.sort_unstable();
             all.dedup();
             all

@@ -200,8 +200,16 @@ mod tests {
                 priority: 0,
             }),
         };
-        hooks.notify(HookState::Master, 100, by(Reason::PriorityZero, Some([10, 0, 0, 3])));
-        hooks.notify(HookState::Backup, 100, by(Reason::HigherPriority, Some([10, 0, 0, 4])));
+        hooks.notify(
+            HookState::Master,
+            100,
+            by(Reason::PriorityZero, Some([10, 0, 0, 3])),
+        );
+        hooks.notify(
+            HookState::Backup,
+            100,
+            by(Reason::HigherPriority, Some([10, 0, 0, 4])),
+        );
         hooks.notify(HookState::Stop, 0, by(Reason::Shutdown, None));
         hooks.drain(Duration::from_secs(10)).await;
         let got = std::fs::read_to_string(&log).expect("hook log");

@@ -199,7 +199,13 @@ mod tests {
     #[tokio::test]
     async fn background_grandchild_does_not_hold_us() {
         let t = std::time::Instant::now();
-        let r = run(&sh("sleep 5 & echo started"), &[], &[], Duration::from_secs(3)).await;
+        let r = run(
+            &sh("sleep 5 & echo started"),
+            &[],
+            &[],
+            Duration::from_secs(3),
+        )
+        .await;
         assert!(r.outcome.success(), "{}", r.outcome);
         assert_eq!(r.output, "started");
         assert!(t.elapsed() < Duration::from_secs(2));
@@ -207,7 +213,13 @@ mod tests {
 
     #[tokio::test]
     async fn missing_program_is_reported() {
-        let r = run(&["/nonexistent/hook".into()], &[], &[], Duration::from_secs(1)).await;
+        let r = run(
+            &["/nonexistent/hook".into()],
+            &[],
+            &[],
+            Duration::from_secs(1),
+        )
+        .await;
         assert!(matches!(r.outcome, Outcome::SpawnFailed(_)));
     }
 }

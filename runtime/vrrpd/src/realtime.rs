@@ -39,8 +39,11 @@ pub fn apply(cfg: &Realtime) -> RealtimeState {
     if cfg.enabled {
         match set_rr(cfg.priority) {
             Ok(()) => {
-                tracing::info!(priority = cfg.priority,
-                    "VRRP protocol thread runs SCHED_RR at priority {}", cfg.priority);
+                tracing::info!(
+                    priority = cfg.priority,
+                    "VRRP protocol thread runs SCHED_RR at priority {}",
+                    cfg.priority
+                );
             }
             Err(e) => {
                 let msg = format!(
@@ -106,7 +109,9 @@ fn set_rr(priority: u8) -> Result<(), String> {
 fn set_normal() -> Result<(), String> {
     set_thread_priority_and_policy(
         thread_native_id(),
-        ThreadPriority::Crossplatform(ThreadPriorityValue::try_from(0u8).map_err(|e| e.to_string())?),
+        ThreadPriority::Crossplatform(
+            ThreadPriorityValue::try_from(0u8).map_err(|e| e.to_string())?,
+        ),
         ThreadSchedulePolicy::Normal(thread_priority::NormalThreadSchedulePolicy::Other),
     )
     .map_err(describe)
@@ -148,7 +153,10 @@ mod tests {
             assert_eq!(st.rr_priority, Some(7), "{st:?}");
             assert!(st.problems.is_empty(), "{st:?}");
         } else {
-            assert!(st.rr_priority.is_some() || !st.problems.is_empty(), "{st:?}");
+            assert!(
+                st.rr_priority.is_some() || !st.problems.is_empty(),
+                "{st:?}"
+            );
         }
         assert_eq!(current_rr(), None, "the test's own thread stays normal");
     }

@@ -400,7 +400,11 @@ pub fn render_prometheus(s: &Status) -> String {
             "gauge",
             "1 when the daemon's memory is locked (mlockall).",
         );
-        let _ = writeln!(o, "hadeploy_vrrp_memory_locked {}", u8::from(rt.memory_locked));
+        let _ = writeln!(
+            o,
+            "hadeploy_vrrp_memory_locked {}",
+            u8::from(rt.memory_locked)
+        );
     }
     family(
         &mut o,
@@ -496,11 +500,15 @@ mod export_tests {
             t.contains("hadeploy_vrrp_discards_total{interface=\"eth1\",reason=\"wrong_vrid\"} 1"),
             "{t}"
         );
-        assert!(t.contains("hadeploy_vrrp_discards_total{interface=\"eth0\",reason=\"queue_full\"} 0"));
-        assert!(t.contains(
-            "hadeploy_vrrp_discards_total{instance=\"VI_1\",reason=\"bad_ttl\"} 0"
-        ));
-        assert_eq!(stats.status().runts["eth0"], 2, "status keeps the runt count");
+        assert!(
+            t.contains("hadeploy_vrrp_discards_total{interface=\"eth0\",reason=\"queue_full\"} 0")
+        );
+        assert!(t.contains("hadeploy_vrrp_discards_total{instance=\"VI_1\",reason=\"bad_ttl\"} 0"));
+        assert_eq!(
+            stats.status().runts["eth0"],
+            2,
+            "status keeps the runt count"
+        );
         assert_eq!(stats.status().unknown_vrid["eth1"], 1);
     }
 
@@ -516,13 +524,17 @@ mod export_tests {
                     adverts: 7,
                 },
             );
-            *i.transition_reasons.entry(Reason::PriorityZero).or_default() += 1;
+            *i.transition_reasons
+                .entry(Reason::PriorityZero)
+                .or_default() += 1;
         });
         let t = stats.render_prometheus();
         assert!(t.contains(
             "hadeploy_vrrp_peer_adverts_total{instance=\"VI_1\",peer=\"10.0.0.12\",checksum=\"v3_pseudo_header\"} 7"
         ), "{t}");
-        assert!(t.contains("hadeploy_vrrp_peer_priority{instance=\"VI_1\",peer=\"10.0.0.12\"} 100"));
+        assert!(
+            t.contains("hadeploy_vrrp_peer_priority{instance=\"VI_1\",peer=\"10.0.0.12\"} 100")
+        );
         assert!(t.contains(
             "hadeploy_vrrp_transition_reasons_total{instance=\"VI_1\",reason=\"priority_zero\"} 1"
         ));

@@ -66,7 +66,11 @@ mod tests {
         for k in 1..10 {
             assert_eq!(s.note(a, t0 + Duration::from_secs(k)), None);
         }
-        assert_eq!(s.note(b, t0 + Duration::from_secs(5)), Some(0), "per source");
+        assert_eq!(
+            s.note(b, t0 + Duration::from_secs(5)),
+            Some(0),
+            "per source"
+        );
         assert_eq!(s.note(a, t0 + REPORT_EVERY), Some(9));
         assert_eq!(s.note(a, t0 + REPORT_EVERY + Duration::from_secs(1)), None);
     }
@@ -81,6 +85,9 @@ mod tests {
         assert_eq!(reported, MAX_SOURCES);
         assert!(s.seen.len() <= MAX_SOURCES);
         // Later, old entries make room again.
-        assert!(s.note(Ipv4Addr::new(1, 2, 3, 4), t0 + REPORT_EVERY).is_some());
+        assert!(
+            s.note(Ipv4Addr::new(1, 2, 3, 4), t0 + REPORT_EVERY)
+                .is_some()
+        );
     }
 }

@@ -723,7 +723,10 @@ fn forged_adverts_cause_no_transition_and_no_lost_ping() {
     let vip: std::net::Ipv4Addr = VIP.parse().expect("vip");
     let (_, warm) = lab::ping(&lab, 3, vip, Duration::from_millis(50), 10);
     assert!(warm >= 8, "VIP not answering before the run: {warm}/10");
-    let before = (status(&a).transitions.clone(), status(&b).transitions.clone());
+    let before = (
+        status(&a).transitions.clone(),
+        status(&b).transitions.clone(),
+    );
 
     let forger = lab.addr(2);
     let group = "224.0.0.18".parse().expect("group");
@@ -797,7 +800,11 @@ fn protocol_thread_is_realtime_and_hooks_are_not() {
         "    notify:\n      generic: [/bin/sh, -c, 'cut -d\" \" -f41 /proc/$$/stat >> {}', sh]\n",
         log.display()
     );
-    let a = Node::start(&lab, 0, config(&v3("a", 150, &format!("    peers: []\n{hook}"))));
+    let a = Node::start(
+        &lab,
+        0,
+        config(&v3("a", 150, &format!("    peers: []\n{hook}"))),
+    );
     wait_for(Duration::from_secs(5), "a master", || {
         a.state("VI_1") == StateName::Master
     });
@@ -809,7 +816,10 @@ fn protocol_thread_is_realtime_and_hooks_are_not() {
     // Every vrrp-protocol thread of this process (other tests run their
     // own daemons in parallel) is SCHED_RR, policy 2.
     let mut rr = 0;
-    for t in std::fs::read_dir("/proc/self/task").expect("tasks").flatten() {
+    for t in std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .flatten()
+    {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
         if comm.trim() == "vrrp-protocol" {
             let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
@@ -822,7 +832,11 @@ fn protocol_thread_is_realtime_and_hooks_are_not() {
     }
     assert!(rr >= 1, "no vrrp-protocol thread found");
     wait_for(Duration::from_secs(3), "hooks ran", || {
-        std::fs::read_to_string(&log).unwrap_or_default().lines().count() >= 2
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 2
     });
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);

@@ -245,7 +245,10 @@ fn an_accepted_stranger_wins_but_the_pair_does_not_flap() {
 fn a_preempting_peer_causes_one_handover_not_a_chain() {
     let t0 = Instant::now();
     let all = [A, B, C];
-    let mut s = Segment::start(vec![v3(A, 150, cluster(A, &all)), v3(B, 100, cluster(B, &all))], t0);
+    let mut s = Segment::start(
+        vec![v3(A, 150, cluster(A, &all)), v3(B, 100, cluster(B, &all))],
+        t0,
+    );
     let t = t0 + Duration::from_secs(2);
     s.run_until(t);
     let c = s.add(v3(C, 200, cluster(C, &all)), t);

@@ -587,13 +587,9 @@ fn backup_honours_priority_zero_only_from_the_master_it_follows() {
             from(HIGHER_IP, 0)
         )
     );
-    assert!(log.iter().any(|(_, a)| *a
-        == notify_by(
-            State::Master,
-            100,
-            Reason::PriorityZero,
-            from(HIGHER_IP, 0)
-        )));
+    assert!(log.iter().any(
+        |(_, a)| *a == notify_by(State::Master, 100, Reason::PriorityZero, from(HIGHER_IP, 0))
+    ));
 }
 
 #[test]
@@ -644,7 +640,12 @@ fn claims_name_their_real_reason_and_sender() {
     let log = run(&mut i, vec![], t0 + secs(4));
     assert_eq!(
         log[0].1,
-        tr(State::Backup, State::Master, Reason::MasterDown, t0 + MDI_100)
+        tr(
+            State::Backup,
+            State::Master,
+            Reason::MasterDown,
+            t0 + MDI_100
+        )
     );
 }
 

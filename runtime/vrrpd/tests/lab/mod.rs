@@ -346,7 +346,8 @@ pub fn ping_in(
         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
         use socket2::{Domain, Protocol, SockAddr, Socket, Type};
         let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).expect("icmp socket");
-        s.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_millis(2)))
+            .expect("timeout");
         let to = SockAddr::from(std::net::SocketAddrV4::new(dst, 0));
         let id: u16 = (std::process::id() & 0xffff) as u16;
         let mut answered = std::collections::BTreeSet::new();
