@@ -88,13 +88,24 @@ pub(crate) fn create_bridge(bridge: &str, address: Ipv4Addr) -> Result<()> {
     Ok(())
 }
 
-/// Delete a link if it exists.
+/// Delete a link if it exists. A container's veth disappears with its namespace,
+/// which the kernel may finish between our check and our delete ("Cannot find
+/// device", seen in `lab down` right after the containers stopped): gone is done.
 pub(crate) fn delete_link(name: &str) -> Result<()> {
-    if link_exists(name) {
-        run(
+    delete_link_if(name, link_exists)
+}
+
+fn delete_link_if(name: &str, exists: impl Fn(&str) -> bool) -> Result<()> {
+    if exists(name) {
+        let deleted = run(
             &format!("delete link {name}"),
             cmd("ip", ["link", "del", "dev", name]),
-        )?;
+        );
+        if let Err(e) = deleted
+            && exists(name)
+        {
+            return Err(e);
+        }
     }
     Ok(())
 }
@@ -186,4 +197,24 @@ pub(crate) fn delete_netns(ns: &str) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_gone_before_its_delete_is_deleted() {
+        // There at the check, gone when `ip link del` runs (it then fails).
+        let calls = std::cell::Cell::new(0);
+        let exists = |_: &str| {
+            calls.set(calls.get() + 1);
+            calls.get() == 1
+        };
+        delete_link_if("hdt-gone0", exists).expect("gone is deleted");
+        assert_eq!(calls.get(), 2);
+        // Still there after a failed delete: an error.
+        let err = delete_link_if("hdt-gone0", |_| true).expect_err("still there");
+        assert!(err.to_string().contains("delete link hdt-gone0"), "{err}");
+    }
 }
