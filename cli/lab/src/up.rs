@@ -174,7 +174,7 @@ fn create(spec: &LabSpec, rootfs: PathBuf, progress: &Progress) -> Result<Lab> {
         n.boot(&lab.bridge)?;
     }
     for (i, n) in lab.nodes.iter().enumerate() {
-        step.detail(&format!("{i}/{} booted", lab.nodes.len()));
+        step.detail(&format!("{i}/{} ready", lab.nodes.len()));
         wait_ready(&lab.ssh_config, n, deadline)?;
     }
     step.done();
