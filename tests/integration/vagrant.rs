@@ -16,7 +16,7 @@ fn vagrantfile_validates() {
         .current_dir(dir.path())
         .env("VAGRANT_CHECKPOINT_DISABLE", "1")
         .output()
-        .expect("vagrant is installed by .ci/setup (apt-get install vagrant vagrant-libvirt)");
+        .expect("vagrant is installed by .ci/setup-test (apt-get install vagrant vagrant-libvirt)");
     assert!(
         o.status.success(),
         "vagrant validate failed:\n{}\n{}",

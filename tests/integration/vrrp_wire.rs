@@ -68,7 +68,7 @@ fn dissect(pcap: &str, v3_as_v2: bool) -> std::collections::BTreeMap<u32, (usize
     if v3_as_v2 {
         cmd.args(["-o", "vrrp.v3_checksum_as_in_v2:TRUE"]);
     }
-    let o = cmd.output().expect("tshark is installed by .ci/setup");
+    let o = cmd.output().expect("tshark is installed by .ci/setup-test");
     assert!(o.status.success(), "tshark: {}", stderr(&o));
     let mut m = std::collections::BTreeMap::new();
     for line in String::from_utf8_lossy(&o.stdout).lines() {
