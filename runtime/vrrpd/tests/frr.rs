@@ -38,7 +38,8 @@ struct Frr {
 impl Frr {
     /// FRR's vrrpd in router `i`: VRID 51, v3, 100 ms, priority `prio`.
     fn start(lab: &Lab, i: usize, prio: u8) -> Frr {
-        let dir = std::env::temp_dir().join(format!("vrrpd-frr-{}-{i}", std::process::id()));
+        // Named after the router's namespace: unique per test and run.
+        let dir = std::env::temp_dir().join(format!("frr-{}", lab.routers[i]));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("frr dir");
         // FRR drops to its own user (root is not in its vty group): the
