@@ -126,7 +126,9 @@ impl Daemon {
                 std::fs::write(&conf, keepalived_conf(&node, p, priority))
                     .context("write config")?;
                 cmd.arg(&bin.keepalived)
-                    .args(["-n", "-l", "-D", "-f"])
+                    // VRRP only (-P): no checker child and its default pid file,
+                    // which a system keepalived may hold.
+                    .args(["-P", "-n", "-l", "-D", "-f"])
                     .arg(&conf)
                     .arg("-p")
                     .arg(stem.with_extension("pid"))

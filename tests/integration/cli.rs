@@ -102,7 +102,10 @@ fn render_never_prints_the_hash_of_a_secret_file() {
         hex::encode(sha2::Sha256::digest(&secret))
     };
     let listing = stdout(&o);
-    assert!(listing.contains("/etc/hadeploy/vrrp.yaml (secret)"), "{listing}");
+    assert!(
+        listing.contains("/etc/hadeploy/vrrp.yaml (secret)"),
+        "{listing}"
+    );
     assert!(!listing.contains(&hash[..12]), "{listing}");
     let o = run("hadeploy", &["--json", "render", "inventory/seed.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -61,6 +61,9 @@ impl Keepalived {
                 "exec",
                 &lab.routers[i],
                 KEEPALIVED,
+                // VRRP only (-P): no checker child, so no default checker
+                // pid file that a system keepalived could hold.
+                "-P",
                 "-n",
                 "-l",
                 "-D",
