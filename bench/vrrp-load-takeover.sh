@@ -33,6 +33,12 @@ cargo build --release --locked -q --target x86_64-unknown-linux-musl -p hadeploy
 hd="$target/release/hadeploy"
 
 state_dir=/var/lib/hadeploy/lab/$LAB
+if [ -e "$state_dir/lab.json" ]; then
+    # Its VRRP daemons would be restarted and the lab taken down at the end:
+    # not this script's call for a lab someone else brought up.
+    echo "lab $LAB is up; take it down first or choose another: LAB=name $0" >&2
+    exit 2
+fi
 sshn() { ssh -F "$state_dir/ssh_config" "$@"; }
 work=$(mktemp -d /tmp/vrrp-load-takeover.XXXXXX)
 cleanup() {

@@ -29,13 +29,26 @@ pub struct Report {
     pub usage_window_secs: u64,
 }
 
-/// RFC timers for the backup's priority, in ms.
+/// RFC timers for the backup's priority, in ms: the VRRP crate's own
+/// functions (v2's Skew_Time does not scale with the advert interval).
+fn version(p: Proto) -> hadeploy_vrrp::Version {
+    if p.version == 2 {
+        hadeploy_vrrp::Version::V2
+    } else {
+        hadeploy_vrrp::Version::V3
+    }
+}
+
+fn advert(p: Proto) -> std::time::Duration {
+    std::time::Duration::from_millis(p.advert_ms)
+}
+
 fn skew(p: Proto) -> f64 {
-    f64::from(256 - u32::from(BACKUP_PRIO)) / 256.0 * p.advert_ms as f64
+    hadeploy_vrrp::skew_time(version(p), BACKUP_PRIO, advert(p)).as_secs_f64() * 1000.0
 }
 
 fn master_down(p: Proto) -> f64 {
-    3.0 * p.advert_ms as f64 + skew(p)
+    hadeploy_vrrp::master_down_interval(version(p), BACKUP_PRIO, advert(p)).as_secs_f64() * 1000.0
 }
 
 /// The bound a stop is judged against: Master_Down_Interval after the last

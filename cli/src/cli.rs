@@ -131,7 +131,8 @@ pub struct ApplyArgs {
     pub runtime: Option<PathBuf>,
     /// Return once the nodes are changed and healthy. By default apply then
     /// waits (bounded by the VRRP timers: Master_Down_Interval, plus
-    /// preempt_delay, plus 3 s) until each VIP is held by exactly the node
+    /// preempt_delay, plus 3 s for the election, then up to 3 s more for the
+    /// sites to answer) until each VIP is held by exactly the node
     /// VRRP elects and each site answers an HTTP request through it (any
     /// status counts, and is reported), and fails otherwise
     #[arg(long)]

@@ -52,6 +52,19 @@ fn check_json_lists_diagnostics() {
     assert!(out.contains("\"line\": 1"), "{out}");
 }
 
+/// An unreadable inventory is named once with its OS error once (issue 10:
+/// `cannot read: ... (os error 2): ... (os error 2)`).
+#[test]
+fn unreadable_inventory_names_path_and_error_once() {
+    for sub in ["check", "apply", "render"] {
+        let o = run("hadeploy", &[sub, "/nonexistent/inventory.yaml"]);
+        assert_eq!(o.status.code(), Some(1), "{sub}");
+        let err = stderr(&o);
+        assert_eq!(err.matches("/nonexistent/inventory.yaml").count(), 1, "{sub}: {err}");
+        assert_eq!(err.matches("No such file or directory").count(), 1, "{sub}: {err}");
+    }
+}
+
 #[test]
 fn usage_error_exits_2() {
     let o = run("hadeploy", &["check"]);

@@ -14,15 +14,20 @@ use crate::error::{DeployError, Step};
 use crate::plan::{Change, MANIFEST, NodePlan};
 use crate::ssh::Remote;
 
-/// $1 dest, $2 mode (octal), $3 validate (1/0), $4 restorecon (1/0),
-/// $5 size in bytes, $6 sha256; data on stdin. The received data is checked
+/// $1 dest, $2 mode (octal), $3 validate (1/0), $4 restorecon (1/0); on
+/// stdin a first line `SIZE SHA256`, then the data. Size and hash travel on
+/// stdin, never as arguments: a command line is readable by every user of
+/// the node (/proc/*/cmdline) and logged by sudo, and the hash of a secret
+/// file (a short auth_pass) can be brute-forced. The received data is checked
 /// against size and hash before the rename: a connection cut (or a Ctrl-C
 /// that closes our end of stdin) gives the remote side an early EOF, and a
 /// truncated file must never be installed. dd's own error (ENOSPC, EIO) is
 /// passed on, naming the cause.
 const WRITE_FILE: &str = r#"
 set -eu
-dest=$1; mode=$2; validate=$3; selinux=$4; size=$5; sha=$6
+dest=$1; mode=$2; validate=$3; selinux=$4
+# `read` takes the header line byte by byte from the pipe; dd gets the rest.
+IFS=' ' read -r size sha
 dir=${dest%/*}
 mkdir -p "$dir"
 tmp=$(mktemp "$dir/.hadeploy.XXXXXX")
@@ -75,8 +80,8 @@ pub async fn write_file(
     data: &[u8],
 ) -> Result<(), DeployError> {
     let mode = format!("{mode:o}");
-    let size = data.len().to_string();
-    let sha = hex::encode(Sha256::digest(data));
+    let mut input = format!("{} {}\n", data.len(), hex::encode(Sha256::digest(data))).into_bytes();
+    input.extend_from_slice(data);
     let out = remote
         .sh(
             Step::Upload,
@@ -86,10 +91,8 @@ pub async fn write_file(
                 &mode,
                 if validate { "1" } else { "0" },
                 if selinux { "1" } else { "0" },
-                &size,
-                &sha,
             ],
-            Some(data),
+            Some(&input),
         )
         .await
         .map_err(|e| {

@@ -29,9 +29,9 @@ pub(crate) fn hint(bad: &str, candidates: &[&str]) -> String {
 /// Reads, parses and validates an inventory. On success returns the model
 /// and any warnings; on failure every diagnostic found (errors first).
 pub fn load(path: &Path) -> Result<(model::Inventory, Vec<Diagnostic>), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     parse(&text, path)
 }

@@ -609,18 +609,33 @@ fn log_dirs(cfg: &ProxyConfig) -> Vec<String> {
 
 /// Writes trees under `out/<host>/...`; secret files get mode 0600.
 pub fn write_trees(trees: &[NodeTree], out: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     for t in trees {
         for f in &t.files {
             let dest = out.join(&t.host).join(f.path.trim_start_matches('/'));
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            // Write then chmod a fresh temp file so a secret is never briefly
-            // world-readable, and a rerun never leaves a half-written file.
+            // A fresh temp file created with its final mode (a secret is
+            // never readable by others, not even while it is written), then
+            // renamed: a rerun never leaves a half-written file. A temp file
+            // a killed run left may have any mode: it is removed, not reused.
             let tmp = dest.with_extension("hadeploy-tmp");
-            std::fs::write(&tmp, &f.content)?;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(f.mode))?;
+            match std::fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(f.mode & 0o600)
+                .open(&tmp)?;
+            file.write_all(f.content.as_bytes())?;
+            file.sync_all()?;
+            // The umask may have narrowed the mode at creation.
+            file.set_permissions(std::fs::Permissions::from_mode(f.mode))?;
+            drop(file);
             std::fs::rename(&tmp, &dest)?;
         }
     }

@@ -53,6 +53,11 @@ impl Progress {
     pub(crate) fn step(&self, what: impl Into<String>) -> Step {
         let what = what.into();
         tracing::info!(step = %what, "start");
+        if self.mode == ProgressMode::Lines {
+            // Without a spinner a long step (debootstrap: minutes) would
+            // show nothing until it ends.
+            eprintln!("{what} ...");
+        }
         let bar = (self.mode == ProgressMode::Spinner).then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template("{spinner} {prefix}{msg} [{elapsed}]")

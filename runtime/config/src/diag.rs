@@ -76,11 +76,13 @@ impl fmt::Display for Diagnostic {
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
+    /// The OS error is in the message and deliberately not a source (a
+    /// field named `source` would be one): printed with `{:#}` it would
+    /// appear twice.
+    #[error("{path}: cannot read: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// One or more diagnostics of severity error (warnings may be mixed in).
     #[error("{}", render_all(.0))]

@@ -108,9 +108,9 @@ fn finish<T>(
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
         path: PathBuf::from(path),
-        source,
+        error,
     })
 }
 
