@@ -243,12 +243,17 @@ impl Env {
 
     /// sha256 (None: absent) of every file `render` gives `host`, plus the runtime.
     fn rendered(&self, host: &str) -> BTreeMap<String, Option<String>> {
+        // `--json` never prints a secret file's hash: those are hashed from
+        // the tree `--out` writes.
+        let tree = tempfile::tempdir().expect("tmp");
         let (mut c, out, err) = self.command(&[
             "--json",
             "render",
             self.inv.to_str().expect("utf8"),
             "--host",
             host,
+            "--out",
+            tree.path().to_str().expect("utf8"),
         ]);
         let st = c.status().expect("render");
         let text = std::fs::read_to_string(&out).expect("render output");
@@ -260,10 +265,15 @@ impl Env {
         let v: Value = serde_json::from_str(&text).expect("render JSON");
         let mut m = BTreeMap::new();
         for f in v[0]["files"].as_array().expect("files") {
-            m.insert(
-                f["path"].as_str().expect("path").to_string(),
-                Some(f["sha256"].as_str().expect("sha256").to_string()),
-            );
+            let path = f["path"].as_str().expect("path");
+            let hash = match f["sha256"].as_str() {
+                Some(h) => h.to_string(),
+                None => {
+                    assert_eq!(f["secret"], true, "{path}: no hash but not secret");
+                    sha256_file(&tree.path().join(host).join(path.trim_start_matches('/')))
+                }
+            };
+            m.insert(path.to_string(), Some(hash));
         }
         assert!(!m.is_empty(), "nothing rendered for {host}");
         m.insert(RUNTIME_BIN.to_string(), Some(sha256_file(&self.runtime)));

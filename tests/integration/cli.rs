@@ -60,8 +60,16 @@ fn unreadable_inventory_names_path_and_error_once() {
         let o = run("hadeploy", &[sub, "/nonexistent/inventory.yaml"]);
         assert_eq!(o.status.code(), Some(1), "{sub}");
         let err = stderr(&o);
-        assert_eq!(err.matches("/nonexistent/inventory.yaml").count(), 1, "{sub}: {err}");
-        assert_eq!(err.matches("No such file or directory").count(), 1, "{sub}: {err}");
+        assert_eq!(
+            err.matches("/nonexistent/inventory.yaml").count(),
+            1,
+            "{sub}: {err}"
+        );
+        assert_eq!(
+            err.matches("No such file or directory").count(),
+            1,
+            "{sub}: {err}"
+        );
     }
 }
 

@@ -593,8 +593,7 @@ async fn poll(vip: &VipGroup, members: &[MemberSpec], sessions: &Sessions<'_>) -
                 ..MemberSnap::default()
             };
         };
-        match tokio::time::timeout(POLL_TIMEOUT, r.sh(Step::Status, POLL_SCRIPT, &[], None)).await
-        {
+        match tokio::time::timeout(POLL_TIMEOUT, r.sh(Step::Status, POLL_SCRIPT, &[], None)).await {
             Ok(Ok(out)) => parse_poll(&m.host, vip, &out.stdout),
             Ok(Err(e)) => MemberSnap {
                 host: m.host.clone(),
