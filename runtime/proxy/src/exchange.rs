@@ -191,8 +191,8 @@ pub(crate) async fn serve_static(
 /// The site's `error_page` for a generated error, served with the original
 /// status; nginx's built-in page otherwise.
 pub(crate) async fn error_page(site: &Site, status: StatusCode) -> Response<ProxyBody> {
-    if let (Some(uri), Some(root)) = (site.error_pages.get(&status.as_u16()), site.root.as_ref())
-        && let Ok(norm) = uri::normalize_path(uri)
+    if let (Some(page), Some(root)) = (site.error_pages.get(&status.as_u16()), site.root.as_ref())
+        && let Ok(norm) = uri::normalize_path(page)
         && let Some((data, mime)) =
             static_files::read_small(&root.join(Path::new(norm.trim_start_matches('/')))).await
     {
