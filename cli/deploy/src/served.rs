@@ -206,16 +206,14 @@ pub fn judge(preempt: bool, members: &[MemberSpec], snaps: &[MemberSnap]) -> Ver
         .filter(|s| s.instance.as_ref().is_some_and(|i| i.state == "MASTER"))
         .map(|s| s.host.as_str())
         .collect();
-    if masters.len() > 1 {
-        // Two daemons in MASTER state are a split brain even while only one
-        // of them has the address in the kernel.
-        return waiting(
-            format!("{} are all MASTER (split brain)", masters.join(" and ")),
-            seen(),
-        );
-    }
     match holders.as_slice() {
         [] => waiting(format!("nobody holds it yet, {top_name} expected"), seen()),
+        // Two daemons in MASTER state are a split brain even while only one
+        // of them has the address in the kernel.
+        [_] if masters.len() > 1 => waiting(
+            format!("{} are all MASTER (split brain)", masters.join(" and ")),
+            seen(),
+        ),
         [h] => {
             let master = h.healthy()
                 && h.instance
