@@ -1,10 +1,12 @@
 //! Model + facts -> the exact file tree a node receives.
 //!
-//! Runtime configs are built as typed values first, rendered through their
-//! templates, then loaded back with the runtime's own loader and compared
-//! with the typed value: a template that drops or garbles a field fails here,
-//! not on the node. Output is deterministic (ordered maps, no timestamps),
-//! so `apply` can compare hashes.
+//! Runtime configs are typed values (`hadeploy_config`'s own types),
+//! serialized with serde behind a short header; only files no Rust type owns
+//! (units, sysctl, firewalld, logrotate, tmpfiles, the notify hook) come from
+//! templates. That the serialized files load back to the same value and pass
+//! the runtime's validation is proven by the tests (tests/render.rs), not
+//! re-checked on every render. Output is deterministic (ordered maps, no
+//! timestamps), so `apply` can compare hashes.
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 use hadeploy_config::paths;
 use hadeploy_config::proxy::{ProxyConfig, Site as CfgSite};
 use hadeploy_config::vrrp::{Instance, Notify, TrackScriptRef, Unicast, Vip, VrrpConfig};
-use hadeploy_config::{ConfigError, Diagnostic};
+use hadeploy_config::{ConfigError, Diagnostic, WriteError};
 use minijinja::Environment;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -99,22 +101,22 @@ pub enum RenderError {
         #[source]
         source: minijinja::Error,
     },
-    /// The runtime's loader refused what we rendered: a bug in a template or
-    /// a check missing from inventory validation.
-    #[error("{host}: rendered {file} does not pass the runtime's check:\n{source}")]
+    /// The runtime's validation refused a config built from a valid
+    /// inventory: a rule `resolve` does not apply yet (a bug, reported
+    /// rather than shipped to the node).
+    #[error("{host}: {file} does not pass the runtime's check:\n{source}")]
     Invalid {
         host: String,
         file: String,
         #[source]
         source: ConfigError,
     },
-    #[error(
-        "{host}: rendered {file} does not load back to what was rendered (template bug): {detail}"
-    )]
-    RoundTrip {
+    #[error("{host}: {file}: {source}")]
+    Serialize {
         host: String,
         file: String,
-        detail: String,
+        #[source]
+        source: WriteError,
     },
     #[error("{host}: {message}")]
     Conflict { host: String, message: String },
@@ -126,8 +128,9 @@ pub const DEFAULT_ADMIN_PROXY: &str = "127.0.0.1:9102";
 pub const NOTIFY_HOOK: &str = "/etc/hadeploy/notify.sh";
 pub const TMPFILES: &str = "/etc/tmpfiles.d/hadeploy.conf";
 
-/// Holds the node and its facts, not the inventory: templates get typed
-/// configs and `base_ctx`, so nothing about the inventory file can reach them.
+/// Holds the node and its facts, not the inventory: templates get
+/// `base_ctx`, runtime configs are typed values, so nothing about the
+/// inventory file can reach a node.
 struct Renderer<'a> {
     env: Environment<'static>,
     host: &'a Host,
@@ -164,10 +167,11 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
         None
     } else {
         let cfg = vrrp_config(h, &lb_clusters, inv);
+        r.check(paths::VRRP_CONFIG, cfg.validate())?;
         r.runtime_file(
-            "runtime/vrrp.yaml.j2",
             paths::VRRP_CONFIG,
             &cfg,
+            "keepalived equivalent: each entry of `instances` is a vrrp_instance.",
             true,
             Handler::ReloadVrrp,
         )?;
@@ -198,10 +202,11 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
                 message,
             }
         })?;
+        r.check(paths::PROXY_CONFIG, cfg.validate())?;
         r.runtime_file(
-            "runtime/proxy.yaml.j2",
             paths::PROXY_CONFIG,
             &cfg,
+            "nginx equivalent: `upstreams` are upstream {} blocks, `sites` server {} blocks.",
             false,
             Handler::ReloadProxy,
         )?;
@@ -345,59 +350,48 @@ impl Renderer<'_> {
         )
     }
 
-    /// Renders a runtime config and proves the runtime will accept it and
-    /// read back exactly `cfg`.
-    fn runtime_file<T>(
+    /// Refuses a config the runtime's validation finds errors in.
+    fn check(&self, path: &str, diags: Vec<Diagnostic>) -> Result<(), RenderError> {
+        if !diags.iter().any(Diagnostic::is_error) {
+            return Ok(());
+        }
+        let mut diags = diags;
+        for d in &mut diags {
+            d.file = Some(PathBuf::from(path));
+        }
+        Err(RenderError::Invalid {
+            host: self.host.name.clone(),
+            file: path.to_string(),
+            source: ConfigError::Invalid(diags),
+        })
+    }
+
+    /// Writes a runtime config: its serde form behind a header saying who
+    /// wrote it and what it corresponds to in keepalived or nginx. The
+    /// header names the node, never the inventory file (see `base_ctx`).
+    fn runtime_file<T: Serialize>(
         &mut self,
-        template: &str,
         path: &str,
         cfg: &T,
+        equivalent: &str,
         secret: bool,
         handler: Handler,
-    ) -> Result<(), RenderError>
-    where
-        T: LoadBack + Serialize + PartialEq + std::fmt::Debug,
-    {
-        let ctx = minijinja::context! { cfg => cfg, ..self.base_ctx() };
-        let content = self.render_text(template, ctx)?;
-        let file = Path::new(path);
-        match T::load_back(&content, file) {
-            Err(source) => {
-                return Err(RenderError::Invalid {
-                    host: self.host.name.clone(),
-                    file: path.to_string(),
-                    source,
-                });
-            }
-            Ok(back) if back != *cfg => {
-                return Err(RenderError::RoundTrip {
-                    host: self.host.name.clone(),
-                    file: path.to_string(),
-                    detail: format!("rendered {back:?}\nexpected {cfg:?}"),
-                });
-            }
-            Ok(_) => {}
-        }
+    ) -> Result<(), RenderError> {
+        let body = hadeploy_config::to_yaml(cfg).map_err(|source| RenderError::Serialize {
+            host: self.host.name.clone(),
+            file: path.to_string(),
+            source,
+        })?;
+        let content = format!(
+            "# Rendered by hadeploy {} for {}.\n\
+             # Do not edit on the node: the next `hadeploy apply` replaces this file.\n\
+             # {equivalent}\n{body}",
+            env!("CARGO_PKG_VERSION"),
+            self.host.name,
+        );
         let mode = if secret { 0o600 } else { 0o644 };
         self.push(path, mode, secret, content, handler);
         Ok(())
-    }
-}
-
-/// The runtime's own loaders, used to check what was rendered.
-pub trait LoadBack: Sized {
-    fn load_back(text: &str, file: &Path) -> Result<Self, ConfigError>;
-}
-
-impl LoadBack for VrrpConfig {
-    fn load_back(text: &str, file: &Path) -> Result<Self, ConfigError> {
-        hadeploy_config::parse_vrrp(text, file).map(|(c, _)| c)
-    }
-}
-
-impl LoadBack for ProxyConfig {
-    fn load_back(text: &str, file: &Path) -> Result<Self, ConfigError> {
-        hadeploy_config::parse_proxy(text, file).map(|(c, _)| c)
     }
 }
 

@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
+use hadeploy_inventory::render;
 use hadeploy_inventory::{ConfigError, Diagnostic};
+
+mod loadback;
 
 /// A valid inventory, one key per line so replacements keep line numbers.
 const BASE: &str = "\
@@ -68,6 +71,42 @@ fn assert_error(text: &str, line: usize, col: usize, fragment: &str) {
 fn replaced(old: &str, new: &str) -> String {
     assert!(BASE.contains(old), "base has no {old:?}");
     BASE.replacen(old, new, 1)
+}
+
+/// The valid fixtures of this file, and variants that reach the serializer's
+/// less common forms (a fixed Host header, set headers, error pages, a
+/// non-default keepalive_requests, unicast, VRRPv3), render to files that
+/// load back equal.
+#[test]
+fn valid_fixtures_load_back_equal() {
+    let fixtures = [
+        BASE.to_string(),
+        replaced(
+            "              upstream: u\n",
+            "              upstream: u\n              uri: /v1/\n              host: !fixed api.example.com\n              set_headers: {X-Env: prod}\n",
+        ),
+        replaced(
+            "        server_names: [a.example.com]\n",
+            "        server_names: [a.example.com]\n        root: /srv/www\n        error_pages: {404: /404.html}\n        access_log: {path: /var/log/hadeploy/a.log, format: main}\n",
+        ),
+        replaced(
+            "    upstreams:\n",
+            "    limits: {keepalive_requests: 7, max_body_bytes: 0}\n    upstreams:\n",
+        ),
+        replaced(
+            "      advert_interval: 1s\n",
+            "      advert_interval: 1s\n      unicast: true\n",
+        ),
+        replaced("      version: 2\n", "      version: 3\n")
+            .replace("        auth_pass: secret\n", "        preempt_delay: 5s\n"),
+    ];
+    for text in &fixtures {
+        let (inv, _) = hadeploy_inventory::parse(text, Path::new("inv.yaml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        for t in render::render_all(&inv, |h| (&h.assumed).into()).expect("renders") {
+            loadback::assert_loads_back(&t);
+        }
+    }
 }
 
 #[test]

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use hadeploy_inventory::facts::Facts;
 use hadeploy_inventory::render::{self, NodeTree};
 
+mod loadback;
+
 fn inventory(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../inventory")
@@ -42,6 +44,36 @@ fn lab_tree_snapshot() {
 #[test]
 fn seed_tree_snapshot() {
     insta::assert_snapshot!("seed", flatten(&render_assumed("seed.yaml")));
+}
+
+/// Every shipped inventory (all of inventory/, so a new one is covered
+/// without editing this list), under assumed and hardened facts: each
+/// node's serialized configs load back to the typed values and pass the
+/// runtime's validation.
+#[test]
+fn every_inventory_loads_back_equal() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../inventory");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("inventory/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 3, "{names:?}");
+    let hardened = Facts {
+        os: "rocky:9".into(),
+        systemd_version: 252,
+        firewalld: true,
+    };
+    for path in names {
+        let (inv, _) = hadeploy_inventory::load(&path).expect("inventory loads");
+        for t in render::render_all(&inv, |h| (&h.assumed).into()).expect("renders") {
+            loadback::assert_loads_back(&t);
+        }
+        for t in render::render_all(&inv, |_| hardened.clone()).expect("renders") {
+            loadback::assert_loads_back(&t);
+        }
+    }
 }
 
 #[test]

@@ -8,6 +8,9 @@
 //! keys rejected), then `validate` checks what types cannot express (ranges,
 //! cross references). Every diagnostic carries the YAML path of the offending
 //! key, which [`locate::SourceMap`] turns into `file:line:column`.
+//!
+//! Writing is serde too ([`to_yaml`]): the CLI serializes the typed configs
+//! it builds, so no template spells the schema out a second time.
 
 pub mod diag;
 pub mod duration;
@@ -18,7 +21,10 @@ pub mod status;
 pub mod vrrp;
 
 pub use diag::{ConfigError, Diagnostic, Severity};
-pub use load::{did_you_mean, load_proxy, load_vrrp, locate, parse_proxy, parse_vrrp, parse_yaml};
+pub use load::{
+    WriteError, did_you_mean, load_proxy, load_vrrp, locate, parse_proxy, parse_vrrp, parse_yaml,
+    to_yaml,
+};
 
 /// Where the runtime looks for its files on a node; the CLI renders to these.
 pub mod paths {

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::diag::{ConfigError, Diagnostic};
@@ -126,6 +127,20 @@ pub fn parse_proxy(text: &str, file: &Path) -> Result<(ProxyConfig, Vec<Diagnost
     let cfg: ProxyConfig = parse_yaml(text, file).map_err(|d| ConfigError::Invalid(vec![d]))?;
     let diags = cfg.validate();
     finish(cfg, diags, text, file)
+}
+
+/// A typed config could not be written as YAML (a map key that is not a
+/// string or number; no config type has one, so this is a bug).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write config as YAML: {0}")]
+pub struct WriteError(#[from] yaml_serde::Error);
+
+/// The YAML text of a typed config, written by the same crate that reads it
+/// back ([`parse_vrrp`], [`parse_proxy`]), so what the CLI writes is what the
+/// runtime loads: durations as humantime strings, defaults the serde
+/// attributes allow left out.
+pub fn to_yaml<T: Serialize>(value: &T) -> Result<String, WriteError> {
+    Ok(yaml_serde::to_string(value)?)
 }
 
 pub fn load_vrrp(path: &Path) -> Result<(VrrpConfig, Vec<Diagnostic>), ConfigError> {

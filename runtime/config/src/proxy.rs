@@ -303,7 +303,9 @@ pub struct ProxyPass {
     /// unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
-    #[serde(default)]
+    /// Written `host: client` or `host: {fixed: name}` (a YAML tag,
+    /// `!fixed name`, is what serde would write otherwise; both load).
+    #[serde(default, with = "yaml_serde::with::singleton_map")]
     pub host: HostHeader,
     /// Extra request headers (`proxy_set_header`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
