@@ -6,13 +6,20 @@
 //! - VRIDs are 1..=255 and unique per (host, interface);
 //! - a unicast VIP group knows every member's address;
 //! - every location's upstream exists in its cluster.
+//!
+//! Sites and upstreams are `hadeploy_config`'s own types, checked by the
+//! same rule functions `hadeploy-runtime check` uses: render copies them into
+//! the node's proxy config unchanged.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hadeploy_config::proxy::{AccessLog, HostHeader, Limits, MatchKind, Upstream};
+/// A cluster's site is the runtime's own type (re-exported so model users
+/// need not know where it lives).
+pub use hadeploy_config::proxy::Site;
+use hadeploy_config::proxy::{Limits, Upstream};
 use hadeploy_config::vrrp::{Garp, TrackScript, V3Checksum, Version};
 use ipnet::{IpNet, Ipv4Net};
 
@@ -145,36 +152,6 @@ pub struct Hooks {
     pub generic: Option<Vec<String>>,
     /// Install the bundled notify hook and use it for unset states.
     pub builtin: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Site {
-    pub name: String,
-    pub listen: Vec<SocketAddr>,
-    pub server_names: Vec<String>,
-    pub default_server: bool,
-    pub root: Option<PathBuf>,
-    pub index: Vec<String>,
-    pub error_pages: BTreeMap<u16, String>,
-    pub access_log: Option<AccessLog>,
-    pub locations: Vec<Location>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Location {
-    pub path: String,
-    pub match_kind: MatchKind,
-    pub proxy: Option<ProxyPass>,
-    pub root: Option<PathBuf>,
-    pub index: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ProxyPass {
-    pub upstream: String,
-    pub uri: Option<String>,
-    pub host: HostHeader,
-    pub set_headers: BTreeMap<String, String>,
 }
 
 impl Inventory {

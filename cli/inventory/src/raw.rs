@@ -289,9 +289,11 @@ pub struct RawSite {
     pub index: Option<Vec<String>>,
     #[serde(default)]
     pub error_pages: BTreeMap<i64, String>,
-    pub access_log: Option<RawAccessLog>,
+    pub access_log: Option<hadeploy_config::proxy::AccessLog>,
+    /// The runtime's own type: a location key added there is an inventory
+    /// key too.
     #[serde(default)]
-    pub locations: Vec<RawLocation>,
+    pub locations: Vec<hadeploy_config::proxy::Location>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -306,34 +308,4 @@ pub enum ListenList {
 pub enum Listen {
     Port(i64),
     Addr(String),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAccessLog {
-    pub path: String,
-    #[serde(default)]
-    pub format: hadeploy_config::proxy::LogFormat,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLocation {
-    pub path: String,
-    #[serde(default, rename = "match")]
-    pub match_kind: hadeploy_config::proxy::MatchKind,
-    pub proxy: Option<RawProxyPass>,
-    pub root: Option<String>,
-    pub index: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawProxyPass {
-    pub upstream: String,
-    pub uri: Option<String>,
-    #[serde(default)]
-    pub host: hadeploy_config::proxy::HostHeader,
-    #[serde(default)]
-    pub set_headers: BTreeMap<String, String>,
 }

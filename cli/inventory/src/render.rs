@@ -9,12 +9,15 @@
 //! timestamps), so `apply` can compare hashes.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 use hadeploy_config::paths;
-use hadeploy_config::proxy::{ProxyConfig, Site as CfgSite};
-use hadeploy_config::vrrp::{Instance, Notify, TrackScriptRef, Unicast, Vip, VrrpConfig};
+use hadeploy_config::proxy::{self as cfg_proxy, AccessLog, LogFormat, ProxyConfig, Site};
+use hadeploy_config::vrrp::{
+    DEFAULT_MULTICAST_GROUP, DEFAULT_SCRIPT_TIMEOUT, Instance, Notify, TrackScriptRef, Unicast,
+    Vip, VrrpConfig,
+};
 use hadeploy_config::{ConfigError, Diagnostic, WriteError};
 use minijinja::Environment;
 use serde::Serialize;
@@ -122,9 +125,12 @@ pub enum RenderError {
     Conflict { host: String, message: String },
 }
 
-/// Address of the runtime's admin endpoints when the inventory sets none.
-pub const DEFAULT_ADMIN_VRRP: &str = "127.0.0.1:9101";
-pub const DEFAULT_ADMIN_PROXY: &str = "127.0.0.1:9102";
+/// Address of the runtime's admin endpoints when the inventory sets none
+/// (the runtime itself has no default: no `admin`, no endpoint).
+pub const DEFAULT_ADMIN_VRRP: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9101));
+pub const DEFAULT_ADMIN_PROXY: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9102));
 pub const NOTIFY_HOOK: &str = "/etc/hadeploy/notify.sh";
 pub const TMPFILES: &str = "/etc/tmpfiles.d/hadeploy.conf";
 
@@ -395,10 +401,6 @@ impl Renderer<'_> {
     }
 }
 
-fn admin_or(addr: Option<SocketAddr>, default: &str) -> Option<SocketAddr> {
-    addr.or_else(|| default.parse().ok())
-}
-
 fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
     let mut instances = Vec::new();
     let mut track_scripts = Vec::new();
@@ -438,7 +440,7 @@ fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
             };
             let multicast_group = match &v.transport {
                 Transport::Multicast(g) => *g,
-                _ => Ipv4Addr::new(224, 0, 0, 18),
+                _ => DEFAULT_MULTICAST_GROUP,
             };
             let hook = |state: &str, explicit: &Option<Vec<String>>| {
                 explicit.clone().or_else(|| {
@@ -504,11 +506,13 @@ fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
     }
     VrrpConfig {
         node: h.name.clone(),
-        admin: admin_or(
-            clusters.iter().find_map(|c| c.admin_vrrp),
-            DEFAULT_ADMIN_VRRP,
+        admin: Some(
+            clusters
+                .iter()
+                .find_map(|c| c.admin_vrrp)
+                .unwrap_or(DEFAULT_ADMIN_VRRP),
         ),
-        script_timeout: std::time::Duration::from_secs(10),
+        script_timeout: DEFAULT_SCRIPT_TIMEOUT,
         instances,
         track_scripts,
         realtime: clusters
@@ -530,48 +534,21 @@ fn proxy_config(h: &Host, lb: &[&Cluster], backends: &[&Cluster]) -> Result<Prox
                 ));
             }
         }
-        for s in &c.sites {
-            sites.push(CfgSite {
-                name: s.name.clone(),
-                listen: s.listen.clone(),
-                server_names: s.server_names.clone(),
-                default_server: s.default_server,
-                root: s.root.clone(),
-                index: s.index.clone(),
-                error_pages: s.error_pages.clone(),
-                access_log: s.access_log.clone(),
-                locations: s
-                    .locations
-                    .iter()
-                    .map(|l| hadeploy_config::proxy::Location {
-                        path: l.path.clone(),
-                        match_kind: l.match_kind,
-                        proxy: l.proxy.as_ref().map(|p| hadeploy_config::proxy::ProxyPass {
-                            upstream: p.upstream.clone(),
-                            uri: p.uri.clone(),
-                            host: p.host.clone(),
-                            set_headers: p.set_headers.clone(),
-                        }),
-                        root: l.root.clone(),
-                        index: l.index.clone(),
-                    })
-                    .collect(),
-            });
-        }
+        sites.extend(c.sites.iter().cloned());
     }
     for c in backends {
         if let Some(b) = &c.backends {
-            sites.push(CfgSite {
+            sites.push(Site {
                 name: format!("{}-backend", c.name),
                 listen: vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, b.port))],
                 server_names: Vec::new(),
                 default_server: true,
                 root: Some(b.root.clone()),
-                index: vec!["index.html".to_string()],
+                index: cfg_proxy::default_index(),
                 error_pages: Default::default(),
-                access_log: Some(hadeploy_config::proxy::AccessLog {
+                access_log: Some(AccessLog {
                     path: PathBuf::from("/var/log/hadeploy/backend.access.log"),
-                    format: hadeploy_config::proxy::LogFormat::Combined,
+                    format: LogFormat::Combined,
                 }),
                 locations: Vec::new(),
             });
@@ -579,7 +556,11 @@ fn proxy_config(h: &Host, lb: &[&Cluster], backends: &[&Cluster]) -> Result<Prox
     }
     Ok(ProxyConfig {
         node: h.name.clone(),
-        admin: admin_or(first.and_then(|c| c.admin_proxy), DEFAULT_ADMIN_PROXY),
+        admin: Some(
+            first
+                .and_then(|c| c.admin_proxy)
+                .unwrap_or(DEFAULT_ADMIN_PROXY),
+        ),
         workers: first.map_or(0, |c| c.workers),
         limits: first.map(|c| c.limits.clone()).unwrap_or_default(),
         trusted_proxies: first.map(|c| c.trusted_proxies.clone()).unwrap_or_default(),

@@ -8,8 +8,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use hadeploy_config::Diagnostic;
-use hadeploy_config::proxy::{Upstream, UpstreamServer};
-use hadeploy_config::vrrp::{TrackScript, V3Checksum, Version, advert_interval_problem};
+use hadeploy_config::proxy::{self as cfg_proxy, Site, Upstream, UpstreamServer};
+use hadeploy_config::vrrp::{
+    self as cfg_vrrp, DEFAULT_MULTICAST_GROUP, TrackScript, V3Checksum, Version,
+    advert_interval_problem,
+};
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::model::*;
@@ -334,9 +337,16 @@ fn resolve_cluster(
             rs,
             &format!("{p}.sites[{i}]"),
             &vip_addrs,
-            &upstreams,
             ctx,
         ));
+    }
+    cfg_proxy::check_sites(&format!("{p}.sites"), &sites, &upstreams, &mut ctx.diags);
+    if let Some((key, why)) = rc
+        .vrrp_realtime
+        .as_ref()
+        .and_then(cfg_vrrp::realtime_problem)
+    {
+        ctx.err(format!("{p}.vrrp_realtime.{key}"), why);
     }
     let admin_vrrp = rc
         .admin
@@ -416,12 +426,12 @@ fn collect_track_scripts(rc: &RawCluster, p: &str, ctx: &mut Ctx<'_>) -> Vec<Tra
                 interval: ctx.duration(
                     &format!("{sp}.interval"),
                     s.interval.as_ref(),
-                    Duration::from_secs(1),
+                    cfg_vrrp::DEFAULT_TRACK_INTERVAL,
                 ),
                 timeout: ctx.duration(
                     &format!("{sp}.timeout"),
                     s.timeout.as_ref(),
-                    Duration::from_secs(2),
+                    cfg_vrrp::DEFAULT_TRACK_TIMEOUT,
                 ),
                 weight,
                 rise: rise.unwrap_or(1),
@@ -444,13 +454,8 @@ fn collect_track_scripts(rc: &RawCluster, p: &str, ctx: &mut Ctx<'_>) -> Vec<Tra
 }
 
 fn check_command(ctx: &mut Ctx<'_>, path: &str, argv: &[String]) {
-    match argv.first() {
-        None => ctx.err(path, "command is empty"),
-        Some(p) if !p.starts_with('/') => ctx.err(
-            path,
-            format!("`{p}` must be an absolute path: hooks run without a shell or PATH"),
-        ),
-        _ => {}
+    if let Some(why) = cfg_vrrp::command_problem(argv) {
+        ctx.err(path, why);
     }
 }
 
@@ -548,17 +553,8 @@ fn resolve_vip(
                     None
                 }
                 Ok(secret) => {
-                    let n = secret.expose().len();
-                    if version == Version::V3 {
-                        ctx.err(
-                            &ap,
-                            "VRRPv3 has no authentication: remove auth_pass or use version 2",
-                        );
-                    } else if n == 0 || n > 8 {
-                        ctx.err(
-                            &ap,
-                            format!("PASS password must be 1 to 8 bytes, this one is {n} (keepalived would silently truncate it; hadeploy refuses)"),
-                        );
+                    if let Some(why) = cfg_vrrp::auth_pass_problem(version, secret.expose()) {
+                        ctx.err(&ap, why);
                     }
                     Some(secret)
                 }
@@ -710,25 +706,26 @@ fn resolve_vip(
         }
     } else {
         let g = rv.multicast_group.as_ref().or(d.multicast_group.as_ref());
-        let group = match g.map(|t| Ipv4Addr::from_str(t)) {
-            None => Ipv4Addr::new(224, 0, 0, 18),
-            Some(Ok(a)) if a.is_multicast() => a,
-            Some(_) => {
-                let mp = origin(
-                    p,
-                    dp,
-                    "multicast_group",
-                    rv.multicast_group.is_some(),
-                    d.multicast_group.is_some(),
-                );
-                ctx.err(
-                    mp,
-                    format!(
-                        "`{}` is not a multicast address",
-                        g.map(String::as_str).unwrap_or("")
-                    ),
-                );
-                Ipv4Addr::new(224, 0, 0, 18)
+        let mp = || {
+            origin(
+                p,
+                dp,
+                "multicast_group",
+                rv.multicast_group.is_some(),
+                d.multicast_group.is_some(),
+            )
+        };
+        let group = match g.map(|t| (t, Ipv4Addr::from_str(t))) {
+            None => DEFAULT_MULTICAST_GROUP,
+            Some((_, Ok(a))) => {
+                if let Some(why) = cfg_vrrp::multicast_group_problem(a) {
+                    ctx.err(mp(), why);
+                }
+                a
+            }
+            Some((t, Err(_))) => {
+                ctx.err(mp(), format!("`{t}` is not an IPv4 address"));
+                DEFAULT_MULTICAST_GROUP
             }
         };
         Transport::Multicast(group)
@@ -892,46 +889,36 @@ fn resolve_peers(
 
 fn resolve_upstream(ru: &RawUpstream, p: &str, ctx: &mut Ctx<'_>) -> Upstream {
     let mut servers = Vec::new();
-    if ru.servers.is_empty() {
-        ctx.err(
-            format!("{p}.servers"),
-            "an upstream needs at least one server",
-        );
-    }
     for (i, s) in ru.servers.iter().enumerate() {
         let sp = format!("{p}.servers[{i}]");
         let address = match SocketAddr::from_str(&s.address) {
-            Ok(a) if a.port() == 0 => {
-                ctx.err(format!("{sp}.address"), "port must be 1..65535");
-                continue;
-            }
             Ok(a) => a,
             Err(_) => {
                 ctx.err(format!("{sp}.address"), format!("`{}` is not ip:port with a port 1..65535 (host names are not resolved on nodes)", s.address));
                 continue;
             }
         };
-        let weight = s.weight.map_or(Some(1), |w| {
+        let weight = s.weight.map_or(Some(cfg_proxy::DEFAULT_WEIGHT), |w| {
             ctx.ranged(&format!("{sp}.weight"), w, 1, 1000, "weight")
         });
-        let max_fails = s.max_fails.map_or(Some(1), |w| {
+        let max_fails = s.max_fails.map_or(Some(cfg_proxy::DEFAULT_MAX_FAILS), |w| {
             ctx.ranged(&format!("{sp}.max_fails"), w, 0, 1000, "max_fails")
         });
         servers.push(UpstreamServer {
             address,
-            weight: weight.unwrap_or(1),
-            max_fails: max_fails.unwrap_or(1),
+            weight: weight.unwrap_or(cfg_proxy::DEFAULT_WEIGHT),
+            max_fails: max_fails.unwrap_or(cfg_proxy::DEFAULT_MAX_FAILS),
             fail_timeout: ctx.duration(
                 &format!("{sp}.fail_timeout"),
                 s.fail_timeout.as_ref(),
-                Duration::from_secs(10),
+                cfg_proxy::DEFAULT_FAIL_TIMEOUT,
             ),
             backup: s.backup,
             down: s.down,
         });
     }
-    let sixty = Duration::from_secs(60);
-    Upstream {
+    let sixty = cfg_proxy::DEFAULT_TIMEOUT;
+    let up = Upstream {
         servers,
         health_check: ru.health_check.clone(),
         keepalive: ru.keepalive.clone().unwrap_or_default(),
@@ -962,16 +949,12 @@ fn resolve_upstream(ru: &RawUpstream, p: &str, ctx: &mut Ctx<'_>) -> Upstream {
                 )
             })
             .unwrap_or(0),
-    }
+    };
+    cfg_proxy::check_upstream(p, &up, &mut ctx.diags);
+    up
 }
 
-fn resolve_site(
-    rs: &RawSite,
-    p: &str,
-    vips: &[Ipv4Addr],
-    upstreams: &BTreeMap<String, Upstream>,
-    ctx: &mut Ctx<'_>,
-) -> Site {
+fn resolve_site(rs: &RawSite, p: &str, vips: &[Ipv4Addr], ctx: &mut Ctx<'_>) -> Site {
     let list: Vec<Listen> = match &rs.listen {
         ListenList::One(l) => vec![l.clone()],
         ListenList::Many(v) => v.clone(),
@@ -1012,15 +995,16 @@ fn resolve_site(
     }
     let mut error_pages = BTreeMap::new();
     for (code, uri) in &rs.error_pages {
-        let ep = format!("{p}.error_pages.{code}");
-        if let Some(c) = ctx.ranged::<u16>(&ep, *code, 300, 599, "error page status") {
-            if !uri.starts_with('/') {
-                ctx.err(
-                    &ep,
-                    format!("error page `{uri}` must be a URI starting with /"),
-                );
+        match u16::try_from(*code) {
+            Ok(c) => {
+                error_pages.insert(c, uri.clone());
             }
-            error_pages.insert(c, uri.clone());
+            // The rule itself is the config's (`check_sites`); it only
+            // needs the number first when it does not fit a status.
+            Err(_) => ctx.err(
+                format!("{p}.error_pages.{code}"),
+                cfg_proxy::error_status_problem(*code).unwrap_or_default(),
+            ),
         }
     }
     if let Some(root) = &rs.root
@@ -1028,58 +1012,18 @@ fn resolve_site(
     {
         ctx.err(format!("{p}.root"), "root must be an absolute path");
     }
-    let mut locations = Vec::new();
     for (i, rl) in rs.locations.iter().enumerate() {
         let lp = format!("{p}.locations[{i}]");
-        if !rl.path.starts_with('/') {
-            ctx.err(
-                format!("{lp}.path"),
-                format!("location `{}` must start with /", rl.path),
-            );
-        }
-        if let Some(pp) = &rl.proxy
-            && !upstreams.contains_key(&pp.upstream)
-        {
-            let names: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-            let hint = crate::hint(&pp.upstream, &names);
-            ctx.err(
-                format!("{lp}.proxy.upstream"),
-                format!("no upstream named `{}` in this cluster{hint}", pp.upstream),
-            );
-        }
+        // Stricter than the runtime, which lets a proxy win over a root and
+        // resolves a relative root against its working directory.
         if rl.proxy.is_some() && rl.root.is_some() {
             ctx.err(&lp, "a location either proxies or serves a root, not both");
         }
-        if rl.proxy.is_none() && rl.root.is_none() && rs.root.is_none() {
-            ctx.err(
-                &lp,
-                "location neither proxies nor has a root (set proxy, or root here or on the site)",
-            );
-        }
         if let Some(root) = &rl.root
-            && !root.starts_with('/')
+            && !root.is_absolute()
         {
             ctx.err(format!("{lp}.root"), "root must be an absolute path");
         }
-        if let Some(pp) = &rl.proxy {
-            for (k, v) in &pp.set_headers {
-                if let Some(why) = hadeploy_config::proxy::set_header_problem(k, v) {
-                    ctx.err(format!("{lp}.proxy.set_headers.{k}"), why);
-                }
-            }
-        }
-        locations.push(Location {
-            path: rl.path.clone(),
-            match_kind: rl.match_kind,
-            proxy: rl.proxy.as_ref().map(|pp| ProxyPass {
-                upstream: pp.upstream.clone(),
-                uri: pp.uri.clone(),
-                host: pp.host.clone(),
-                set_headers: pp.set_headers.clone(),
-            }),
-            root: rl.root.as_ref().map(PathBuf::from),
-            index: rl.index.clone(),
-        });
     }
     let name = rs
         .name
@@ -1098,24 +1042,15 @@ fn resolve_site(
         server_names: rs.server_names.clone(),
         default_server: rs.default_server,
         root: rs.root.as_ref().map(PathBuf::from),
-        index: rs
-            .index
-            .clone()
-            .unwrap_or_else(|| vec!["index.html".to_string()]),
+        index: rs.index.clone().unwrap_or_else(cfg_proxy::default_index),
         error_pages,
-        access_log: rs
-            .access_log
-            .as_ref()
-            .map(|a| hadeploy_config::proxy::AccessLog {
-                path: PathBuf::from(&a.path),
-                format: a.format,
-            }),
-        locations,
+        access_log: rs.access_log.clone(),
+        locations: rs.locations.clone(),
     }
 }
 
 /// Checks that span clusters: VRID per (host, interface), duplicate VIPs,
-/// site name clashes, VRID collisions on a shared subnet.
+/// VRID collisions on a shared subnet.
 fn cross_checks(inv: &Inventory, raw: &RawInventory, ctx: &mut Ctx<'_>) {
     let mut vrid_use: BTreeMap<(String, String, u8), String> = BTreeMap::new();
     let mut vip_use: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
@@ -1153,30 +1088,6 @@ fn cross_checks(inv: &Inventory, raw: &RawInventory, ctx: &mut Ctx<'_>) {
                     format!("clusters.{}.vips", c.name),
                     format!("VIP group name `{}` is used twice", v.name),
                 );
-            }
-        }
-        // Sites: listen + server_name unique; one default per listen.
-        let mut seen: BTreeMap<(SocketAddr, String), usize> = BTreeMap::new();
-        let mut defaults: BTreeMap<SocketAddr, usize> = BTreeMap::new();
-        for (i, s) in c.sites.iter().enumerate() {
-            let p = format!("clusters.{}.sites[{i}]", c.name);
-            for l in &s.listen {
-                for n in &s.server_names {
-                    if let Some(prev) = seen.insert((*l, n.to_ascii_lowercase()), i) {
-                        ctx.err(
-                            format!("{p}.server_names"),
-                            format!("`{n}` on {l} is already served by sites[{prev}]"),
-                        );
-                    }
-                }
-                if s.default_server
-                    && let Some(prev) = defaults.insert(*l, i)
-                {
-                    ctx.err(
-                        format!("{p}.default_server"),
-                        format!("{l} already has a default_server: sites[{prev}]"),
-                    );
-                }
             }
         }
     }

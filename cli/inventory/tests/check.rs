@@ -83,7 +83,7 @@ fn valid_fixtures_load_back_equal() {
         BASE.to_string(),
         replaced(
             "              upstream: u\n",
-            "              upstream: u\n              uri: /v1/\n              host: !fixed api.example.com\n              set_headers: {X-Env: prod}\n",
+            "              upstream: u\n              uri: /v1/\n              host: {fixed: api.example.com}\n              set_headers: {X-Env: prod}\n",
         ),
         replaced(
             "        server_names: [a.example.com]\n",
@@ -404,7 +404,7 @@ fn location_references_unknown_upstream() {
         &replaced("upstream: u\n", "upstream: uu\n"),
         32,
         15,
-        "no upstream named `uu` in this cluster (did you mean `u`?)",
+        "no upstream named `uu` (did you mean `u`?)",
     );
 }
 
@@ -693,4 +693,51 @@ fn a_member_without_address_opens_the_peer_filter_with_a_warning() {
     );
     let w = warnings(&t);
     assert!(!w.iter().any(|w| w.contains("not known")), "{w:?}");
+}
+
+/// Rules the runtime applies are the runtime's functions: an inventory
+/// breaking one gets the runtime's message, placed in the inventory.
+#[test]
+fn health_check_rules_are_the_runtimes() {
+    let t = replaced(
+        "            weight: 1\n",
+        "            weight: 1\n        health_check:\n          path: health\n",
+    );
+    assert_error(&t, 26, 11, "path must start with /");
+}
+
+#[test]
+fn realtime_priority_out_of_range() {
+    let t = replaced(
+        "    load_balancers: [lb1, lb2]\n",
+        "    load_balancers: [lb1, lb2]\n    vrrp_realtime:\n      priority: 0\n",
+    );
+    assert_error(&t, 13, 7, "SCHED_RR priority must be 1..99, not 0");
+}
+
+#[test]
+fn pass_with_a_line_break_is_refused() {
+    let t = replaced("auth_pass: secret", "auth_pass: \"a\\nb\"");
+    assert_error(&t, 19, 9, "must not contain control characters");
+}
+
+/// `hadeploy check` and `hadeploy-runtime check` word a rule alike.
+#[test]
+fn inventory_and_runtime_say_the_same() {
+    let t = replaced(
+        "        auth_pass: secret\n",
+        "        auth_pass: secret\n        notify: {master: notify.sh master}\n",
+    );
+    let inventory = errors(&t).remove(0).message;
+    let runtime = hadeploy_config::parse_vrrp(
+        "node: n\ninstances:\n  - name: V\n    interface: eth0\n    virtual_router_id: 1\n    \
+         version: 2\n    priority: 100\n    advert_interval: 1s\n    peers: []\n    \
+         virtual_ipaddress: [{address: 10.0.0.100/24}]\n    notify: {master: [notify.sh, master]}\n",
+        Path::new("vrrp.yaml"),
+    )
+    .expect_err("relative hook")
+    .diagnostics()[0]
+        .message
+        .clone();
+    assert_eq!(inventory, runtime);
 }

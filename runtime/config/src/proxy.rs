@@ -90,8 +90,12 @@ impl Default for Limits {
 fn max_connections() -> usize {
     10_240
 }
+/// nginx's default for `client_header_timeout`, `client_body_timeout`,
+/// `send_timeout` and the `proxy_*_timeout`s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn sixty_s() -> Duration {
-    Duration::from_secs(60)
+    DEFAULT_TIMEOUT
 }
 fn max_header_bytes() -> usize {
     32 * 1024
@@ -149,11 +153,16 @@ pub struct UpstreamServer {
     pub down: bool,
 }
 
+/// nginx's `server` defaults: `weight=1 max_fails=1 fail_timeout=10s`.
+pub const DEFAULT_WEIGHT: u32 = 1;
+pub const DEFAULT_MAX_FAILS: u32 = 1;
+pub const DEFAULT_FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn one() -> u32 {
-    1
+    DEFAULT_WEIGHT
 }
 fn ten_s() -> Duration {
-    Duration::from_secs(10)
+    DEFAULT_FAIL_TIMEOUT
 }
 
 /// Active health checks: keepalived's `delay_loop` real-server checks with
@@ -246,8 +255,12 @@ pub struct Site {
     pub locations: Vec<Location>,
 }
 
-fn default_index() -> Vec<String> {
-    vec!["index.html".to_string()]
+/// nginx's `index` default.
+pub const DEFAULT_INDEX: &str = "index.html";
+
+/// `index` when a site sets none.
+pub fn default_index() -> Vec<String> {
+    vec![DEFAULT_INDEX.to_string()]
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -359,6 +372,210 @@ pub fn set_header_problem(name: &str, value: &str) -> Option<String> {
     None
 }
 
+/// Why an error page status cannot be used, if it cannot (wide, so the
+/// inventory can check a number before it fits a `u16`).
+pub fn error_status_problem(code: i64) -> Option<String> {
+    (!(300..=599).contains(&code))
+        .then(|| format!("error page status must be 300..599, not {code}"))
+}
+
+/// The rules of one upstream, its keys under `p` (`upstreams.NAME` in a
+/// proxy config, `clusters.C.upstreams.NAME` in an inventory).
+pub fn check_upstream(p: &str, up: &Upstream, out: &mut Vec<Diagnostic>) {
+    if up.servers.is_empty() {
+        out.push(Diagnostic::error(
+            format!("{p}.servers"),
+            "an upstream needs at least one server",
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, s) in up.servers.iter().enumerate() {
+        if s.weight == 0 {
+            out.push(Diagnostic::error(
+                format!("{p}.servers[{i}].weight"),
+                "weight must be at least 1",
+            ));
+        }
+        if s.address.port() == 0 {
+            out.push(Diagnostic::error(
+                format!("{p}.servers[{i}].address"),
+                "port must be 1..65535",
+            ));
+        }
+        if !seen.insert(s.address) {
+            out.push(Diagnostic::error(
+                format!("{p}.servers[{i}].address"),
+                format!("server {} is listed twice", s.address),
+            ));
+        }
+    }
+    if up.servers.iter().all(|s| s.backup || s.down) && !up.servers.is_empty() {
+        out.push(Diagnostic::warning(
+            format!("{p}.servers"),
+            "every server is backup or down: the upstream has no primary",
+        ));
+    }
+    if let Some(hc) = &up.health_check {
+        if hc.rise == 0 || hc.fall == 0 {
+            out.push(Diagnostic::error(
+                format!("{p}.health_check"),
+                "rise and fall must be at least 1",
+            ));
+        }
+        if !hc.path.starts_with('/') {
+            out.push(Diagnostic::error(
+                format!("{p}.health_check.path"),
+                "path must start with /",
+            ));
+        }
+        if hc.interval.is_zero() {
+            out.push(Diagnostic::error(
+                format!("{p}.health_check.interval"),
+                "interval must be above 0",
+            ));
+        }
+    }
+}
+
+/// The rules of a list of sites, keys under `p` (`sites`, or
+/// `clusters.C.sites`): each site's own, and across sites one server_name
+/// per listen address and one default_server per listen address.
+pub fn check_sites(
+    p: &str,
+    sites: &[Site],
+    upstreams: &BTreeMap<String, Upstream>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut vhosts: BTreeMap<(SocketAddr, String), usize> = BTreeMap::new();
+    let mut defaults: BTreeMap<SocketAddr, usize> = BTreeMap::new();
+    for (i, site) in sites.iter().enumerate() {
+        let p = format!("{p}[{i}]");
+        if site.listen.is_empty() {
+            out.push(Diagnostic::error(
+                format!("{p}.listen"),
+                "a site needs at least one listen address",
+            ));
+        }
+        for (j, addr) in site.listen.iter().enumerate() {
+            if addr.port() == 0 {
+                out.push(Diagnostic::error(
+                    format!("{p}.listen[{j}]"),
+                    "port must be 1..65535",
+                ));
+            }
+            for name in &site.server_names {
+                if let Some(prev) = vhosts.insert((*addr, name.to_ascii_lowercase()), i) {
+                    out.push(Diagnostic::error(
+                        format!("{p}.server_names"),
+                        format!(
+                            "server_name `{name}` on {addr} is already served by sites[{prev}]"
+                        ),
+                    ));
+                }
+            }
+            if site.default_server
+                && let Some(prev) = defaults.insert(*addr, i)
+            {
+                out.push(Diagnostic::error(
+                    format!("{p}.default_server"),
+                    format!("{addr} already has a default_server: sites[{prev}]"),
+                ));
+            }
+        }
+        check_site(&p, site, upstreams, out);
+    }
+}
+
+/// One site's own rules, keys under `p`.
+fn check_site(
+    p: &str,
+    site: &Site,
+    upstreams: &BTreeMap<String, Upstream>,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (code, uri) in &site.error_pages {
+        if let Some(why) = error_status_problem(i64::from(*code)) {
+            out.push(Diagnostic::error(format!("{p}.error_pages.{code}"), why));
+        }
+        if !uri.starts_with('/') {
+            out.push(Diagnostic::error(
+                format!("{p}.error_pages.{code}"),
+                format!("error page `{uri}` must be a URI starting with /"),
+            ));
+        }
+    }
+    if !site.error_pages.is_empty() && site.root.is_none() {
+        out.push(Diagnostic::error(
+            format!("{p}.error_pages"),
+            "error pages are served from root: set root",
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (j, loc) in site.locations.iter().enumerate() {
+        let lp = format!("{p}.locations[{j}]");
+        if !loc.path.starts_with('/') {
+            out.push(Diagnostic::error(
+                format!("{lp}.path"),
+                format!("location `{}` must start with /", loc.path),
+            ));
+        }
+        if !seen.insert((loc.match_kind, loc.path.clone())) {
+            out.push(Diagnostic::error(
+                format!("{lp}.path"),
+                format!("duplicate location `{}`", loc.path),
+            ));
+        }
+        match &loc.proxy {
+            Some(pp) => check_proxy_pass(&lp, pp, upstreams, out),
+            None if loc.root.is_none() && site.root.is_none() => out.push(Diagnostic::error(
+                lp.clone(),
+                "location neither proxies nor has a root (set proxy, or root here or on the site)",
+            )),
+            None => {}
+        }
+    }
+    if site.locations.is_empty() && site.root.is_none() {
+        out.push(Diagnostic::error(
+            p.to_string(),
+            "site has no locations and no root: it would serve nothing",
+        ));
+    }
+}
+
+fn check_proxy_pass(
+    lp: &str,
+    pp: &ProxyPass,
+    upstreams: &BTreeMap<String, Upstream>,
+    out: &mut Vec<Diagnostic>,
+) {
+    if !upstreams.contains_key(&pp.upstream) {
+        let names: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+        let hint = crate::load::did_you_mean(&pp.upstream, &names)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        out.push(Diagnostic::error(
+            format!("{lp}.proxy.upstream"),
+            format!("no upstream named `{}`{hint}", pp.upstream),
+        ));
+    }
+    if let Some(uri) = &pp.uri
+        && !uri.starts_with('/')
+    {
+        out.push(Diagnostic::error(
+            format!("{lp}.proxy.uri"),
+            "uri must start with /",
+        ));
+    }
+    for (k, v) in &pp.set_headers {
+        if let Some(why) = set_header_problem(k, v) {
+            out.push(Diagnostic::error(
+                format!("{lp}.proxy.set_headers.{k}"),
+                why,
+            ));
+        }
+    }
+}
+
 impl ProxyConfig {
     pub fn validate(&self) -> Vec<Diagnostic> {
         let mut out = Vec::new();
@@ -366,179 +583,9 @@ impl ProxyConfig {
             out.push(Diagnostic::error("sites", "at least one site is required"));
         }
         for (name, up) in &self.upstreams {
-            let p = format!("upstreams.{name}");
-            if up.servers.is_empty() {
-                out.push(Diagnostic::error(
-                    format!("{p}.servers"),
-                    "an upstream needs at least one server",
-                ));
-            }
-            let mut seen = BTreeSet::new();
-            for (i, s) in up.servers.iter().enumerate() {
-                if s.weight == 0 {
-                    out.push(Diagnostic::error(
-                        format!("{p}.servers[{i}].weight"),
-                        "weight must be at least 1",
-                    ));
-                }
-                if s.address.port() == 0 {
-                    out.push(Diagnostic::error(
-                        format!("{p}.servers[{i}].address"),
-                        "port must be 1..65535",
-                    ));
-                }
-                if !seen.insert(s.address) {
-                    out.push(Diagnostic::error(
-                        format!("{p}.servers[{i}].address"),
-                        format!("server {} is listed twice", s.address),
-                    ));
-                }
-            }
-            if up.servers.iter().all(|s| s.backup || s.down) && !up.servers.is_empty() {
-                out.push(Diagnostic::warning(
-                    format!("{p}.servers"),
-                    "every server is backup or down: the upstream has no primary",
-                ));
-            }
-            if let Some(hc) = &up.health_check {
-                if hc.rise == 0 || hc.fall == 0 {
-                    out.push(Diagnostic::error(
-                        format!("{p}.health_check"),
-                        "rise and fall must be at least 1",
-                    ));
-                }
-                if !hc.path.starts_with('/') {
-                    out.push(Diagnostic::error(
-                        format!("{p}.health_check.path"),
-                        "path must start with /",
-                    ));
-                }
-                if hc.interval.is_zero() {
-                    out.push(Diagnostic::error(
-                        format!("{p}.health_check.interval"),
-                        "interval must be above 0",
-                    ));
-                }
-            }
+            check_upstream(&format!("upstreams.{name}"), up, &mut out);
         }
-        let mut vhosts: BTreeMap<(SocketAddr, String), usize> = BTreeMap::new();
-        let mut defaults: BTreeMap<SocketAddr, usize> = BTreeMap::new();
-        for (i, site) in self.sites.iter().enumerate() {
-            let p = format!("sites[{i}]");
-            if site.listen.is_empty() {
-                out.push(Diagnostic::error(
-                    format!("{p}.listen"),
-                    "a site needs at least one listen address",
-                ));
-            }
-            for (j, addr) in site.listen.iter().enumerate() {
-                if addr.port() == 0 {
-                    out.push(Diagnostic::error(
-                        format!("{p}.listen[{j}]"),
-                        "port must be 1..65535",
-                    ));
-                }
-                for name in &site.server_names {
-                    if let Some(prev) = vhosts.insert((*addr, name.to_ascii_lowercase()), i) {
-                        out.push(Diagnostic::error(
-                            format!("{p}.server_names"),
-                            format!(
-                                "server_name `{name}` on {addr} is already served by sites[{prev}]"
-                            ),
-                        ));
-                    }
-                }
-                if site.default_server
-                    && let Some(prev) = defaults.insert(*addr, i)
-                {
-                    out.push(Diagnostic::error(
-                        format!("{p}.default_server"),
-                        format!("{addr} already has a default_server: sites[{prev}]"),
-                    ));
-                }
-            }
-            for (code, uri) in &site.error_pages {
-                if !(300..=599).contains(code) {
-                    out.push(Diagnostic::error(
-                        format!("{p}.error_pages.{code}"),
-                        "status must be 300..599",
-                    ));
-                }
-                if !uri.starts_with('/') {
-                    out.push(Diagnostic::error(
-                        format!("{p}.error_pages.{code}"),
-                        "error page URI must start with /",
-                    ));
-                }
-            }
-            if !site.error_pages.is_empty() && site.root.is_none() {
-                out.push(Diagnostic::error(
-                    format!("{p}.error_pages"),
-                    "error pages are served from root: set root",
-                ));
-            }
-            let mut seen = BTreeSet::new();
-            for (j, loc) in site.locations.iter().enumerate() {
-                let lp = format!("{p}.locations[{j}]");
-                if !loc.path.starts_with('/') {
-                    out.push(Diagnostic::error(
-                        format!("{lp}.path"),
-                        "location path must start with /",
-                    ));
-                }
-                if !seen.insert((loc.match_kind, loc.path.clone())) {
-                    out.push(Diagnostic::error(
-                        format!("{lp}.path"),
-                        format!("duplicate location `{}`", loc.path),
-                    ));
-                }
-                match &loc.proxy {
-                    Some(pp) => {
-                        if !self.upstreams.contains_key(&pp.upstream) {
-                            let names: Vec<&str> =
-                                self.upstreams.keys().map(String::as_str).collect();
-                            let hint = crate::load::did_you_mean(&pp.upstream, &names)
-                                .map(|s| format!(" (did you mean `{s}`?)"))
-                                .unwrap_or_default();
-                            out.push(Diagnostic::error(
-                                format!("{lp}.proxy.upstream"),
-                                format!("no upstream named `{}`{hint}", pp.upstream),
-                            ));
-                        }
-                        if let Some(uri) = &pp.uri
-                            && !uri.starts_with('/')
-                        {
-                            out.push(Diagnostic::error(
-                                format!("{lp}.proxy.uri"),
-                                "uri must start with /",
-                            ));
-                        }
-                        for (k, v) in &pp.set_headers {
-                            if let Some(why) = set_header_problem(k, v) {
-                                out.push(Diagnostic::error(
-                                    format!("{lp}.proxy.set_headers.{k}"),
-                                    why,
-                                ));
-                            }
-                        }
-                    }
-                    None => {
-                        if loc.root.is_none() && site.root.is_none() {
-                            out.push(Diagnostic::error(
-                                lp.clone(),
-                                "location neither proxies nor has a root (set proxy or root)",
-                            ));
-                        }
-                    }
-                }
-            }
-            if site.locations.is_empty() && site.root.is_none() {
-                out.push(Diagnostic::error(
-                    p.clone(),
-                    "site has no locations and no root: it would serve nothing",
-                ));
-            }
-        }
+        check_sites("sites", &self.sites, &self.upstreams, &mut out);
         out
     }
 }

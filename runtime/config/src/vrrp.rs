@@ -33,8 +33,12 @@ pub struct VrrpConfig {
     pub realtime: Realtime,
 }
 
+/// keepalived's `script_timeout` default (its `vrrp_script` timeout is
+/// separate, [`TrackScript::timeout`]).
+pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn default_script_timeout() -> Duration {
-    Duration::from_secs(10)
+    DEFAULT_SCRIPT_TIMEOUT
 }
 
 /// Realtime scheduling and locked memory for the protocol thread.
@@ -185,8 +189,12 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// The IANA VRRP group (RFC 5798 5.1.1.2), keepalived's
+/// `vrrp_mcast_group4` default.
+pub const DEFAULT_MULTICAST_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+
 fn default_group() -> Ipv4Addr {
-    Ipv4Addr::new(224, 0, 0, 18)
+    DEFAULT_MULTICAST_GROUP
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,9 +310,9 @@ impl Notify {
 pub struct TrackScript {
     pub name: String,
     pub script: Vec<String>,
-    #[serde(default = "one_s", with = "human")]
+    #[serde(default = "track_interval", with = "human")]
     pub interval: Duration,
-    #[serde(default = "two_s", with = "human")]
+    #[serde(default = "track_timeout", with = "human")]
     pub timeout: Duration,
     /// Added to the priority while the script succeeds (> 0) or subtracted
     /// while it fails (< 0); 0 means failure puts the instance in Fault.
@@ -316,11 +324,15 @@ pub struct TrackScript {
     pub fall: u32,
 }
 
-fn one_s() -> Duration {
-    Duration::from_secs(1)
+/// keepalived's `vrrp_script` defaults: run every second, 2 s to finish.
+pub const DEFAULT_TRACK_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_TRACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn track_interval() -> Duration {
+    DEFAULT_TRACK_INTERVAL
 }
-fn two_s() -> Duration {
-    Duration::from_secs(2)
+fn track_timeout() -> Duration {
+    DEFAULT_TRACK_TIMEOUT
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -359,17 +371,58 @@ pub fn advert_interval_problem(version: Version, interval: Duration) -> Option<S
     }
 }
 
-fn check_argv(path: &str, argv: &[String], out: &mut Vec<Diagnostic>) {
+/// Why a hook or track script argv cannot run, if it cannot. Shared with
+/// the inventory's checks (`hadeploy check`).
+pub fn command_problem(argv: &[String]) -> Option<String> {
     match argv.first() {
-        None => out.push(Diagnostic::error(path, "command is empty")),
-        Some(prog) if !prog.starts_with('/') => out.push(Diagnostic::error(
-            path,
-            format!(
-                "command `{prog}` must be an absolute path (hooks run without a shell or PATH)"
-            ),
+        None => Some("command is empty".to_string()),
+        Some(prog) if !prog.starts_with('/') => Some(format!(
+            "command `{prog}` must be an absolute path (hooks run without a shell or PATH)"
         )),
-        _ => {}
+        _ => None,
     }
+}
+
+fn check_argv(path: &str, argv: &[String], out: &mut Vec<Diagnostic>) {
+    if let Some(why) = command_problem(argv) {
+        out.push(Diagnostic::error(path, why));
+    }
+}
+
+/// Why a PASS password cannot be used, if it cannot; the message never
+/// holds the password. Shared with the inventory's checks.
+pub fn auth_pass_problem(version: Version, pass: &str) -> Option<String> {
+    if version == Version::V3 {
+        return Some("VRRPv3 has no authentication: remove auth_pass or use version 2".into());
+    }
+    // A line break would make the serialized value span lines, which line
+    // based masking (plans, diffs) could not hide; keepalived cannot read
+    // one either.
+    if pass.chars().any(char::is_control) {
+        return Some("PASS password must not contain control characters".into());
+    }
+    let n = pass.len();
+    (n == 0 || n > 8).then(|| {
+        format!(
+            "PASS password must be 1 to 8 bytes, this one is {n} (keepalived would silently \
+             truncate it; hadeploy refuses)"
+        )
+    })
+}
+
+/// Why a multicast group cannot be used, if it cannot.
+pub fn multicast_group_problem(group: Ipv4Addr) -> Option<String> {
+    (!group.is_multicast()).then(|| format!("`{group}` is not a multicast address"))
+}
+
+/// Why a realtime setting cannot be used, if it cannot: (key, message).
+pub fn realtime_problem(rt: &Realtime) -> Option<(&'static str, String)> {
+    (!(1..=99).contains(&rt.priority)).then(|| {
+        (
+            "priority",
+            format!("SCHED_RR priority must be 1..99, not {}", rt.priority),
+        )
+    })
 }
 
 /// The sources an instance accepts adverts from, and which are its own.
@@ -475,22 +528,10 @@ impl VrrpConfig {
             if let Some(msg) = advert_interval_problem(inst.version, inst.advert_interval) {
                 out.push(Diagnostic::error(format!("{p}.advert_interval"), msg));
             }
-            if let Some(pass) = &inst.auth_pass {
-                if inst.version == Version::V3 {
-                    out.push(Diagnostic::error(
-                        format!("{p}.auth_pass"),
-                        "VRRPv3 has no authentication; remove auth_pass or use version 2",
-                    ));
-                }
-                if pass.len() > 8 || pass.is_empty() {
-                    out.push(Diagnostic::error(
-                        format!("{p}.auth_pass"),
-                        format!(
-                            "PASS password must be 1 to 8 bytes (keepalived silently truncates longer ones), this one is {} bytes",
-                            pass.len()
-                        ),
-                    ));
-                }
+            if let Some(why) =
+                (inst.auth_pass.as_deref()).and_then(|a| auth_pass_problem(inst.version, a))
+            {
+                out.push(Diagnostic::error(format!("{p}.auth_pass"), why));
             }
             if inst.virtual_ipaddress.is_empty() {
                 out.push(Diagnostic::error(
@@ -514,11 +555,8 @@ impl VrrpConfig {
                         ),
                     ));
                 }
-            } else if !inst.multicast_group.is_multicast() {
-                out.push(Diagnostic::error(
-                    format!("{p}.multicast_group"),
-                    format!("{} is not a multicast address", inst.multicast_group),
-                ));
+            } else if let Some(why) = multicast_group_problem(inst.multicast_group) {
+                out.push(Diagnostic::error(format!("{p}.multicast_group"), why));
             }
             check_peers(&p, inst, &mut out);
             check_checksum(&p, inst, &mut out);
@@ -534,14 +572,8 @@ impl VrrpConfig {
                 check_argv(&format!("{p}.notify.{k}"), argv, &mut out);
             }
         }
-        if !(1..=99).contains(&self.realtime.priority) {
-            out.push(Diagnostic::error(
-                "realtime.priority",
-                format!(
-                    "SCHED_RR priority must be 1..99, not {}",
-                    self.realtime.priority
-                ),
-            ));
+        if let Some((key, why)) = realtime_problem(&self.realtime) {
+            out.push(Diagnostic::error(format!("realtime.{key}"), why));
         }
         for (i, s) in self.track_scripts.iter().enumerate() {
             check_argv(&format!("track_scripts[{i}].script"), &s.script, &mut out);
