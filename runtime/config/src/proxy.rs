@@ -316,9 +316,9 @@ pub struct ProxyPass {
     /// unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
-    /// Written `host: client` or `host: {fixed: name}` (a YAML tag,
-    /// `!fixed name`, is what serde would write otherwise; both load).
-    #[serde(default, with = "yaml_serde::with::singleton_map")]
+    /// Written `host: client` or `host: {fixed: name}`; `!fixed name` (a
+    /// YAML tag, serde's own form for an enum) loads too.
+    #[serde(default, with = "host_header")]
     pub host: HostHeader,
     /// Extra request headers (`proxy_set_header`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -336,6 +336,29 @@ pub enum HostHeader {
     Upstream,
     /// A fixed value.
     Fixed(String),
+}
+
+/// serde adapter for [`ProxyPass::host`]: the `{fixed: name}` form the
+/// inventory documents, and the tag form earlier runtime configs could use.
+mod host_header {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use yaml_serde::Value;
+    use yaml_serde::with::singleton_map;
+
+    use super::HostHeader;
+
+    pub fn serialize<S: Serializer>(h: &HostHeader, s: S) -> Result<S::Ok, S::Error> {
+        singleton_map::serialize(h, s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HostHeader, D::Error> {
+        let v = Value::deserialize(d)?;
+        let parsed = match v {
+            Value::Tagged(_) => HostHeader::deserialize(v),
+            other => singleton_map::deserialize(other),
+        };
+        parsed.map_err(serde::de::Error::custom)
+    }
 }
 
 /// Why a `set_headers` entry cannot be sent upstream, if it cannot: names
@@ -587,5 +610,34 @@ impl ProxyConfig {
         }
         check_sites("sites", &self.sites, &self.upstreams, &mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::HostHeader;
+
+    fn host(form: &str) -> Result<HostHeader, crate::ConfigError> {
+        let text = format!(
+            "node: n\nupstreams: {{u: {{servers: [{{address: \"127.0.0.1:81\"}}]}}}}\nsites:\n  - name: s\n    \
+             listen: [\"127.0.0.1:80\"]\n    locations:\n      - path: /\n        proxy:\n          \
+             upstream: u\n          host: {form}\n"
+        );
+        let (cfg, _) = crate::parse_proxy(&text, Path::new("proxy.yaml"))?;
+        let out = crate::to_yaml(&cfg).expect("writes");
+        let (back, _) = crate::parse_proxy(&out, Path::new("proxy.yaml")).expect("loads back");
+        assert_eq!(back, cfg, "{out}");
+        Ok(cfg.sites[0].locations[0].proxy.clone().expect("proxy").host)
+    }
+
+    #[test]
+    fn host_header_forms() {
+        let fixed = HostHeader::Fixed("api.example.com".into());
+        assert_eq!(host("{fixed: api.example.com}").expect("map"), fixed);
+        assert_eq!(host("!fixed api.example.com").expect("tag"), fixed);
+        assert_eq!(host("upstream").expect("unit"), HostHeader::Upstream);
+        assert!(host("nope").is_err());
     }
 }
