@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 use hadeploy_config::paths;
-use hadeploy_config::proxy::{self as cfg_proxy, AccessLog, LogFormat, ProxyConfig, Site};
+use hadeploy_config::proxy::{AccessLog, LogFormat, ProxyConfig, Site};
 use hadeploy_config::vrrp::{
     DEFAULT_MULTICAST_GROUP, DEFAULT_SCRIPT_TIMEOUT, Instance, Notify, TrackScriptRef, Unicast,
     Vip, VrrpConfig,
@@ -539,18 +539,16 @@ fn proxy_config(h: &Host, lb: &[&Cluster], backends: &[&Cluster]) -> Result<Prox
     for c in backends {
         if let Some(b) = &c.backends {
             sites.push(Site {
-                name: format!("{}-backend", c.name),
-                listen: vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, b.port))],
-                server_names: Vec::new(),
                 default_server: true,
                 root: Some(b.root.clone()),
-                index: cfg_proxy::default_index(),
-                error_pages: Default::default(),
                 access_log: Some(AccessLog {
                     path: PathBuf::from("/var/log/hadeploy/backend.access.log"),
                     format: LogFormat::Combined,
                 }),
-                locations: Vec::new(),
+                ..Site::new(
+                    format!("{}-backend", c.name),
+                    vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, b.port))],
+                )
             });
         }
     }

@@ -255,6 +255,25 @@ pub struct Site {
     pub locations: Vec<Location>,
 }
 
+impl Site {
+    /// A site with every optional key at its default (what serde gives a
+    /// site that sets only `name` and `listen`), for code that builds one
+    /// and sets a few keys with `..Site::new(name, listen)`.
+    pub fn new(name: impl Into<String>, listen: Vec<SocketAddr>) -> Site {
+        Site {
+            name: name.into(),
+            listen,
+            server_names: Vec::new(),
+            default_server: false,
+            root: None,
+            index: default_index(),
+            error_pages: BTreeMap::new(),
+            access_log: None,
+            locations: Vec::new(),
+        }
+    }
+}
+
 /// nginx's `index` default.
 pub const DEFAULT_INDEX: &str = "index.html";
 
@@ -630,6 +649,18 @@ mod tests {
         let (back, _) = crate::parse_proxy(&out, Path::new("proxy.yaml")).expect("loads back");
         assert_eq!(back, cfg, "{out}");
         Ok(cfg.sites[0].locations[0].proxy.clone().expect("proxy").host)
+    }
+
+    /// `Site::new` is what serde makes of a site with only the required keys.
+    #[test]
+    fn site_new_matches_the_serde_defaults() {
+        let text = "node: n\nsites:\n  - name: s\n    listen: [\"127.0.0.1:80\"]\n    root: /srv\n";
+        let (cfg, _) = crate::parse_proxy(text, Path::new("proxy.yaml")).expect("valid");
+        let expected = super::Site {
+            root: Some("/srv".into()),
+            ..super::Site::new("s", vec!["127.0.0.1:80".parse().expect("addr")])
+        };
+        assert_eq!(cfg.sites, [expected]);
     }
 
     #[test]
