@@ -35,13 +35,10 @@ impl Ctx<'_> {
     fn duration(&mut self, path: &str, text: Option<&String>, default: Duration) -> Duration {
         match text {
             None => default,
-            Some(t) => match humantime::parse_duration(t) {
+            Some(t) => match hadeploy_config::duration::parse(t) {
                 Ok(d) => d,
-                Err(e) => {
-                    self.err(
-                        path,
-                        format!("`{t}` is not a duration ({e}); write e.g. 1s, 500ms, 2m"),
-                    );
+                Err(why) => {
+                    self.err(path, why);
                     default
                 }
             },

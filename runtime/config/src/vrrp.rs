@@ -668,6 +668,20 @@ instances:
         }
     }
 
+    /// The inventory's duration keys give the same message (duration::parse).
+    #[test]
+    fn bad_duration_names_the_text_and_the_line() {
+        let e = crate::parse_vrrp(&BASE.replace("20ms", "20 parsecs"), Path::new("v.yaml"))
+            .expect_err("not a duration");
+        let d = &e.diagnostics()[0];
+        assert_eq!(d.line, Some(8), "{d}");
+        assert!(
+            d.message
+                .contains("`20 parsecs` is not a duration (unknown time unit \"parsecs\""),
+            "{d}"
+        );
+    }
+
     #[test]
     fn realtime_defaults_and_range() {
         let (cfg, _) = crate::parse_vrrp(BASE, Path::new("v.yaml")).expect("valid");
