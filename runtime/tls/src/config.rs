@@ -399,6 +399,7 @@ impl UpstreamTls {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

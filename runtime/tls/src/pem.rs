@@ -152,6 +152,7 @@ pub fn read(path: &Path) -> Result<Vec<u8>, PemError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

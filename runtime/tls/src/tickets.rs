@@ -192,6 +192,7 @@ impl ProducesTickets for SharedTicketer {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -134,7 +134,7 @@ fn expired_not_yet_valid_and_expiring_soon() {
     let ca = Ca::new("Root");
     let now = time::OffsetDateTime::now_utc();
     let day = time::Duration::days(1);
-    let mut run_with = |name: &str, from, until| {
+    let run_with = |name: &str, from, until| {
         let mut spec = LeafSpec::new(name, &["www.example.com"], Kind::Ecdsa);
         spec.not_before = from;
         spec.not_after = until;

@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,13 +21,13 @@ use tokio::net::TcpListener;
 
 const ADDR: &str = "127.0.0.1:8443"; // the listener's key in the set, not bound
 
-fn build(paths: &CertificatePaths, ticket_key: &PathBuf) -> Result<TlsSet, LoadError> {
+fn build(paths: &CertificatePaths, ticket_key: &Path) -> Result<TlsSet, LoadError> {
     let names = vec!["app.test".to_string()];
     let tls = site_tls(vec![paths.clone()]);
     let settings = TlsSettings {
         handshake_timeout: Duration::from_secs(5),
         session_tickets: Some(SessionTickets {
-            key_files: vec![ticket_key.clone()],
+            key_files: vec![ticket_key.to_path_buf()],
             lifetime: Duration::from_secs(600),
         }),
     };

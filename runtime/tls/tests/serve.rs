@@ -40,7 +40,7 @@ fn lab() -> Lab {
     let client_ca_file = write(d, "client-ca.pem", &client_ca.pem());
     let leaf = |cn: &str, names: &[&str], kind| ca.leaf(&LeafSpec::new(cn, names, kind));
     let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let mut tls = vec![
+    let mut tls = [
         site_tls(vec![
             files(
                 d,
