@@ -315,6 +315,37 @@ pub fn pair(
     Ok((out, algorithm))
 }
 
+/// What `hadeploy status` and the expiry metric show about a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    pub dns_names: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+impl CertInfo {
+    pub fn of(der: &CertificateDer<'_>) -> Option<Self> {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        Some(CertInfo {
+            subject: subject(&cert),
+            issuer: cert.issuer().to_string(),
+            dns_names: dns_names(&cert),
+            not_after: cert.validity().not_after.timestamp(),
+        })
+    }
+
+    /// Seconds left until expiry (negative once expired), for the
+    /// `seconds to expiry` gauge.
+    pub fn seconds_left(&self, now: SystemTime) -> i64 {
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.not_after - now
+    }
+}
+
 /// The leaf's DNS subjectAltNames, lower-cased.
 pub fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {
     let Ok(Some(san)) = cert.subject_alternative_name() else {

@@ -14,8 +14,9 @@
 //! (ring) under a key derived with HKDF-SHA256 from the file's 32 (or 64)
 //! secret bytes, a random 96-bit nonce per ticket, the key name as
 //! associated data. Layout: `name(16) | nonce(12) | seal(issued_at(8) |
-//! rustls session)`. `issued_at` enforces the lifetime: rustls only checks
-//! a ticket's age for 0-RTT, which we do not enable. Random nonces stay far
+//! rustls session)`. `issued_at` enforces the lifetime (rustls only checks
+//! a ticket's age for 0-RTT, which we do not enable), allowing 5 minutes of
+//! clock difference between the nodes. Random nonces stay far
 //! from GCM's 2^32-messages bound between rotations.
 
 use std::fmt;
@@ -30,6 +31,9 @@ use rustls::server::ProducesTickets;
 const NAME_LEN: usize = 16;
 const STAMP_LEN: usize = 8;
 const HKDF_INFO: &[u8] = b"hadeploy session ticket v1";
+/// A ticket the other node issued "in the future" by its clock is still
+/// accepted within this much clock difference between the nodes.
+const MAX_CLOCK_SKEW: u64 = 300;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TicketKeyError {
@@ -185,9 +189,10 @@ impl ProducesTickets for SharedTicketer {
             .open_in_place(nonce, Aad::from(name), &mut buf)
             .ok()?;
         let (stamp, session) = plain.split_first_chunk::<STAMP_LEN>()?;
-        let issued = u64::from_be_bytes(*stamp);
-        let age = now_secs().checked_sub(issued)?; // a ticket from the future: refused
-        (age <= self.lifetime.as_secs()).then(|| session.to_vec())
+        let (issued, now) = (u64::from_be_bytes(*stamp), now_secs());
+        let fresh = now.saturating_sub(issued) <= self.lifetime.as_secs()
+            && issued <= now.saturating_add(MAX_CLOCK_SKEW);
+        fresh.then(|| session.to_vec())
     }
 }
 
@@ -229,23 +234,35 @@ mod tests {
         ticket[last] ^= 1;
         assert!(t.decrypt(&ticket).is_none());
         assert!(t.decrypt(&ticket[..20]).is_none());
-        let zero = SharedTicketer::new(vec![key(1, 80)], Duration::ZERO).unwrap();
-        let mut stale = zero.keys[0].name.to_vec();
+        assert_eq!(t.lifetime(), 60);
+        let now = now_secs();
+        assert!(t.decrypt(&issued_at(&t, now - 30)).is_some());
+        assert!(
+            t.decrypt(&issued_at(&t, now - 61)).is_none(),
+            "older than the lifetime"
+        );
+        // The other node's clock a little ahead: accepted; far ahead: not.
+        assert!(t.decrypt(&issued_at(&t, now + 100)).is_some());
+        assert!(t.decrypt(&issued_at(&t, now + 1000)).is_none());
+    }
+
+    /// A ticket as `encrypt` makes it, stamped `issued`.
+    fn issued_at(t: &SharedTicketer, issued: u64) -> Vec<u8> {
+        let key = &t.keys[0];
         let nonce = [7u8; NONCE_LEN];
-        let mut sealed = (now_secs() - 5).to_be_bytes().to_vec();
+        let mut sealed = issued.to_be_bytes().to_vec();
         sealed.extend_from_slice(b"s");
-        zero.keys[0]
-            .aead
+        key.aead
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(&zero.keys[0].name),
+                Aad::from(&key.name),
                 &mut sealed,
             )
             .unwrap();
-        stale.extend_from_slice(&nonce);
-        stale.extend_from_slice(&sealed);
-        assert!(zero.decrypt(&stale).is_none(), "older than the lifetime");
-        assert_eq!(t.lifetime(), 60);
+        let mut out = key.name.to_vec();
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
     }
 
     #[test]

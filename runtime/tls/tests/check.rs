@@ -164,6 +164,21 @@ fn expired_not_yet_valid_and_expiring_soon() {
         "{f:?}"
     );
     assert!(run_with("fine", now - day, now + 22 * day).is_empty());
+    // What status and the expiry metric read.
+    let mut spec = LeafSpec::new("info", &["a.test", "*.b.test"], Kind::Ecdsa);
+    spec.not_after = now + 30 * day;
+    let leaf = ca.leaf(&spec);
+    let der = hadeploy_tls::pem::certificates("x", leaf.cert_pem.as_bytes()).unwrap()[0]
+        .1
+        .clone();
+    let info = check::CertInfo::of(&der).unwrap();
+    assert_eq!(
+        (info.subject.as_str(), info.issuer.as_str()),
+        ("CN=info", "CN=Root")
+    );
+    assert_eq!(info.dns_names, ["a.test", "*.b.test"]);
+    let left = info.seconds_left(SystemTime::now());
+    assert!((30 * 86_400 - 5..=30 * 86_400).contains(&left), "{left}");
 }
 
 #[test]
