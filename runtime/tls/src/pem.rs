@@ -10,6 +10,9 @@ use std::path::Path;
 use rustls_pki_types::pem::{self, PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::config::CertificatePaths;
+use crate::error::LoadError;
+
 /// Why a PEM source could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PemError {
@@ -141,6 +144,27 @@ pub fn private_key(source_name: &str, text: &[u8]) -> Result<PrivateKeyDer<'stat
             count,
         }),
     }
+}
+
+/// Reads a `{chain, key}` pair; `path` is the entry's YAML path
+/// (`sites[0].tls.certificates[1]`), errors point at its `chain` or `key`.
+pub fn read_pair(
+    path: &str,
+    files: &CertificatePaths,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), LoadError> {
+    let at = |field: &str| {
+        let p = format!("{path}.{field}");
+        move |error| LoadError::Pem { path: p, error }
+    };
+    let chain_text = read(&files.chain).map_err(at("chain"))?;
+    let chain = certificates(&files.chain.display().to_string(), &chain_text)
+        .map_err(at("chain"))?
+        .into_iter()
+        .map(|(_, der)| der)
+        .collect();
+    let key_text = read(&files.key).map_err(at("key"))?;
+    let key = private_key(&files.key.display().to_string(), &key_text).map_err(at("key"))?;
+    Ok((chain, key))
 }
 
 /// Reads a file for the functions above; the error names the file.

@@ -51,19 +51,7 @@ impl SiteCerts {
         let mut keys = Vec::new();
         for (i, c) in tls.certificates.iter().enumerate() {
             let p = format!("{path}.tls.certificates[{i}]");
-            let pem_err = |field: &str| {
-                let p = format!("{p}.{field}");
-                move |error| LoadError::Pem { path: p, error }
-            };
-            let chain_text = pem::read(&c.chain).map_err(pem_err("chain"))?;
-            let chain = pem::certificates(&c.chain.display().to_string(), &chain_text)
-                .map_err(pem_err("chain"))?
-                .into_iter()
-                .map(|(_, der)| der)
-                .collect();
-            let key_text = pem::read(&c.key).map_err(pem_err("key"))?;
-            let key = pem::private_key(&c.key.display().to_string(), &key_text)
-                .map_err(pem_err("key"))?;
+            let (chain, key) = pem::read_pair(&p, c)?;
             let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|error| {
                 LoadError::Certificate {
                     path: p.clone(),

@@ -78,19 +78,7 @@ impl UpstreamClient {
             None => builder.with_no_client_auth(),
             Some(c) => {
                 let p = format!("{path}.client_certificate");
-                let pem_err = |field: &str| {
-                    let p = format!("{p}.{field}");
-                    move |error| LoadError::Pem { path: p, error }
-                };
-                let chain_text = pem::read(&c.chain).map_err(pem_err("chain"))?;
-                let chain = pem::certificates(&c.chain.display().to_string(), &chain_text)
-                    .map_err(pem_err("chain"))?
-                    .into_iter()
-                    .map(|(_, der)| der)
-                    .collect();
-                let key_text = pem::read(&c.key).map_err(pem_err("key"))?;
-                let key = pem::private_key(&c.key.display().to_string(), &key_text)
-                    .map_err(pem_err("key"))?;
+                let (chain, key) = pem::read_pair(&p, c)?;
                 builder.with_client_auth_cert(chain, key).map_err(|error| {
                     LoadError::Certificate {
                         path: p,
