@@ -76,14 +76,13 @@ fn lock_created() -> std::sync::MutexGuard<'static, Vec<String>> {
 
 /// Pids of every process inside namespace `ns`.
 pub fn pids(ns: &str) -> Vec<i32> {
-    run(&["ip", "netns", "pids", ns])
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    let Ok(out) = run(&["ip", "netns", "pids", ns]) else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// Kills what runs in `ns` (processes a test started there; never this
