@@ -171,7 +171,7 @@ fn run(args: &Args) -> Result<Report> {
 fn main() -> ExitCode {
     let args = Args::parse();
     let go = || -> Result<Report> {
-        if !nix::unistd::Uid::effective().is_root() {
+        if !hadeploy_testkit::is_root() {
             bail!("needs root (network namespaces); run bench/vrrp-failover.sh");
         }
         netns::install_signal_cleanup()?;

@@ -1,81 +1,33 @@
-//! The benchmark's private network: a "switch" namespace holding a bridge,
-//! two router namespaces and one client namespace, each joined to the bridge
-//! by a veth pair created inside the switch namespace. Nothing is created in
+//! The benchmark's private network, built by the test kit's netns harness
+//! (`hadeploy_testkit::netns`): a "switch" namespace holding a bridge, two
+//! router namespaces and one client namespace, each joined to the bridge by
+//! a veth pair created inside the switch namespace. Nothing is created in
 //! (or sent into) the root namespace.
 //!
-//! Every namespace is registered before it is created, so `cleanup` (run by
-//! `Lab`'s Drop, by the signal thread on Ctrl-C, and at the next start for
-//! namespaces of a dead run) kills whatever runs inside and deletes it.
+//! The kit registers every namespace before it creates it, so `cleanup`
+//! (run by `Lab`'s Drop, by the signal thread on Ctrl-C, and by the kit at
+//! the next start for namespaces of a dead run) kills whatever runs inside
+//! and deletes it.
 
-use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::sync::Mutex;
 
-use anyhow::{Context, Result, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use anyhow::{Context, Result};
+use hadeploy_testkit::netns;
 
-const PREFIX: &str = "vrb";
+pub use netns::pids;
+
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 100);
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 2);
+const NET: [u8; 3] = [10, 79, 0];
 
-/// Namespaces and the temp dir this process created and has not removed yet.
-static CREATED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// The temp dir this process created and has not removed yet.
 static TMPDIR: Mutex<Option<PathBuf>> = Mutex::new(None);
-
-fn run(args: &[&str]) -> Result<Output> {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .with_context(|| format!("spawn {args:?}"))
-}
-
-fn must(args: &[&str]) -> Result<()> {
-    let out = run(args)?;
-    if !out.status.success() {
-        bail!(
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Pids of every process inside namespace `ns`.
-pub fn pids(ns: &str) -> Vec<i32> {
-    run(&["ip", "netns", "pids", ns])
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn kill_and_delete(ns: &str) {
-    for pid in pids(ns) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    }
-    let _ = run(&["ip", "netns", "del", ns]);
-}
 
 /// Removes everything this process created. Idempotent; safe from any thread.
 pub fn cleanup() {
-    // Held throughout, so a Ctrl-C during the main thread's cleanup waits
-    // for it instead of exiting half way.
-    static RUNNING: Mutex<()> = Mutex::new(());
-    let _guard = RUNNING.lock();
-    let names: Vec<String> = match CREATED.lock() {
-        Ok(mut v) => v.drain(..).collect(),
-        Err(p) => p.into_inner().drain(..).collect(),
-    };
-    // Routers and client first: their veth peers live in the switch.
-    for ns in names.iter().rev() {
-        kill_and_delete(ns);
-    }
+    netns::cleanup();
     let dir = match TMPDIR.lock() {
         Ok(mut d) => d.take(),
         Err(p) => p.into_inner().take(),
@@ -139,104 +91,53 @@ pub fn install_signal_cleanup() -> Result<()> {
         .context("install signal handlers")
 }
 
-/// Namespaces left by earlier runs whose process is gone (a SIGKILLed run).
-fn remove_stale() {
-    let Ok(list) = run(&["ip", "netns", "list"]) else {
-        return;
-    };
-    for ns in String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&format!("{PREFIX}-")))
-    {
-        let pid = ns.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
-            eprintln!("removing stale namespace {ns} of an earlier run");
-            kill_and_delete(ns);
-        }
-    }
-}
-
 pub struct Lab {
-    pub switch: String,
+    net: netns::Lab,
     pub routers: [String; 2],
     pub client: String,
     pub dir: PathBuf,
 }
 
-fn register(ns: &str) {
-    match CREATED.lock() {
-        Ok(mut v) => v.push(ns.to_string()),
-        Err(p) => p.into_inner().push(ns.to_string()),
-    }
-}
-
-/// Joins namespace `ns` to the switch's bridge as `eth0` with `addr`/24.
-fn attach(sw: &str, ns: &str, port: &str, addr: Ipv4Addr) -> Result<()> {
-    register(ns);
-    must(&["ip", "netns", "add", ns])?;
-    must(&[
-        "ip", "-n", sw, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
-    ])?;
-    must(&["ip", "-n", sw, "link", "set", port, "master", "br0", "up"])?;
-    let cidr = format!("{addr}/24");
-    must(&["ip", "-n", ns, "addr", "add", &cidr, "dev", "eth0"])?;
-    must(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
-    must(&["ip", "-n", ns, "link", "set", "lo", "up"])
-}
-
 impl Lab {
     pub fn new() -> Result<Lab> {
-        remove_stale();
-        let base = format!("{PREFIX}-{}", std::process::id());
         let dir = std::env::temp_dir().join(format!("vrrp-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).context("temp dir")?;
         if let Ok(mut d) = TMPDIR.lock() {
             *d = Some(dir.clone());
         }
-        let lab = Lab {
-            switch: format!("{base}-sw"),
-            routers: [format!("{base}-r0"), format!("{base}-r1")],
-            client: format!("{base}-cl"),
+        let mut net = netns::Lab::new("bench", NET)?;
+        let r0 = net.attach("r0", 11)?;
+        let r1 = net.attach("r1", 12)?;
+        let cl = net.attach("cl", CLIENT.octets()[3])?;
+        let name = |i: usize| net.nodes[i].name().to_string();
+        Ok(Lab {
+            routers: [name(r0), name(r1)],
+            client: name(cl),
             dir,
-        };
-        let sw = &lab.switch;
-        register(sw);
-        must(&["ip", "netns", "add", sw])?;
-        must(&["ip", "-n", sw, "link", "add", "br0", "type", "bridge"])?;
-        must(&["ip", "-n", sw, "link", "set", "br0", "up"])?;
-        for (i, r) in lab.routers.iter().enumerate() {
-            attach(sw, r, &format!("p{i}"), lab.router_addr(i))?;
-        }
-        attach(sw, &lab.client, "pc", CLIENT)?;
-        Ok(lab)
+            net,
+        })
     }
 
     pub fn router_addr(&self, i: usize) -> Ipv4Addr {
-        Ipv4Addr::new(10, 79, 0, if i == 0 { 11 } else { 12 })
+        self.net.addr(i)
+    }
+
+    fn node(&self, ns: &str) -> Result<&netns::Netns> {
+        self.net
+            .nodes
+            .iter()
+            .find(|n| n.name() == ns)
+            .with_context(|| format!("no namespace {ns} in the lab"))
     }
 
     /// The MAC of `eth0` in namespace `ns`.
     pub fn mac(&self, ns: &str) -> Result<[u8; 6]> {
-        let out = run(&["ip", "-n", ns, "-o", "link", "show", "eth0"])?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let word = text
-            .split_whitespace()
-            .skip_while(|w| *w != "link/ether")
-            .nth(1)
-            .context("no link/ether")?;
-        let mut mac = [0u8; 6];
-        for (b, part) in mac.iter_mut().zip(word.split(':')) {
-            *b = u8::from_str_radix(part, 16).context("bad MAC")?;
-        }
-        Ok(mac)
+        Ok(self.node(ns)?.mac()?)
     }
 
     /// Whether router `i` holds the VIP.
     pub fn has_vip(&self, i: usize) -> bool {
-        run(&["ip", "-n", &self.routers[i], "-4", "-o", "addr", "show"])
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(" {VIP}/")))
-            .unwrap_or(false)
+        self.net.nodes[i].has_addr(VIP)
     }
 
     /// Removes a VIP a killed daemon left behind, so the next repetition
@@ -244,24 +145,14 @@ impl Lab {
     pub fn drop_vip(&self, i: usize) {
         if self.has_vip(i) {
             let cidr = format!("{VIP}/24");
-            let _ = run(&[
-                "ip",
-                "-n",
-                &self.routers[i],
-                "addr",
-                "del",
-                &cidr,
-                "dev",
-                "eth0",
-            ]);
+            let _ = self.net.nodes[i].ip(&["addr", "del", &cidr, "dev", "eth0"]);
         }
     }
 
     /// Moves the calling thread into namespace `ns` (for sockets that must
     /// live there).
     pub fn enter(ns: &str) -> Result<()> {
-        let f = File::open(format!("/run/netns/{ns}")).context("open netns")?;
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")
+        Ok(netns::enter(ns)?)
     }
 }
 

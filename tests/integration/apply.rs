@@ -3,12 +3,12 @@
 //! unreachable host, wrong key, host key mismatch, no root, disk full, power
 //! cut mid-upload, a config the node refuses, Ctrl-C, `--check`/`--diff`.
 //!
-//! Needs root (systemd-nspawn); skipped with a message otherwise. As root, a
-//! missing static runtime is a failure, not a skip.
+//! Root only (systemd-nspawn): every test is `#[ignore = "needs root: ..."]`,
+//! run by .ci/test as root with `-- --include-ignored`. A missing or stale
+//! static runtime is a failure naming the build command.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -16,30 +16,12 @@ use std::time::{Duration, Instant};
 
 use hadeploy_lab::inventory::{LabVrrp, inventory_yaml};
 use hadeploy_lab::{LabGuard, LabSpec};
-use hadeploy_tests::bin;
+use hadeploy_testkit::{bin, require_root, runtime_path};
 use serde_json::Value;
 
 const RUNTIME_BIN: &str = "/usr/local/sbin/hadeploy-runtime";
 /// Directories apply writes into on a lab node; temp files are searched here.
 const WRITE_DIRS: &str = "/etc /usr/local/sbin /var/lib/hadeploy";
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// The static runtime apply pushes: `$HADEPLOY_RUNTIME` or the musl release
-/// build next to the target directory of the `hadeploy` binary.
-fn runtime_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("HADEPLOY_RUNTIME") {
-        return PathBuf::from(p);
-    }
-    let cli = bin("hadeploy");
-    let target = cli
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/hadeploy");
-    target.join("x86_64-unknown-linux-musl/release/hadeploy-runtime")
-}
 
 /// Output of one `hadeploy` run.
 struct Run {
@@ -101,18 +83,11 @@ struct Env {
 }
 
 /// Brings up lab `name` (after removing what a crashed run left), writes its
-/// inventory. `None` (skip) when not root.
-fn setup(name: &'static str, lbs: usize, backends: usize) -> Option<Env> {
-    if !is_root() {
-        eprintln!("apply::{name}: skipped: needs root (the lab runs systemd-nspawn containers)");
-        return None;
-    }
+/// inventory.
+fn setup(name: &'static str, lbs: usize, backends: usize) -> Env {
+    require_root();
+    // `$HADEPLOY_RUNTIME`, or the musl release build, which must be current.
     let runtime = runtime_path();
-    assert!(
-        runtime.is_file(),
-        "static runtime {} is missing: build it with `CARGO_TARGET_DIR=<target> cargo build --release --target x86_64-unknown-linux-musl -p hadeploy-runtime` (or set HADEPLOY_RUNTIME)",
-        runtime.display()
-    );
     let started = Instant::now();
     let spec = LabSpec {
         lbs,
@@ -136,14 +111,14 @@ fn setup(name: &'static str, lbs: usize, backends: usize) -> Option<Env> {
         "apply::{name}: lab up in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    Some(Env {
+    Env {
         name,
         started,
         lab,
         dir,
         inv,
         runtime,
-    })
+    }
 }
 
 impl Drop for Env {
@@ -437,10 +412,9 @@ fn assert_contains(text: &str, parts: &[&str]) {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn unreachable_host_stops_the_run_before_any_change() {
-    let Some(env) = setup("apf1", 1, 0) else {
-        return;
-    };
+    let env = setup("apf1", 1, 0);
     let lb1 = env.lb(1);
     let ghost = format!("{}-lb9", env.name);
     let ghost_addr = env.addr(19);
@@ -472,10 +446,9 @@ fn unreachable_host_stops_the_run_before_any_change() {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn unauthorized_key_is_an_authentication_failure() {
-    let Some(env) = setup("apf2", 1, 0) else {
-        return;
-    };
+    let env = setup("apf2", 1, 0);
     let lb1 = env.lb(1);
     let (key, _) = keygen(env.dir.path(), "stranger");
     env.edit(
@@ -508,10 +481,9 @@ fn unauthorized_key_is_an_authentication_failure() {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn changed_host_key_is_refused_and_new_one_accepted_on_request() {
-    let Some(env) = setup("apf3", 1, 0) else {
-        return;
-    };
+    let env = setup("apf3", 1, 0);
     let lb1 = env.lb(1);
     let addr = env.addr(11);
     let (_, other) = keygen(env.dir.path(), "impostor");
@@ -578,10 +550,9 @@ fn changed_host_key_is_refused_and_new_one_accepted_on_request() {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn non_root_user_without_sudo_fails_preflight() {
-    let Some(env) = setup("apf4", 1, 0) else {
-        return;
-    };
+    let env = setup("apf4", 1, 0);
     let lb1 = env.lb(1);
     env.lab
         .exec_ok(
@@ -625,10 +596,9 @@ fn non_root_user_without_sudo_fails_preflight() {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn full_disk_fails_cleanly_and_rerun_converges() {
-    let Some(env) = setup("apf5", 1, 0) else {
-        return;
-    };
+    let env = setup("apf5", 1, 0);
     let lb1 = env.lb(1);
     env.apply_ok(&[]);
     // /etc/hadeploy becomes a tiny file system with the installed files,
@@ -667,10 +637,9 @@ fn full_disk_fails_cleanly_and_rerun_converges() {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn power_cut_during_runtime_upload_then_rerun_converges() {
-    let Some(env) = setup("apf6", 1, 0) else {
-        return;
-    };
+    let env = setup("apf6", 1, 0);
     let lb1 = env.lb(1);
     let (mut child, out, err) = env.spawn_apply(&[]);
     env.wait_upload_started(&lb1, &mut child);
@@ -721,10 +690,9 @@ fn power_cut_during_runtime_upload_then_rerun_converges() {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn ssh_connection_killed_during_upload_installs_nothing_half_written() {
-    let Some(env) = setup("apf10", 1, 0) else {
-        return;
-    };
+    let env = setup("apf10", 1, 0);
     let lb1 = env.lb(1);
     let addr = env.addr(11);
     let (mut child, out, err) = env.spawn_apply(&[]);
@@ -770,10 +738,9 @@ fn ssh_connection_killed_during_upload_installs_nothing_half_written() {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn config_refused_by_the_node_keeps_the_old_one_serving() {
-    let Some(env) = setup("apf7", 1, 1) else {
-        return;
-    };
+    let env = setup("apf7", 1, 1);
     let lb1 = env.lb(1);
     env.apply_ok(&[]);
     let proxy = "/etc/hadeploy/proxy.yaml".to_string();
@@ -824,10 +791,9 @@ fn config_refused_by_the_node_keeps_the_old_one_serving() {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn sigint_during_apply_stops_cleanly_and_rerun_converges() {
-    let Some(env) = setup("apf8", 1, 0) else {
-        return;
-    };
+    let env = setup("apf8", 1, 0);
     let lb1 = env.lb(1);
     let (mut child, out, err) = env.spawn_apply(&[]);
     env.wait_upload_started(&lb1, &mut child);
@@ -870,10 +836,9 @@ fn sigint_during_apply_stops_cleanly_and_rerun_converges() {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn check_changes_nothing_and_diff_masks_auth_pass() {
-    let Some(env) = setup("apf9", 1, 0) else {
-        return;
-    };
+    let env = setup("apf9", 1, 0);
     let lb1 = env.lb(1);
     let vrrp = "/etc/hadeploy/vrrp.yaml";
     // Fresh node: the plan lists everything, nothing is written.
@@ -998,10 +963,9 @@ fn site<'a>(check: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn apply_ends_when_the_vip_is_served() {
-    let Some(env) = setup("apf11", 2, 1) else {
-        return;
-    };
+    let env = setup("apf11", 2, 1);
     let (lb1, lb2) = (env.lb(1), env.lb(2));
     let vip = env.addr(100);
     // A second site, chosen by its Host header only (the first is the
@@ -1131,10 +1095,9 @@ fn apply_ends_when_the_vip_is_served() {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn apply_fails_when_the_vip_is_not_served_within_the_vrrp_bound() {
-    let Some(env) = setup("apf12", 2, 0) else {
-        return;
-    };
+    let env = setup("apf12", 2, 0);
     let (lb1, lb2) = (env.lb(1), env.lb(2));
     let vip = env.addr(100);
     // Adverts go to a peer that does not exist: neither load balancer hears

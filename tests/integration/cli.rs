@@ -1,6 +1,6 @@
 //! The `hadeploy` command line: exit codes, JSON output, generated docs.
 
-use hadeploy_tests::{run, stderr, stdout};
+use hadeploy_testkit::{run, stderr, stdout};
 
 #[test]
 fn check_accepts_the_shipped_inventories() {

@@ -1,11 +1,12 @@
 //! The README's first command as a test, on a lab of its own: bring the lab
 //! up, apply, re-apply (0 changed), status, test-failover (every step
-//! passes), uninstall, tear down. Needs root and the static runtime
+//! passes), uninstall, tear down. Needs root (`#[ignore = "needs root: ..."]`,
+//! run by .ci/test with `-- --include-ignored`) and the static runtime
 //! (`.ci/test` builds it first).
 
 use hadeploy_lab::inventory::{INVENTORY_YAML, LabVrrp, inventory_yaml};
 use hadeploy_lab::{LabGuard, LabSpec};
-use hadeploy_tests::{run, stderr, stdout};
+use hadeploy_testkit::{run, runtime_path, stderr, stdout};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
@@ -13,8 +14,10 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 }
 
 #[test]
+#[ignore = "needs root: boots a systemd-nspawn lab"]
 fn lab_apply_reapply_failover_uninstall() {
-    hadeploy_tests::require_root_and_runtime();
+    hadeploy_testkit::require_root();
+    runtime_path(); // apply pushes it: missing or stale fails here, naming the build
     let lab = LabGuard::up(&LabSpec::new("hde2e")).expect("lab up");
     let inv = lab.state_dir.join(INVENTORY_YAML);
     std::fs::write(&inv, inventory_yaml(&lab, &LabVrrp::default())).expect("inventory");

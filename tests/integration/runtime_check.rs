@@ -2,7 +2,7 @@
 //! own validator accepts every rendered config, and names file:line:col for
 //! a broken one.
 
-use hadeploy_tests::{run, stderr, stdout};
+use hadeploy_testkit::{run, stderr, stdout};
 
 #[test]
 fn every_rendered_runtime_config_passes_runtime_check() {

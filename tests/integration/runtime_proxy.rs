@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hadeploy_tests::bin;
+use hadeploy_testkit::bin;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

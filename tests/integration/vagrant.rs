@@ -1,7 +1,7 @@
 //! vagrant/Vagrantfile is valid for Debian's vagrant (offline: no box is
 //! downloaded, no VM started).
 
-use hadeploy_tests::{repo, stderr, stdout};
+use hadeploy_testkit::{repo, stderr, stdout};
 
 #[test]
 fn vagrantfile_validates() {

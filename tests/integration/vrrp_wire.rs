@@ -4,21 +4,8 @@
 
 use std::process::Command;
 
-use hadeploy_tests::stderr;
-
-/// Removes the namespace even when an assertion fails.
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("ip");
-    assert!(st.success(), "ip {args:?} failed");
-}
+use hadeploy_testkit::netns::Netns;
+use hadeploy_testkit::{runtime_path, stderr};
 
 const CONFIG: &str = "\
 node: wire
@@ -83,24 +70,25 @@ fn dissect(pcap: &str, v3_as_v2: bool) -> std::collections::BTreeMap<u32, (usize
 }
 
 #[test]
+#[ignore = "needs root: a network namespace for the daemon and tshark"]
 fn adverts_dissect_as_valid_vrrp_with_correct_checksums() {
-    hadeploy_tests::require_root_and_runtime();
-    let runtime = hadeploy_tests::runtime_path();
-    let ns = Netns(format!("hdwire{}", std::process::id()));
-    ip(&["netns", "add", &ns.0]);
-    ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
-    ip(&[
-        "-n", &ns.0, "link", "add", "d0", "type", "veth", "peer", "name", "d1",
-    ]);
-    ip(&["-n", &ns.0, "addr", "add", "10.99.0.1/24", "dev", "d0"]);
-    ip(&["-n", &ns.0, "link", "set", "d0", "up"]);
-    ip(&["-n", &ns.0, "link", "set", "d1", "up"]);
+    let runtime = runtime_path();
+    // Removed (and the daemon in it killed) even when an assertion fails.
+    let ns = Netns::new("wire").unwrap_or_else(|e| panic!("{e}"));
+    for args in [
+        &["link", "add", "d0", "type", "veth", "peer", "name", "d1"][..],
+        &["addr", "add", "10.99.0.1/24", "dev", "d0"],
+        &["link", "set", "d0", "up"],
+        &["link", "set", "d1", "up"],
+    ] {
+        ns.ip(args).unwrap_or_else(|e| panic!("{e}"));
+    }
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = dir.path().join("vrrp.yaml");
     std::fs::write(&cfg, CONFIG).expect("config");
     let pcap = dir.path().join("vrrp.pcap");
     let mut daemon = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
+        .args(["netns", "exec", ns.name()])
         .arg(&runtime)
         .args(["vrrp", "--config", cfg.to_str().expect("utf8")])
         .spawn()
@@ -110,7 +98,7 @@ fn adverts_dissect_as_valid_vrrp_with_correct_checksums() {
     // its start alone can take seconds (a fixed `timeout 6` then captured
     // nothing and failed the test).
     let mut cap = Command::new("ip")
-        .args(["netns", "exec", &ns.0, "tshark", "-Q", "-i", "d0", "-w"])
+        .args(["netns", "exec", ns.name(), "tshark", "-Q", "-i", "d0", "-w"])
         .arg(&pcap)
         .spawn()
         .expect("tshark");

@@ -1,5 +1,6 @@
 //! The daemon against FRR's vrrpd (FRR 8.4, Debian's `frr` package) in
-//! network namespaces (root only; skipped when FRR is not installed). FRR
+//! network namespaces (root only: `#[ignore = "needs root: ..."]`; FRR is
+//! installed by .ci/setup-test, and missing it fails the test). FRR
 //! runs with its own config directory, pid files and vty sockets in a
 //! temporary directory of the test; nothing of a system FRR is touched.
 //!
@@ -15,18 +16,16 @@ use std::process::Command;
 use std::time::Duration;
 
 use hadeploy_vrrpd::StateName;
-use lab::{Lab, Node, can_run, config, wait_for};
+use lab::{Lab, Node, config, wait_for};
 
 const VIP: &str = "10.77.0.100";
 const ZEBRA: &str = "/usr/lib/frr/zebra";
 const VRRPD: &str = "/usr/lib/frr/vrrpd";
 
-fn frr_installed() -> bool {
-    let ok = Path::new(ZEBRA).exists() && Path::new(VRRPD).exists();
-    if !ok {
-        eprintln!("SKIPPED: FRR not installed ({VRRPD})");
-    }
-    ok
+/// FRR missing is a failure with the install hint, not a skip.
+fn require_frr() {
+    hadeploy_testkit::require_tool(ZEBRA, "frr");
+    hadeploy_testkit::require_tool(VRRPD, "frr");
 }
 
 /// zebra + vrrpd of one namespace, stopped (by their pid files) on drop.
@@ -39,7 +38,7 @@ impl Frr {
     /// FRR's vrrpd in router `i`: VRID 51, v3, 100 ms, priority `prio`.
     fn start(lab: &Lab, i: usize, prio: u8) -> Frr {
         // Named after the router's namespace: unique per test and run.
-        let dir = std::env::temp_dir().join(format!("frr-{}", lab.routers[i]));
+        let dir = std::env::temp_dir().join(format!("frr-{}", lab.ns(i)));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("frr dir");
         // FRR drops to its own user (root is not in its vty group): the
@@ -50,7 +49,7 @@ impl Frr {
             .expect("chown");
         assert!(st.success(), "chown frr:frr {}", dir.display());
         // FRR's vrrpd needs a macvlan with the virtual MAC, holding the VIP.
-        let ns = lab.routers[i].clone();
+        let ns = lab.ns(i).to_string();
         for args in [
             vec![
                 "link",
@@ -173,10 +172,9 @@ fn frr_adverts(n: &Node, frr: std::net::Ipv4Addr) -> u64 {
 /// Default (pseudo-header): one master (us, 150), FRR backup (100), and
 /// the form FRR sends is exported.
 #[test]
+#[ignore = "needs root: network namespaces (and FRR, from .ci/setup-test)"]
 fn frr_backup_hears_our_pseudo_header_adverts() {
-    if !can_run() || !frr_installed() {
-        return;
-    }
+    require_frr();
     let lab = Lab::new("frrok", 2);
     let frr_addr = lab.addr(1);
     let frr = Frr::start(&lab, 1, 100);
@@ -213,10 +211,9 @@ fn frr_backup_hears_our_pseudo_header_adverts() {
 /// MASTER too (what issue 10 found silent). Now the config check warns,
 /// and our status shows FRR's form beside ours.
 #[test]
+#[ignore = "needs root: network namespaces (and FRR, from .ci/setup-test)"]
 fn frr_drops_vrrp_only_adverts_and_the_mismatch_shows() {
-    if !can_run() || !frr_installed() {
-        return;
-    }
+    require_frr();
     let lab = Lab::new("frrbad", 2);
     let frr_addr = lab.addr(1);
     let text = ours("a", 150, frr_addr, "    v3_checksum: vrrp_only\n");

@@ -1,5 +1,6 @@
 //! Interop with Debian's real keepalived as the peer, both roles, v2 and
-//! v3 (root only; skipped when keepalived or root is missing).
+//! v3 (root only: `#[ignore = "needs root: ..."]`; keepalived is installed by
+//! .ci/setup-test, and missing it fails the test).
 
 mod lab;
 
@@ -9,17 +10,14 @@ use std::time::Duration;
 
 use hadeploy_vrrp::Discard;
 use hadeploy_vrrpd::StateName;
-use lab::{Lab, Node, can_run, config, wait_for};
+use lab::{Lab, Node, config, wait_for};
 
 const KEEPALIVED: &str = "/usr/sbin/keepalived";
 const VIP: &str = "10.77.0.100";
 
-fn have_keepalived() -> bool {
-    let ok = std::path::Path::new(KEEPALIVED).exists();
-    if !ok {
-        eprintln!("SKIPPED: {KEEPALIVED} not installed");
-    }
-    ok && can_run()
+/// keepalived missing is a failure with the install hint, not a skip.
+fn require_keepalived() {
+    hadeploy_testkit::require_tool(KEEPALIVED, "keepalived");
 }
 
 /// keepalived running in a lab router, killed (and its files removed) on drop.
@@ -59,7 +57,7 @@ impl Keepalived {
             .args([
                 "netns",
                 "exec",
-                &lab.routers[i],
+                lab.ns(i),
                 KEEPALIVED,
                 // VRRP only (-P): no checker child, so no default checker
                 // pid file that a system keepalived could hold.
@@ -199,29 +197,29 @@ fn they_lead(test: &str, version: u8, auth: Option<&str>) {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (and keepalived, from .ci/setup-test)"]
 fn keepalived_backup_v3() {
-    if have_keepalived() {
-        we_lead("kabv3", 3, None);
-    }
+    require_keepalived();
+    we_lead("kabv3", 3, None);
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (and keepalived, from .ci/setup-test)"]
 fn keepalived_master_v3() {
-    if have_keepalived() {
-        they_lead("kamv3", 3, None);
-    }
+    require_keepalived();
+    they_lead("kamv3", 3, None);
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (and keepalived, from .ci/setup-test)"]
 fn keepalived_backup_v2_auth() {
-    if have_keepalived() {
-        we_lead("kabv2", 2, Some("s3cret"));
-    }
+    require_keepalived();
+    we_lead("kabv2", 2, Some("s3cret"));
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (and keepalived, from .ci/setup-test)"]
 fn keepalived_master_v2_auth() {
-    if have_keepalived() {
-        they_lead("kamv2", 2, Some("s3cret"));
-    }
+    require_keepalived();
+    they_lead("kamv2", 2, Some("s3cret"));
 }

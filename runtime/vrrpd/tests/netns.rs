@@ -1,12 +1,12 @@
-//! The daemon against itself in network namespaces (root only; skipped
-//! otherwise). Each test builds its own lab; see `lab/mod.rs`.
+//! The daemon against itself in network namespaces (root only: each test is
+//! `#[ignore = "needs root: ..."]`; `.ci/test` runs them as root). Each test builds its own lab; see `lab/mod.rs`.
 
 mod lab;
 
 use std::time::Duration;
 
 use hadeploy_vrrpd::StateName;
-use lab::{Lab, Node, can_run, config, wait_for};
+use lab::{Lab, Node, config, wait_for};
 
 const VIP: &str = "10.77.0.100";
 
@@ -35,10 +35,8 @@ fn v3(node: &str, priority: u8, extra: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn two_routers_elect_the_higher_priority() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("elect", 2);
     let a = Node::start(&lab, 0, config(&v3("a", 150, "")));
     let b = Node::start(&lab, 1, config(&v3("b", 100, "")));
@@ -86,10 +84,8 @@ fn status(n: &Node) -> hadeploy_vrrpd::InstanceStatus {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn graceful_stop_hands_over_within_skew_time_and_garps() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("stop", 3);
     // v2 at 1 s: a silent master would take 3.6 s to replace; priority 0
     // must cut that to Skew_Time = (256-100)/256 s = 0.61 s.
@@ -155,10 +151,8 @@ fn graceful_stop_hands_over_within_skew_time_and_garps() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn preempt_when_priority_raised_and_nopreempt() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("preempt", 2);
     let a = Node::start(&lab, 0, config(&v3("a", 150, "")));
     wait_for(Duration::from_secs(5), "a master", || {
@@ -205,10 +199,8 @@ fn preempt_when_priority_raised_and_nopreempt() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn unicast_peers() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("ucast", 2);
     let uni = |me: usize, peer: usize| {
         format!(
@@ -255,10 +247,8 @@ fn advert_v3(src: std::net::Ipv4Addr, priority: u8) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn hostile_packets_are_counted_and_ignored() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("hostile", 3);
     let a = Node::start(&lab, 0, config(&v3("a", 150, "")));
     let b = Node::start(&lab, 1, config(&v3("b", 100, "")));
@@ -313,10 +303,8 @@ fn hostile_packets_are_counted_and_ignored() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn v2_auth_pass_elects_and_rejects_wrong_password() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("auth", 3);
     let pass = |pw: &str| format!("    auth_pass: {pw}\n");
     let a = Node::start(&lab, 0, config(&v2("a", 150, &pass("s3cret"))));
@@ -342,10 +330,8 @@ fn v2_auth_pass_elects_and_rejects_wrong_password() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn link_loss_faults_and_hooks_run() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("fault", 2);
     let log = std::env::temp_dir().join(format!("vrrpd-fault-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
@@ -396,10 +382,8 @@ fn link_loss_faults_and_hooks_run() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn reload_keeps_mastership_and_adds_vips() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("reload", 1);
     let a = Node::start(&lab, 0, config(&v3("a", 150, "")));
     wait_for(Duration::from_secs(5), "a master", || {
@@ -444,10 +428,8 @@ fn reload_keeps_mastership_and_adds_vips() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn track_script_weight_moves_mastership() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("track", 2);
     let flag = std::env::temp_dir().join(format!("vrrpd-track-{}.ok", std::process::id()));
     std::fs::write(&flag, "").expect("flag");
@@ -483,10 +465,8 @@ fn track_script_weight_moves_mastership() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn startup_error_names_the_interface() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("badif", 1);
     let cfg = config(&v3("a", 150, "").replace("interface: eth0", "interface: nosuch0"));
     let err = lab
@@ -510,10 +490,8 @@ fn startup_error_names_the_interface() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn slow_hooks_do_not_delay_adverts_and_stop_is_bounded() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("slowhook", 2);
     // Hooks that outlive script_timeout (2 s): killed, never waited on by
     // the protocol.
@@ -542,10 +520,8 @@ fn slow_hooks_do_not_delay_adverts_and_stop_is_bounded() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn two_instances_share_one_socket_demuxed_by_vrid() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("demux", 2);
     // VI_2: VRID 52, its own VIP, RFC 9568 checksum (no pseudo-header).
     let two = |node: &str, p1: u8, p2: u8| {
@@ -604,10 +580,8 @@ fn two_instances_share_one_socket_demuxed_by_vrid() {
 /// an outage until a backup's Master_Down_Interval ended. A leftover VIP is
 /// kept while no other master is heard, and kept for good on becoming master.
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn restarted_master_keeps_its_leftover_vip() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("leftk", 1);
     let add = lab.exec(
         0,
@@ -637,10 +611,8 @@ fn restarted_master_keeps_its_leftover_vip() {
 /// The other half: once another master is heard, a leftover VIP goes at
 /// once, so two routers do not answer ARP for it.
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn leftover_vip_goes_when_another_master_is_heard() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("leftg", 2);
     let b = Node::start(&lab, 1, config(&v3("b", 150, "")));
     wait_for(Duration::from_secs(5), "b master", || {
@@ -664,10 +636,8 @@ fn leftover_vip_goes_when_another_master_is_heard() {
 /// remaining backup (its Skew_Time is the shortest), never to the lower one,
 /// and the chain continues when that one stops too.
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn three_routers_fail_over_in_priority_order() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("three", 3);
     let a = Node::start(&lab, 0, config(&v3("a", 150, "")));
     let b = Node::start(&lab, 1, config(&v3("b", 120, "")));
@@ -704,10 +674,8 @@ fn three_routers_fail_over_in_priority_order() {
 /// renders), the adverts are discarded as `unknown_peer`: no transition, no
 /// lost ping from a client pinging the VIP throughout.
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn forged_adverts_cause_no_transition_and_no_lost_ping() {
-    if !can_run() {
-        return;
-    }
     // r0 a (150), r1 b (100), r2 the forger, r3 a client.
     let lab = Lab::new("forged", 4);
     let peers = |other: usize| format!("    peers: [{}]\n", lab.addr(other));
@@ -733,7 +701,7 @@ fn forged_adverts_cause_no_transition_and_no_lost_ping() {
     let forged = hadeploy_vrrpd::socket::build_ipv4(forger, group, &advert_v3(forger, 254));
     // 20 ms apart for the 10 s run and 1.2 s after (a flap's gap was
     // 0.5-0.7 s).
-    let pinger = lab::ping_in(lab.routers[3].clone(), vip, Duration::from_millis(20), 560);
+    let pinger = lab::ping_in(lab.ns(3).to_string(), vip, Duration::from_millis(20), 560);
     for _ in 0..10 {
         lab::send_raw(&lab, 2, group, vec![forged.clone()]);
         std::thread::sleep(Duration::from_secs(1));
@@ -765,10 +733,8 @@ fn forged_adverts_cause_no_transition_and_no_lost_ping() {
 
 /// Runts used to be counted where no metric showed them (issue 10).
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn runts_show_in_discards_total() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("runt", 2);
     let a = Node::start(&lab, 0, config(&v3("a", 150, "    peers: []\n")));
     wait_for(Duration::from_secs(2), "a started", || {
@@ -789,10 +755,8 @@ fn runts_show_in_discards_total() {
 /// the daemon's memory is locked; hooks, forked from the worker thread,
 /// keep normal scheduling (policy 0 in /proc/PID/stat).
 #[test]
+#[ignore = "needs root: network namespaces"]
 fn protocol_thread_is_realtime_and_hooks_are_not() {
-    if !can_run() {
-        return;
-    }
     let lab = Lab::new("rt", 1);
     let log = std::env::temp_dir().join(format!("vrrpd-rt-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::free_port;
+use crate::common::{free_port, read_request};
 
 /// A backend that records the request-target of every request it gets and
 /// answers `200 ok`, keeping the connection open (nginx closes it: it
@@ -34,8 +34,9 @@ impl Recorder {
                 let t = t.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
-                    while let Some(target) = read_request(&mut s, &mut buf).await {
-                        t.lock().expect("lock").push(target);
+                    while let Some(req) = read_request(&mut s, &mut buf).await {
+                        let target = req.split(' ').nth(1).unwrap_or_default();
+                        t.lock().expect("lock").push(target.to_string());
                         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
                         if s.write_all(ok).await.is_err() {
                             return;
@@ -50,38 +51,6 @@ impl Recorder {
     /// The targets received since the last call.
     pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.targets.lock().expect("lock"))
-    }
-}
-
-/// One request (head and Content-Length body) off `s`; its target.
-async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            while buf.len() < end + 4 + len {
-                let mut tmp = [0u8; 8192];
-                match s.read(&mut tmp).await {
-                    Ok(n) if n > 0 => buf.extend_from_slice(&tmp[..n]),
-                    _ => return None,
-                }
-            }
-            buf.drain(..end + 4 + len);
-            let target = head.split(' ').nth(1).unwrap_or_default().to_string();
-            return Some(target);
-        }
-        let mut tmp = [0u8; 8192];
-        match s.read(&mut tmp).await {
-            Ok(n) if n > 0 => buf.extend_from_slice(&tmp[..n]),
-            _ => return None,
-        }
     }
 }
 

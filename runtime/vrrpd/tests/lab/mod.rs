@@ -1,22 +1,23 @@
-//! Network-namespace labs for the daemon's tests.
+//! Network-namespace labs for the daemon's tests: the test kit's
+//! [`hadeploy_testkit::netns::Lab`] (a switch namespace with a bridge, N
+//! router namespaces joined to it, `eth0` inside each router addressed
+//! 10.77.0.(11+i)/24; unique names, torn down on drop and on panic, nothing
+//! in the root namespace), with the panicking, index-based calls these
+//! tests use, and the daemon run in-process in a router.
 //!
-//! A lab is a "switch" namespace holding a bridge, plus N router
-//! namespaces, each joined to the bridge by a veth pair (`eth0` inside the
-//! router, addressed 10.77.0.(11+i)/24). Everything is created inside
-//! namespaces this lab made: nothing touches the root namespace or a real
-//! interface. Names carry the test name and pid so parallel tests and
-//! parallel runs never collide; Drop removes it all, also on panic, and
-//! `Lab::new` first removes labs of earlier runs whose process is gone.
+//! Every test that builds a lab needs root: it is
+//! `#[ignore = "needs root: ..."]`, run by `.ci/test` with
+//! `-- --include-ignored`.
 
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::fs::File;
 use std::net::Ipv4Addr;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use hadeploy_config::vrrp::VrrpConfig;
+use hadeploy_testkit::netns;
 use hadeploy_vrrpd::{StateName, Stats, VrrpdError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -34,143 +35,48 @@ pub fn init_tracing() {
     });
 }
 
-/// Root and `ip` are needed; tests skip (pass, saying so) otherwise.
-pub fn can_run() -> bool {
-    let root = nix::unistd::Uid::effective().is_root();
-    let ip = Command::new("ip").arg("-V").output().is_ok();
-    if !(root && ip) {
-        eprintln!("SKIPPED: needs root and iproute2 to create network namespaces");
-    }
-    root && ip
-}
+/// The routers' subnet, 10.77.0.0/24.
+const NET: [u8; 3] = [10, 77, 0];
 
-fn run(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn command")
-}
-
-fn must(args: &[&str]) {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}",
-        args,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-const PREFIX: &str = "vrd";
-
-pub struct Lab {
-    pub switch: String,
-    pub routers: Vec<String>,
-}
-
-/// Namespace names of labs whose creating process is gone.
-fn stale(test: &str) -> Vec<String> {
-    let list = run(&["ip", "netns", "list"]);
-    String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&format!("{PREFIX}-{test}-")))
-        .filter(|n| {
-            let pid = n.split('-').nth(2).and_then(|p| p.parse::<u32>().ok());
-            pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-fn kill_and_delete(ns: &str) {
-    let pids = run(&["ip", "netns", "pids", ns]);
-    for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-        let _ = run(&["kill", "-9", pid]);
-    }
-    let _ = run(&["ip", "netns", "del", ns]);
-}
+pub struct Lab(netns::Lab);
 
 impl Lab {
     /// `test` must be short and unique per test (it names namespaces).
-    pub fn new(test: &str, n: usize) -> Lab {
-        for ns in stale(test) {
-            kill_and_delete(&ns);
-        }
-        let base = format!("{PREFIX}-{test}-{}", std::process::id());
-        let mut lab = Lab {
-            switch: format!("{base}-sw"),
-            routers: Vec::new(),
-        };
-        must(&["ip", "netns", "add", &lab.switch]);
-        let sw = lab.switch.clone();
-        must(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
-        must(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
-        for i in 0..n {
-            let r = format!("{base}-r{i}");
-            must(&["ip", "netns", "add", &r]);
-            lab.routers.push(r.clone());
-            let port = format!("p{i}");
-            must(&[
-                "ip", "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                "netns", &r,
-            ]);
-            must(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"]);
-            let addr = format!("{}/24", lab.addr(i));
-            must(&["ip", "-n", &r, "addr", "add", &addr, "dev", "eth0"]);
-            must(&["ip", "-n", &r, "link", "set", "eth0", "up"]);
-            must(&["ip", "-n", &r, "link", "set", "lo", "up"]);
-        }
-        lab
+    pub fn new(test: &str, n: u8) -> Lab {
+        Lab(netns::Lab::with_nodes(test, NET, n).unwrap_or_else(|e| panic!("lab {test}: {e}")))
+    }
+
+    /// Router `i`'s namespace name.
+    pub fn ns(&self, i: usize) -> &str {
+        self.0.nodes[i].name()
     }
 
     pub fn addr(&self, i: usize) -> Ipv4Addr {
-        Ipv4Addr::new(10, 77, 0, 11 + u8::try_from(i).expect("few routers"))
+        self.0.addr(i)
     }
 
     /// Runs a command inside router `i`'s namespace.
     pub fn exec(&self, i: usize, args: &[&str]) -> Output {
-        let mut full = vec!["ip", "netns", "exec", &self.routers[i]];
-        full.extend_from_slice(args);
-        run(&full)
+        self.0.nodes[i].exec(args).expect("ip netns exec")
     }
 
-    /// Whether router `i` holds `vip` (no prefix) on any interface, as
-    /// `ip -n NS addr` shows it.
+    /// Whether router `i` holds `vip` (no prefix) on any interface.
     pub fn has_vip(&self, i: usize, vip: &str) -> bool {
-        let out = run(&["ip", "-n", &self.routers[i], "-4", "-o", "addr", "show"]);
-        String::from_utf8_lossy(&out.stdout).contains(&format!(" {vip}/"))
+        self.0.nodes[i].has_addr(vip.parse().expect("an IPv4 VIP"))
     }
 
     /// `ip -n NS addr show dev eth0` output, for assertion messages.
     pub fn addrs(&self, i: usize) -> String {
-        let out = run(&[
-            "ip",
-            "-n",
-            &self.routers[i],
-            "-4",
-            "-o",
-            "addr",
-            "show",
-            "dev",
-            "eth0",
-        ]);
+        let out = self.0.nodes[i]
+            .ip_output(&["-4", "-o", "addr", "show", "dev", "eth0"])
+            .expect("ip addr");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Sets router `i`'s switch port down/up: a cable pull seen by the router
     /// as carrier loss.
     pub fn cable(&self, i: usize, plugged: bool) {
-        let port = format!("p{i}");
-        must(&[
-            "ip",
-            "-n",
-            &self.switch,
-            "link",
-            "set",
-            &port,
-            if plugged { "up" } else { "down" },
-        ]);
+        self.0.cable(i, plugged).expect("cable");
     }
 
     /// Runs `f` on a new thread that lives in router `i`'s namespace.
@@ -179,21 +85,7 @@ impl Lab {
         i: usize,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> std::thread::JoinHandle<T> {
-        let path = format!("/run/netns/{}", self.routers[i]);
-        std::thread::spawn(move || {
-            let ns = File::open(&path).expect("open netns");
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            f()
-        })
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for r in &self.routers {
-            kill_and_delete(r);
-        }
-        kill_and_delete(&self.switch);
+        self.0.nodes[i].spawn_in(f)
     }
 }
 
@@ -308,20 +200,17 @@ pub fn send_raw(lab: &Lab, i: usize, dst: Ipv4Addr, datagrams: Vec<Vec<u8>>) {
     .expect("sender thread");
 }
 
-/// The MAC of router `i`'s eth0.
+/// The MAC of router `i`'s eth0, as `ip neigh` prints it.
 pub fn mac(lab: &Lab, i: usize) -> String {
-    let out = run(&["ip", "-n", &lab.routers[i], "-o", "link", "show", "eth0"]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string()
+    let m = lab.0.nodes[i].mac().expect("mac");
+    m.map(|b| format!("{b:02x}")).join(":")
 }
 
 /// Router `i`'s ARP entry for `ip` (`ip neigh show`), for GARP checks.
 pub fn neigh(lab: &Lab, i: usize, ip: &str) -> String {
-    let out = run(&["ip", "-n", &lab.routers[i], "neigh", "show", ip]);
+    let out = lab.0.nodes[i]
+        .ip_output(&["neigh", "show", ip])
+        .expect("ip neigh");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -329,7 +218,7 @@ pub fn neigh(lab: &Lab, i: usize, ip: &str) -> String {
 /// `count` of them (no ping binary needed): returns (sent, answered). A
 /// reply counts if it comes before the next-but-two request goes out.
 pub fn ping(lab: &Lab, i: usize, dst: Ipv4Addr, interval: Duration, count: u16) -> (u16, u16) {
-    ping_in(lab.routers[i].clone(), dst, interval, count)
+    ping_in(lab.ns(i).to_string(), dst, interval, count)
         .join()
         .expect("ping thread")
 }
@@ -342,8 +231,7 @@ pub fn ping_in(
     count: u16,
 ) -> std::thread::JoinHandle<(u16, u16)> {
     std::thread::spawn(move || {
-        let f = File::open(format!("/run/netns/{ns}")).expect("open netns");
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        netns::enter(&ns).expect("enter netns");
         use socket2::{Domain, Protocol, SockAddr, Socket, Type};
         let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).expect("icmp socket");
         s.set_read_timeout(Some(Duration::from_millis(2)))
