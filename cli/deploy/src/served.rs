@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use hadeploy_config::status::{InstanceStatus, RuntimeStatus};
+use hadeploy_config::status::{InstanceStatus, RuntimeStatus, VrrpState};
 use hadeploy_config::vrrp::Version;
 use hadeploy_inventory::model::{Cluster, Inventory, Site, VipGroup};
 use serde::Serialize;
@@ -42,6 +42,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::error::Step;
 use crate::progress::Progress;
 use crate::ssh::Remote;
+use crate::status::runtime_status_json;
 
 /// Added to Master_Down_Interval (+ preempt_delay): the last daemon's start,
 /// gratuitous ARP, status round trips and the first requests.
@@ -122,11 +123,7 @@ pub struct MemberSnap {
 
 impl MemberSnap {
     fn healthy(&self) -> bool {
-        self.unit == "active"
-            && self
-                .instance
-                .as_ref()
-                .is_some_and(|i| i.state == "MASTER" || i.state == "BACKUP")
+        self.unit == "active" && self.instance.as_ref().is_some_and(|i| i.state.is_running())
     }
 
     fn effective(&self) -> u8 {
@@ -203,7 +200,11 @@ pub fn judge(preempt: bool, members: &[MemberSpec], snaps: &[MemberSnap]) -> Ver
     let top_name = top.map_or("?", |s| s.host.as_str());
     let masters: Vec<&str> = healthy
         .iter()
-        .filter(|s| s.instance.as_ref().is_some_and(|i| i.state == "MASTER"))
+        .filter(|s| {
+            s.instance
+                .as_ref()
+                .is_some_and(|i| i.state == VrrpState::Master)
+        })
         .map(|s| s.host.as_str())
         .collect();
     match holders.as_slice() {
@@ -218,7 +219,7 @@ pub fn judge(preempt: bool, members: &[MemberSpec], snaps: &[MemberSnap]) -> Ver
             let master = h.healthy()
                 && h.instance
                     .as_ref()
-                    .is_some_and(|i| i.state == "MASTER" && i.holds_vips);
+                    .is_some_and(|i| i.state == VrrpState::Master && i.holds_vips);
             let elected = match owner {
                 Some(o) => o.host == h.host,
                 // A backup preempts only a master of lower priority; without
@@ -572,13 +573,14 @@ fn ms(d: Duration) -> u64 {
 }
 
 /// Per member: the VRRP unit, the daemon's status, the kernel's addresses.
-const POLL_SCRIPT: &str = r#"
+const POLL_SCRIPT: &str = concat!(
+    r#"
 echo "unit $(systemctl is-active hadeploy-vrrp 2>/dev/null)"
-if [ -x /usr/local/sbin/hadeploy-runtime ]; then
-  echo "json $(/usr/local/sbin/hadeploy-runtime status --json 2>/dev/null | tr -d '\n')"
-fi
-ip -4 -o addr show 2>/dev/null | sed 's/^/ip /'
-"#;
+"#,
+    runtime_status_json!(),
+    r#"ip -4 -o addr show 2>/dev/null | sed 's/^/ip /'
+"#
+);
 
 async fn poll(vip: &VipGroup, members: &[MemberSpec], sessions: &Sessions<'_>) -> Vec<MemberSnap> {
     let tasks = members.iter().map(|m| async move {
@@ -811,7 +813,7 @@ mod tests {
             instance: Some(InstanceStatus {
                 name: "VI_1".into(),
                 vrid: 66,
-                state: state.into(),
+                state: state.parse().expect("state word"),
                 priority: prio,
                 effective_priority: eff,
                 master: None,

@@ -8,7 +8,7 @@ use hadeploy_inventory::model::{Host, Inventory};
 use tokio::sync::Semaphore;
 
 use crate::error::{DeployError, Step};
-use crate::recap::{HostResult, Recap};
+use crate::recap::{HostOutcome, HostResult, Recap};
 use crate::ssh::{self, ConnectOptions};
 
 const UNINSTALL: &str = r#"
@@ -75,20 +75,13 @@ pub async fn uninstall(
     let results = futures::future::join_all(tasks).await;
     let mut recap = Recap::default();
     for (h, r) in hosts.iter().zip(results) {
-        let mut hr = HostResult {
-            host: h.name.clone(),
-            ..HostResult::default()
-        };
+        let mut hr = HostResult::new(&h.name);
         match r {
             Ok(c) => {
                 hr.ok = 1;
                 hr.changed = c;
             }
-            Err(e) => {
-                hr.unreachable = e.unreachable;
-                hr.failed = !e.unreachable;
-                hr.error = Some(e.to_string());
-            }
+            Err(e) => hr.outcome = HostOutcome::from_error(&e),
         }
         recap.hosts.push(hr);
     }

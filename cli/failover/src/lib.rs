@@ -13,6 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use hadeploy_config::Unit;
 use hadeploy_config::vrrp::Version;
 use hadeploy_deploy::ssh::ConnectOptions;
 use hadeploy_inventory::model::{Cluster, Inventory};
@@ -44,8 +45,8 @@ impl Default for Options {
             only: Vec::new(),
             trust_new_host_keys: false,
             rate: 200,
-            vrrp_unit: "hadeploy-vrrp.service".into(),
-            backend_unit: "hadeploy-proxy.service".into(),
+            vrrp_unit: Unit::Vrrp.service().into(),
+            backend_unit: Unit::Proxy.service().into(),
         }
     }
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use hadeploy_config::Unit;
+use hadeploy_config::status::VrrpState;
 use hadeploy_inventory::model::Cluster;
 
 use crate::control::Control;
@@ -189,32 +191,31 @@ async fn steady(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {
     // The daemons' own view must agree with the interfaces. Another stack
     // (keepalived) has no hadeploy status: its unit must at least be active
     // on every node.
-    let ours = ctx.vrrp_unit == "hadeploy-vrrp.service";
+    let ours = Unit::from_service(&ctx.vrrp_unit) == Some(Unit::Vrrp);
     let mut states = Vec::new();
-    for (h, _, _) in &ctx.members {
+    let mut states_ok = true;
+    for (i, (h, _, _)) in ctx.members.iter().enumerate() {
         let s = if ours {
-            ctl.status(h)
+            let state = ctl
+                .status(h)
                 .await
                 .and_then(|s| s.vrrp)
                 .and_then(|v| v.instances.into_iter().next())
-                .map_or_else(|| "?".to_string(), |i| i.state)
+                .map(|i| i.state);
+            let want = if i == 0 {
+                VrrpState::Master
+            } else {
+                VrrpState::Backup
+            };
+            states_ok &= state == Some(want);
+            state.map_or_else(|| "?".to_string(), |s| s.to_string())
         } else {
-            format!(
-                "{} {}",
-                ctx.vrrp_unit,
-                ctl.unit_state(h, &ctx.vrrp_unit).await
-            )
+            let active = ctl.unit_state(h, &ctx.vrrp_unit).await;
+            states_ok &= active == "active";
+            format!("{} {active}", ctx.vrrp_unit)
         };
         states.push((h.clone(), s));
     }
-    let states_ok = if ours {
-        states
-            .iter()
-            .enumerate()
-            .all(|(i, (_, s))| if i == 0 { s == "MASTER" } else { s == "BACKUP" })
-    } else {
-        states.iter().all(|(_, s)| s.ends_with(" active"))
-    };
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let o = observe(&load.samples(), t0, Instant::now());

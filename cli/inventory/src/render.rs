@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use hadeploy_config::paths;
 use hadeploy_config::proxy::{ProxyConfig, Site as CfgSite};
 use hadeploy_config::vrrp::{Instance, Notify, TrackScriptRef, Unicast, Vip, VrrpConfig};
-use hadeploy_config::{ConfigError, Diagnostic};
+use hadeploy_config::{ConfigError, Diagnostic, Unit};
 use minijinja::Environment;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -38,6 +38,24 @@ pub enum Handler {
     /// systemd-tmpfiles --create: directories the units need.
     Tmpfiles,
     None,
+}
+
+impl Handler {
+    /// Restarts `unit` (its unit file or the binary changed).
+    pub fn restart(unit: Unit) -> Handler {
+        match unit {
+            Unit::Vrrp => Handler::RestartVrrp,
+            Unit::Proxy => Handler::RestartProxy,
+        }
+    }
+
+    /// Reloads `unit` (its config changed).
+    pub fn reload(unit: Unit) -> Handler {
+        match unit {
+            Unit::Vrrp => Handler::ReloadVrrp,
+            Unit::Proxy => Handler::ReloadProxy,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -81,7 +99,7 @@ pub struct NodeTree {
     pub facts: Facts,
     pub files: Vec<RenderedFile>,
     /// Units to enable and keep running, in start order.
-    pub units: Vec<String>,
+    pub units: Vec<Unit>,
     #[serde(skip)]
     pub vrrp: Option<VrrpConfig>,
     #[serde(skip)]
@@ -169,9 +187,9 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
             paths::VRRP_CONFIG,
             &cfg,
             true,
-            Handler::ReloadVrrp,
+            Handler::reload(Unit::Vrrp),
         )?;
-        r.unit("hadeploy-vrrp.service", paths::VRRP_CONFIG, &[])?;
+        r.unit(Unit::Vrrp, &[])?;
         r.template_file(
             "hooks/notify.sh.j2",
             NOTIFY_HOOK,
@@ -186,7 +204,7 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
             Handler::Sysctl,
             minijinja::context! {},
         )?;
-        units.push("hadeploy-vrrp.service".to_string());
+        units.push(Unit::Vrrp);
         Some(cfg)
     };
     let proxy = if lb_clusters.is_empty() && backend_clusters.is_empty() {
@@ -203,10 +221,10 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
             paths::PROXY_CONFIG,
             &cfg,
             false,
-            Handler::ReloadProxy,
+            Handler::reload(Unit::Proxy),
         )?;
         let log_dirs = log_dirs(&cfg);
-        r.unit("hadeploy-proxy.service", paths::PROXY_CONFIG, &log_dirs)?;
+        r.unit(Unit::Proxy, &log_dirs)?;
         r.template_file(
             "tmpfiles/hadeploy.conf.j2",
             TMPFILES,
@@ -242,7 +260,7 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
                 )?;
             }
         }
-        units.push("hadeploy-proxy.service".to_string());
+        units.push(Unit::Proxy);
         Some(cfg)
     };
     if facts.firewalld {
@@ -329,19 +347,13 @@ impl Renderer<'_> {
         });
     }
 
-    fn unit(&mut self, name: &str, config: &str, log_dirs: &[String]) -> Result<(), RenderError> {
-        let template = format!("systemd/{name}.j2");
-        let handler = if name.contains("vrrp") {
-            Handler::RestartVrrp
-        } else {
-            Handler::RestartProxy
-        };
+    fn unit(&mut self, unit: Unit, log_dirs: &[String]) -> Result<(), RenderError> {
         self.template_file(
-            &template,
-            &format!("/etc/systemd/system/{name}"),
+            unit.template(),
+            unit.unit_file(),
             0o644,
-            handler,
-            minijinja::context! { config => config, log_dirs => log_dirs },
+            Handler::restart(unit),
+            minijinja::context! { config => unit.config(), log_dirs => log_dirs },
         )
     }
 
