@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 
 use crate::artifact::{self, Artifact};
 use crate::diff;
-use crate::error::{DeployError, Step};
+use crate::error::{DeployError, RunError, Step};
 use crate::execute;
 use crate::facts::{self, RemoteFacts};
 use crate::plan::{self, Change, NodePlan};
@@ -57,10 +57,15 @@ pub async fn apply(
     inv: &Inventory,
     opts: &ApplyOptions,
     progress: &Progress,
-) -> Result<ApplyReport, String> {
+) -> Result<ApplyReport, RunError> {
     let started = Instant::now();
-    let artifact = artifact::find(opts.runtime.as_deref()).map_err(|e| e.to_string())?;
-    let hosts: Vec<Host> = inv.limit(&opts.limit)?.into_iter().cloned().collect();
+    let artifact = artifact::find(opts.runtime.as_deref())?;
+    let hosts: Vec<Host> = inv
+        .limit(&opts.limit)
+        .map_err(RunError::Limit)?
+        .into_iter()
+        .cloned()
+        .collect();
     let mut recap = Recap {
         runtime: Some(artifact.path.display().to_string()),
         runtime_bytes: artifact.bytes.len(),

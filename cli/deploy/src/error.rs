@@ -36,6 +36,17 @@ impl fmt::Display for Step {
     }
 }
 
+/// Why a run (apply, status, uninstall) could not start at all; per-host
+/// failures are [`DeployError`]s in the recap instead.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// `--limit` matched no host of the inventory.
+    #[error("{0}")]
+    Limit(String),
+    #[error(transparent)]
+    Artifact(#[from] crate::artifact::ArtifactError),
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{host}: {step}: {message}")]
 pub struct DeployError {

@@ -217,6 +217,39 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hadeploy_inventory::facts::Facts;
+    use hadeploy_inventory::render;
+
+    /// Facts are gathered with the hashes of `watched_paths`, before the
+    /// render: whatever the facts, the render must write nothing else.
+    #[test]
+    fn watched_paths_cover_every_render() {
+        for name in ["lab.yaml", "seed.yaml", "reference.yaml"] {
+            let path = format!("{}/../../inventory/{name}", env!("CARGO_MANIFEST_DIR"));
+            let (inv, _) = hadeploy_inventory::load(std::path::Path::new(&path)).expect(&path);
+            for host in inv.hosts.keys() {
+                let watched = watched_paths(&inv, host);
+                assert!(watched.iter().any(|p| p == paths::RUNTIME_BIN));
+                for (os, systemd_version) in [("centos:7", 219), ("debian:12", 252)] {
+                    for firewalld in [false, true] {
+                        let facts = Facts {
+                            os: os.into(),
+                            systemd_version,
+                            firewalld,
+                        };
+                        let tree = render::render(&inv, host, &facts).expect("render");
+                        for f in &tree.files {
+                            assert!(
+                                watched.contains(&f.path),
+                                "{name}: {host}: {} is rendered but not watched",
+                                f.path
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     fn file(secret: bool) -> FilePlan {
         FilePlan {

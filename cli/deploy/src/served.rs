@@ -499,7 +499,9 @@ async fn wait_group(
                     Err(Probe::NoAnswer(e)) => Err(e),
                 },
                 Vantage::Holder { .. } => match holder_remote {
-                    Some(r) => probe_remote(r, s.target, &s.host_header).await,
+                    Some(r) => probe_remote(r, s.target, &s.host_header)
+                        .await
+                        .map_err(|e| e.to_string()),
                     None => Err("no SSH session to the holder".to_string()),
                 },
             };
@@ -646,10 +648,13 @@ pub fn parse_poll(host: &str, vip: &VipGroup, text: &str) -> MemberSnap {
     snap
 }
 
+#[derive(Debug, thiserror::Error)]
 enum Probe {
     /// The address could not be reached from here at all.
+    #[error("{0}")]
     Unreachable(String),
     /// Reached, but no HTTP answer (refused, reset, timed out, garbage).
+    #[error("{0}")]
     NoAnswer(String),
 }
 
@@ -737,13 +742,13 @@ printf "GET / HTTP/1.1\r\nHost: %s\r\nUser-Agent: hadeploy-apply\r\nConnection: 
 read -r line <&3 && echo "line $line"' "$1" "$2" "$3"
 "#;
 
-async fn probe_remote(remote: &Remote, target: SocketAddr, host: &str) -> Result<u16, String> {
+async fn probe_remote(remote: &Remote, target: SocketAddr, host: &str) -> Result<u16, Probe> {
     let ip = target.ip().to_string();
     let port = target.port().to_string();
     let out = remote
         .sh(Step::Status, PROBE_SCRIPT, &[&ip, &port, host], None)
         .await
-        .map_err(|e| e.message)?;
+        .map_err(|e| Probe::NoAnswer(e.message))?;
     let code = out.stdout.lines().find_map(|l| {
         l.strip_prefix("status ")
             .and_then(|c| c.trim().parse::<u16>().ok())
@@ -752,11 +757,11 @@ async fn probe_remote(remote: &Remote, target: SocketAddr, host: &str) -> Result
     });
     code.ok_or_else(|| {
         let e = out.stderr.trim();
-        if e.is_empty() {
+        Probe::NoAnswer(if e.is_empty() {
             format!("no HTTP answer (exit {:?})", out.status)
         } else {
             e.lines().last().unwrap_or(e).to_string()
-        }
+        })
     })
 }
 

@@ -9,7 +9,7 @@ use hadeploy_inventory::model::{Host, Inventory};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::error::{DeployError, Step};
+use crate::error::{DeployError, RunError, Step};
 use crate::ssh::{self, ConnectOptions, Remote};
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,8 +70,13 @@ pub async fn status(
     limit: &[String],
     copts: ConnectOptions,
     forks: usize,
-) -> Result<Vec<NodeStatus>, String> {
-    let hosts: Vec<Host> = inv.limit(limit)?.into_iter().cloned().collect();
+) -> Result<Vec<NodeStatus>, RunError> {
+    let hosts: Vec<Host> = inv
+        .limit(limit)
+        .map_err(RunError::Limit)?
+        .into_iter()
+        .cloned()
+        .collect();
     let sem = Arc::new(Semaphore::new(forks.max(1)));
     let tasks = hosts.iter().map(|h| {
         let sem = sem.clone();

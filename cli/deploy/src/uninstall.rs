@@ -7,7 +7,7 @@ use std::sync::Arc;
 use hadeploy_inventory::model::{Host, Inventory};
 use tokio::sync::Semaphore;
 
-use crate::error::{DeployError, Step};
+use crate::error::{DeployError, RunError, Step};
 use crate::recap::{HostOutcome, HostResult, Recap};
 use crate::ssh::{self, ConnectOptions};
 
@@ -43,9 +43,14 @@ pub async fn uninstall(
     limit: &[String],
     copts: ConnectOptions,
     forks: usize,
-) -> Result<Recap, String> {
+) -> Result<Recap, RunError> {
     let started = std::time::Instant::now();
-    let hosts: Vec<Host> = inv.limit(limit)?.into_iter().cloned().collect();
+    let hosts: Vec<Host> = inv
+        .limit(limit)
+        .map_err(RunError::Limit)?
+        .into_iter()
+        .cloned()
+        .collect();
     let sem = Arc::new(Semaphore::new(forks.max(1)));
     let tasks = hosts.iter().map(|h| {
         let sem = sem.clone();

@@ -11,6 +11,7 @@ use hadeploy_config::status::VrrpState;
 use hadeploy_inventory::model::Cluster;
 
 use crate::control::Control;
+use crate::error::ControlError;
 use crate::load::{Load, LoadSpec};
 use crate::report::{Report, Row, Verdict};
 use crate::window::{Observed, observe};
@@ -53,7 +54,14 @@ impl Ctx {
     }
 }
 
-fn row(step: &str, expectation: String, o: Option<&Observed>, ok: bool, note: String) -> Row {
+/// `note`: what was seen, or the error that stopped the step.
+fn row(
+    step: &str,
+    expectation: String,
+    o: Option<&Observed>,
+    ok: bool,
+    note: impl std::fmt::Display,
+) -> Row {
     Row {
         step: step.to_string(),
         expectation,
@@ -61,7 +69,7 @@ fn row(step: &str, expectation: String, o: Option<&Observed>, ok: bool, note: St
         failed: o.map_or(0, |o| o.failed),
         total: o.map_or(0, |o| o.total),
         verdict: if ok { Verdict::Pass } else { Verdict::Fail },
-        note,
+        note: note.to_string(),
     }
 }
 
@@ -158,7 +166,7 @@ pub async fn run_all(mut ctl: Control, spec: LoadSpec, ctx: &Ctx, report: &mut R
 
 /// Waits for the highest-priority node to hold the VIP alone (or, with
 /// nopreempt, for exactly one holder).
-async fn settle(ctl: &mut Control, ctx: &Ctx) -> Result<(), String> {
+async fn settle(ctl: &mut Control, ctx: &Ctx) -> Result<(), ControlError> {
     let lbs = ctx.lbs();
     let top = ctx.top().to_string();
     let preempt = ctx.preempt;
@@ -174,8 +182,10 @@ async fn settle(ctl: &mut Control, ctx: &Ctx) -> Result<(), String> {
         .await;
     // Let the proxies' health checks see the backends again.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    ok.map(|_| ())
-        .ok_or_else(|| format!("VIP holders after {}s: {h:?}", timeout.as_secs()))
+    ok.map(|_| ()).ok_or_else(|| ControlError::Unsettled {
+        secs: timeout.as_secs(),
+        holders: h,
+    })
 }
 
 async fn steady(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {
