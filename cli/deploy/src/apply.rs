@@ -19,10 +19,10 @@ use crate::execute;
 use crate::facts::{self, RemoteFacts};
 use crate::plan::{self, Change, NodePlan};
 use crate::preflight;
-use crate::progress::Progress;
 use crate::recap::{HostOutcome, HostResult, Recap};
 use crate::served;
 use crate::ssh::{self, ConnectOptions, Remote};
+use hadeploy_progress::HostProgress;
 
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
@@ -56,7 +56,7 @@ struct Node {
 pub async fn apply(
     inv: &Inventory,
     opts: &ApplyOptions,
-    progress: &Progress,
+    progress: &HostProgress,
 ) -> Result<ApplyReport, RunError> {
     let started = Instant::now();
     let artifact = artifact::find(opts.runtime.as_deref())?;
@@ -177,7 +177,7 @@ async fn wait_served(
     inv: &Inventory,
     nodes: &[Node],
     opts: &ApplyOptions,
-    progress: &Progress,
+    progress: &HostProgress,
 ) -> Vec<served::VipCheck> {
     let selected: Vec<String> = nodes.iter().map(|n| n.host.name.clone()).collect();
     let clusters = served::touched(inv, &selected);
@@ -234,7 +234,7 @@ async fn connect_all(
     inv: &Inventory,
     hosts: &[Host],
     opts: &ApplyOptions,
-    progress: &Progress,
+    progress: &HostProgress,
 ) -> (Vec<Node>, BTreeMap<String, HostResult>) {
     let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
     let copts = ConnectOptions {
@@ -356,7 +356,7 @@ async fn execute_lanes(
     plans: &[NodePlan],
     artifact: &Artifact,
     opts: &ApplyOptions,
-    progress: &Progress,
+    progress: &HostProgress,
     results: &mut BTreeMap<String, HostResult>,
 ) -> bool {
     let forks = Arc::new(Semaphore::new(opts.forks.max(1)));

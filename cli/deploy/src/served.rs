@@ -40,9 +40,9 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::Step;
-use crate::progress::Progress;
 use crate::ssh::Remote;
 use crate::status::runtime_status_json;
+use hadeploy_progress::HostProgress;
 
 /// Added to Master_Down_Interval (+ preempt_delay): the last daemon's start,
 /// gratuitous ARP, status round trips and the first requests.
@@ -379,7 +379,7 @@ pub async fn wait(
     inv: &Inventory,
     clusters: &[&Cluster],
     sessions: &Sessions<'_>,
-    progress: &Progress,
+    progress: &HostProgress,
 ) -> Vec<VipCheck> {
     let tasks = clusters.iter().flat_map(|c| {
         c.vips
@@ -394,7 +394,7 @@ async fn wait_group(
     cluster: &Cluster,
     vip: &VipGroup,
     sessions: &Sessions<'_>,
-    progress: &Progress,
+    progress: &HostProgress,
 ) -> VipCheck {
     let started = Instant::now();
     let (limit, mdi) = bound(vip);
