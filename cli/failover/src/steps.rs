@@ -182,7 +182,7 @@ async fn settle(ctl: &mut Control, ctx: &Ctx) -> Result<(), ControlError> {
         .await;
     // Let the proxies' health checks see the backends again.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    ok.map(|_| ()).ok_or_else(|| ControlError::Unsettled {
+    ok.map(|_| ()).ok_or(ControlError::Unsettled {
         secs: timeout.as_secs(),
         holders: h,
     })
