@@ -60,12 +60,7 @@ pub async fn apply(
 ) -> Result<ApplyReport, RunError> {
     let started = Instant::now();
     let artifact = artifact::find(opts.runtime.as_deref())?;
-    let hosts: Vec<Host> = inv
-        .limit(&opts.limit)
-        .map_err(RunError::Limit)?
-        .into_iter()
-        .cloned()
-        .collect();
+    let hosts = RunError::select(inv, &opts.limit)?;
     let mut recap = Recap {
         runtime: Some(artifact.path.display().to_string()),
         runtime_bytes: artifact.bytes.len(),

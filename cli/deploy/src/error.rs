@@ -47,6 +47,17 @@ pub enum RunError {
     Artifact(#[from] crate::artifact::ArtifactError),
 }
 
+impl RunError {
+    /// The hosts `--limit` selects, owned: runs hand them to tasks.
+    pub fn select(
+        inv: &hadeploy_inventory::model::Inventory,
+        limit: &[String],
+    ) -> Result<Vec<hadeploy_inventory::model::Host>, RunError> {
+        let hosts = inv.limit(limit).map_err(RunError::Limit)?;
+        Ok(hosts.into_iter().cloned().collect())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{host}: {step}: {message}")]
 pub struct DeployError {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use hadeploy_config::Unit;
 use hadeploy_config::status::RuntimeStatus;
-use hadeploy_inventory::model::{Host, Inventory};
+use hadeploy_inventory::model::Inventory;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
@@ -71,12 +71,7 @@ pub async fn status(
     copts: ConnectOptions,
     forks: usize,
 ) -> Result<Vec<NodeStatus>, RunError> {
-    let hosts: Vec<Host> = inv
-        .limit(limit)
-        .map_err(RunError::Limit)?
-        .into_iter()
-        .cloned()
-        .collect();
+    let hosts = RunError::select(inv, limit)?;
     let sem = Arc::new(Semaphore::new(forks.max(1)));
     let tasks = hosts.iter().map(|h| {
         let sem = sem.clone();
@@ -218,6 +213,18 @@ pub fn vip_holders(inv: &Inventory, nodes: &[NodeStatus]) -> Vec<(String, Vec<St
 mod tests {
     use super::*;
     use hadeploy_config::status::{InstanceStatus, VrrpStatus};
+
+    #[test]
+    fn the_status_lines_ask_the_installed_runtime() {
+        assert_eq!(
+            runtime_status_json!(),
+            r#"if [ -x /usr/local/sbin/hadeploy-runtime ]; then
+  echo "json $(/usr/local/sbin/hadeploy-runtime status --json 2>/dev/null | tr -d '\n')"
+fi
+"#
+        );
+        assert!(QUERY.starts_with(r#"for u in "$@"; do"#), "{QUERY}");
+    }
 
     fn node(host: &str, state: &str, held: &[&str]) -> NodeStatus {
         NodeStatus {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use hadeploy_inventory::model::{Host, Inventory};
+use hadeploy_inventory::model::Inventory;
 use tokio::sync::Semaphore;
 
 use crate::error::{DeployError, RunError, Step};
@@ -45,12 +45,7 @@ pub async fn uninstall(
     forks: usize,
 ) -> Result<Recap, RunError> {
     let started = std::time::Instant::now();
-    let hosts: Vec<Host> = inv
-        .limit(limit)
-        .map_err(RunError::Limit)?
-        .into_iter()
-        .cloned()
-        .collect();
+    let hosts = RunError::select(inv, limit)?;
     let sem = Arc::new(Semaphore::new(forks.max(1)));
     let tasks = hosts.iter().map(|h| {
         let sem = sem.clone();
