@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use hadeploy_config::Unit;
 use hadeploy_config::status::{InstanceStatus, RuntimeStatus, VrrpState};
 use hadeploy_config::vrrp::Version;
 use hadeploy_inventory::model::{Cluster, Inventory, Site, VipGroup};
@@ -141,7 +142,7 @@ impl MemberSnap {
                 self.host, i.state, i.effective_priority, i.priority
             ),
             None if self.unit != "active" => {
-                format!("{} hadeploy-vrrp {}{vip}", self.host, self.unit)
+                format!("{} {} {}{vip}", self.host, Unit::Vrrp.name(), self.unit)
             }
             None => format!("{} daemon not answering{vip}", self.host),
         }
