@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use hadeploy_config::Unit;
 
 pub const EXIT_FAILURE: u8 = 1;
 
@@ -166,10 +167,10 @@ pub struct FailoverArgs {
     #[arg(long)]
     pub trust_new_host_keys: bool,
     /// VRRP unit to stop and kill (e.g. keepalived.service to measure the seed's stack)
-    #[arg(long, default_value = "hadeploy-vrrp.service")]
+    #[arg(long, default_value = Unit::Vrrp.service())]
     pub vrrp_unit: String,
     /// Backend web server unit for the backend failure step
-    #[arg(long, default_value = "hadeploy-proxy.service")]
+    #[arg(long, default_value = Unit::Proxy.service())]
     pub backend_unit: String,
 }
 

@@ -4,11 +4,11 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
-use hadeploy_deploy::progress::Progress;
 use hadeploy_deploy::ssh::ConnectOptions;
 use hadeploy_deploy::{ApplyOptions, apply as run_apply};
 use hadeploy_inventory::ConfigError;
 use hadeploy_inventory::model::Inventory;
+use hadeploy_progress::HostProgress;
 
 use crate::cli::{ApplyArgs, EXIT_FAILURE, Global, StatusArgs};
 use crate::output::print_diagnostics;
@@ -54,7 +54,7 @@ pub fn apply(a: &ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|h| h.name.clone())
         .collect();
-    let progress = Progress::new(
+    let progress = HostProgress::new(
         &hosts,
         !g.json && !g.quiet && std::io::stderr().is_terminal(),
     );

@@ -67,7 +67,7 @@ pub fn run(json: bool, brief: bool) -> anyhow::Result<ExitCode> {
     }
     if let Some(v) = &doc.vrrp {
         for i in &v.instances {
-            if i.state != "BACKUP" && i.state != "MASTER" {
+            if !i.state.is_running() {
                 problems.push(format!("instance {} is {}", i.name, i.state));
             }
         }

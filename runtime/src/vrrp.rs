@@ -37,7 +37,7 @@ fn status_doc(node: &str, st: &hadeploy_vrrpd::Status) -> RuntimeStatus {
         .map(|i| InstanceStatus {
             name: i.name.clone(),
             vrid: i.vrid,
-            state: i.state.as_str().to_string(),
+            state: i.state,
             priority: i.configured_priority,
             effective_priority: i.priority,
             master: i.master_ip,

@@ -7,21 +7,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hadeploy_config::paths;
 use hadeploy_inventory::model::{Host, Inventory};
 use hadeploy_inventory::render;
 use tokio::sync::Semaphore;
 
 use crate::artifact::{self, Artifact};
 use crate::diff;
-use crate::error::{DeployError, Step};
+use crate::error::{DeployError, RunError, Step};
 use crate::execute;
 use crate::facts::{self, RemoteFacts};
 use crate::plan::{self, Change, NodePlan};
 use crate::preflight;
-use crate::progress::Progress;
-use crate::recap::{HostResult, Recap};
+use crate::recap::{HostOutcome, HostResult, Recap};
 use crate::served;
 use crate::ssh::{self, ConnectOptions, Remote};
+use hadeploy_progress::HostProgress;
 
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
@@ -55,11 +56,11 @@ struct Node {
 pub async fn apply(
     inv: &Inventory,
     opts: &ApplyOptions,
-    progress: &Progress,
-) -> Result<ApplyReport, String> {
+    progress: &HostProgress,
+) -> Result<ApplyReport, RunError> {
     let started = Instant::now();
-    let artifact = artifact::find(opts.runtime.as_deref()).map_err(|e| e.to_string())?;
-    let hosts: Vec<Host> = inv.limit(&opts.limit)?.into_iter().cloned().collect();
+    let artifact = artifact::find(opts.runtime.as_deref())?;
+    let hosts = RunError::select(inv, &opts.limit)?;
     let mut recap = Recap {
         runtime: Some(artifact.path.display().to_string()),
         runtime_bytes: artifact.bytes.len(),
@@ -87,17 +88,17 @@ pub async fn apply(
             replace_existing: opts.replace_existing,
         };
         for p in preflight::check(&ctx) {
-            problems.push(DeployError::new(&n.host.name, Step::Preflight, p));
+            problems.push(DeployError::new(
+                &n.host.name,
+                Step::Preflight,
+                p.to_string(),
+            ));
         }
         plans.push(plan::plan(tree, &n.facts, &artifact, opts.replace_existing));
     }
     for p in &problems {
         if let Some(r) = results.get_mut(&p.host) {
-            r.failed = true;
-            r.error = Some(match &r.error {
-                Some(prev) => format!("{prev}\n{p}"),
-                None => p.to_string(),
-            });
+            r.outcome.fail(p.to_string());
         }
     }
     let mut diffs = Vec::new();
@@ -106,7 +107,9 @@ pub async fn apply(
             diffs.extend(file_diffs(&n.remote, p).await);
         }
     }
-    let blocked = results.values().any(|r| r.failed || r.unreachable);
+    let blocked = results
+        .values()
+        .any(|r| r.outcome.failed() || r.outcome.unreachable());
     if blocked || opts.check {
         for p in &plans {
             if let Some(r) = results.get_mut(&p.host) {
@@ -119,8 +122,8 @@ pub async fn apply(
         if blocked {
             // Preflight failed somewhere: nothing changes anywhere.
             for r in results.values_mut() {
-                if !r.failed && !r.unreachable {
-                    r.skipped = true;
+                if r.outcome == HostOutcome::Ok {
+                    r.outcome = HostOutcome::Skipped;
                 }
             }
         }
@@ -138,9 +141,7 @@ pub async fn apply(
         execute_lanes(inv, &nodes, &plans, &artifact, opts, progress, &mut results).await;
     recap.interrupted = interrupted;
     // 4. Served: the VIPs held by the nodes VRRP elects, sites answering.
-    let failed = results
-        .values()
-        .any(|r| r.failed || r.unreachable || r.skipped);
+    let failed = results.values().any(|r| r.outcome.blocked());
     if opts.no_wait {
         recap.served_skipped = Some("--no-wait".into());
     } else if !interrupted && !failed {
@@ -171,7 +172,7 @@ async fn wait_served(
     inv: &Inventory,
     nodes: &[Node],
     opts: &ApplyOptions,
-    progress: &Progress,
+    progress: &HostProgress,
 ) -> Vec<served::VipCheck> {
     let selected: Vec<String> = nodes.iter().map(|n| n.host.name.clone()).collect();
     let clusters = served::touched(inv, &selected);
@@ -228,7 +229,7 @@ async fn connect_all(
     inv: &Inventory,
     hosts: &[Host],
     opts: &ApplyOptions,
-    progress: &Progress,
+    progress: &HostProgress,
 ) -> (Vec<Node>, BTreeMap<String, HostResult>) {
     let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
     let copts = ConnectOptions {
@@ -243,10 +244,7 @@ async fn connect_all(
             let remote = ssh::connect(h, copts).await?;
             progress.step(&h.name, "gather facts");
             // Watch every path any facts could make us render.
-            let assumed = render::render(inv, &h.name, &(&h.assumed).into())
-                .map_err(|e| DeployError::new(&h.name, Step::Plan, e.to_string()))?;
-            let mut paths = plan::watched_paths(&assumed);
-            paths.push("/etc/firewalld/services/hadeploy.xml".into());
+            let paths = plan::watched_paths(inv, &h.name);
             let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
             let facts = match facts::gather(&remote, &refs).await {
                 Ok(f) => f,
@@ -266,19 +264,14 @@ async fn connect_all(
     let mut nodes = Vec::new();
     let mut results = BTreeMap::new();
     for (h, o) in hosts.iter().zip(outcomes) {
-        let mut r = HostResult {
-            host: h.name.clone(),
-            ..HostResult::default()
-        };
+        let mut r = HostResult::new(&h.name);
         match o {
             Ok(n) => {
                 r.ok = 2;
                 nodes.push(n);
             }
             Err(e) => {
-                r.unreachable = e.unreachable;
-                r.failed = !e.unreachable;
-                r.error = Some(e.to_string());
+                r.outcome = HostOutcome::from_error(&e);
                 progress.done(&h.name, "unreachable");
             }
         }
@@ -308,8 +301,10 @@ async fn file_diffs(remote: &Remote, p: &NodePlan) -> Vec<String> {
     }
     if p.binary != Change::Unchanged {
         out.push(format!(
-            "--- {}: /usr/local/sbin/hadeploy-runtime (binary, {} bytes)\n",
-            p.host, p.binary_size
+            "--- {}: {} (binary, {} bytes)\n",
+            p.host,
+            paths::RUNTIME_BIN,
+            p.binary_size
         ));
     }
     out
@@ -356,7 +351,7 @@ async fn execute_lanes(
     plans: &[NodePlan],
     artifact: &Artifact,
     opts: &ApplyOptions,
-    progress: &Progress,
+    progress: &HostProgress,
     results: &mut BTreeMap<String, HostResult>,
 ) -> bool {
     let forks = Arc::new(Semaphore::new(opts.forks.max(1)));
@@ -415,18 +410,17 @@ async fn execute_lanes(
         // removed by the script's trap.
         let busy = running.lock().map(|r| r.clone()).unwrap_or_default();
         for (host, r) in results.iter_mut() {
-            if r.error.is_some() {
+            if r.outcome.error().is_some() {
                 continue;
             }
-            if busy.contains(host) {
+            r.outcome = if busy.contains(host) {
                 let step = progress.current(host).unwrap_or_else(|| "execute".into());
-                r.failed = true;
-                r.error = Some(format!(
+                HostOutcome::Failed(format!(
                     "{host}: {step}: interrupted (Ctrl-C); files are replaced atomically, rerun apply to finish"
-                ));
+                ))
             } else {
-                r.skipped = true;
-            }
+                HostOutcome::Skipped
+            };
         }
         return true;
     };
@@ -437,18 +431,15 @@ async fn execute_lanes(
                 res.ok += o.ok + 3;
                 res.changed += o.changed;
             }
-            Err(e) => {
-                res.failed = true;
-                res.error = Some(e.to_string());
-            }
+            Err(e) => res.outcome = HostOutcome::Failed(e.to_string()),
         }
     }
     // Nodes never reached because their lane stopped.
     for lane in &lane_list {
         for &i in lane {
             let res = results.entry(plans[i].host.clone()).or_default();
-            if res.ok <= 2 && !res.failed {
-                res.skipped = true;
+            if res.ok <= 2 && !res.outcome.failed() {
+                res.outcome = HostOutcome::Skipped;
             }
         }
     }
@@ -460,8 +451,9 @@ pub fn describe(p: &NodePlan) -> Vec<String> {
     let mut v = Vec::new();
     if p.binary != Change::Unchanged {
         v.push(format!(
-            "{:?} /usr/local/sbin/hadeploy-runtime ({} KiB)",
+            "{:?} {} ({} KiB)",
             p.binary,
+            paths::RUNTIME_BIN,
             p.binary_size / 1024
         ));
     }

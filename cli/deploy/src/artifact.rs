@@ -29,7 +29,24 @@ pub enum ArtifactError {
     #[error(
         "{path}: {reason}; CentOS 7 (glibc 2.17) needs a static x86_64 build (x86_64-unknown-linux-musl)"
     )]
-    NotStatic { path: PathBuf, reason: String },
+    /// `reason` is in the message, not a source: callers print chains.
+    NotStatic { path: PathBuf, reason: ElfError },
+}
+
+/// Why a file is not a static x86_64 executable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElfError {
+    #[error("not an ELF executable")]
+    NotElf,
+    #[error("not a 64-bit little-endian ELF")]
+    NotElf64Le,
+    #[error("built for ELF machine {0}, not x86_64 (62)")]
+    Machine(u16),
+    /// Which part ended early: `ELF header`, `program headers`.
+    #[error("truncated {0}")]
+    Truncated(&'static str),
+    #[error("dynamically linked (it has a program interpreter, e.g. a glibc loader)")]
+    Dynamic,
 }
 
 /// Candidate locations, in order: explicit, `$HADEPLOY_RUNTIME`, next to
@@ -106,28 +123,29 @@ fn u64_at(b: &[u8], off: usize) -> Option<u64> {
 
 /// A static executable has no PT_INTERP (the dynamic loader path) and no
 /// DT_NEEDED libraries; static-pie binaries have PT_DYNAMIC but no interp.
-pub fn check_static_x86_64(b: &[u8]) -> Result<(), String> {
+pub fn check_static_x86_64(b: &[u8]) -> Result<(), ElfError> {
     const PT_INTERP: u32 = 3;
+    const HEADER: ElfError = ElfError::Truncated("ELF header");
     if b.get(0..4) != Some(b"\x7fELF") {
-        return Err("not an ELF executable".into());
+        return Err(ElfError::NotElf);
     }
     if b.get(4) != Some(&2) || b.get(5) != Some(&1) {
-        return Err("not a 64-bit little-endian ELF".into());
+        return Err(ElfError::NotElf64Le);
     }
-    let machine = u16_at(b, 18).ok_or("truncated ELF header")?;
+    let machine = u16_at(b, 18).ok_or(HEADER)?;
     if machine != 62 {
-        return Err(format!("built for ELF machine {machine}, not x86_64 (62)"));
+        return Err(ElfError::Machine(machine));
     }
-    let phoff =
-        usize::try_from(u64_at(b, 32).ok_or("truncated ELF header")?).map_err(|e| e.to_string())?;
-    let phentsize = usize::from(u16_at(b, 54).ok_or("truncated ELF header")?);
-    let phnum = usize::from(u16_at(b, 56).ok_or("truncated ELF header")?);
+    // An offset past the address space is past the end of the file too.
+    let phoff = usize::try_from(u64_at(b, 32).ok_or(HEADER)?)
+        .map_err(|_| ElfError::Truncated("program headers"))?;
+    let phentsize = usize::from(u16_at(b, 54).ok_or(HEADER)?);
+    let phnum = usize::from(u16_at(b, 56).ok_or(HEADER)?);
     for i in 0..phnum {
-        let p_type = u32_at(b, phoff + i * phentsize).ok_or("truncated program headers")?;
+        let p_type =
+            u32_at(b, phoff + i * phentsize).ok_or(ElfError::Truncated("program headers"))?;
         if p_type == PT_INTERP {
-            return Err(
-                "dynamically linked (it has a program interpreter, e.g. a glibc loader)".into(),
-            );
+            return Err(ElfError::Dynamic);
         }
     }
     Ok(())
@@ -142,11 +160,16 @@ mod tests {
         let exe = std::env::current_exe().expect("exe");
         let bytes = std::fs::read(exe).expect("read");
         let err = check_static_x86_64(&bytes).expect_err("test binaries link glibc dynamically");
-        assert!(err.contains("dynamically linked"), "{err}");
+        assert_eq!(err, ElfError::Dynamic);
+        assert!(err.to_string().contains("dynamically linked"), "{err}");
     }
 
     #[test]
     fn rejects_non_elf() {
-        assert!(check_static_x86_64(b"#!/bin/sh\n").is_err());
+        assert_eq!(check_static_x86_64(b"#!/bin/sh\n"), Err(ElfError::NotElf));
+        assert_eq!(
+            check_static_x86_64(b"\x7fELF\x02\x01").map_err(|e| e.to_string()),
+            Err("truncated ELF header".to_string())
+        );
     }
 }

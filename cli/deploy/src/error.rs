@@ -36,6 +36,28 @@ impl fmt::Display for Step {
     }
 }
 
+/// Why a run (apply, status, uninstall) could not start at all; per-host
+/// failures are [`DeployError`]s in the recap instead.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// `--limit` matched no host of the inventory.
+    #[error("{0}")]
+    Limit(String),
+    #[error(transparent)]
+    Artifact(#[from] crate::artifact::ArtifactError),
+}
+
+impl RunError {
+    /// The hosts `--limit` selects, owned: runs hand them to tasks.
+    pub fn select(
+        inv: &hadeploy_inventory::model::Inventory,
+        limit: &[String],
+    ) -> Result<Vec<hadeploy_inventory::model::Host>, RunError> {
+        let hosts = inv.limit(limit).map_err(RunError::Limit)?;
+        Ok(hosts.into_iter().cloned().collect())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{host}: {step}: {message}")]
 pub struct DeployError {

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use hadeploy_config::paths;
+use hadeploy_config::{Unit, paths};
 use hadeploy_inventory::render::Handler;
 use sha2::{Digest, Sha256};
 
@@ -23,7 +23,8 @@ use crate::ssh::Remote;
 /// that closes our end of stdin) gives the remote side an early EOF, and a
 /// truncated file must never be installed. dd's own error (ENOSPC, EIO) is
 /// passed on, naming the cause.
-const WRITE_FILE: &str = r#"
+const WRITE_FILE: &str = concat!(
+    r#"
 set -eu
 dest=$1; mode=$2; validate=$3; selinux=$4
 # `read` takes the header line byte by byte from the pipe; dd gets the rest.
@@ -50,7 +51,9 @@ fi
 chown 0:0 "$tmp"
 chmod "$mode" "$tmp"
 if [ "$validate" = 1 ]; then
-  if ! out=$(/usr/local/sbin/hadeploy-runtime check --config "$tmp" 2>&1); then
+  if ! out=$("#,
+    hadeploy_config::runtime_bin!(),
+    r#" check --config "$tmp" 2>&1); then
     printf '%s\n' "$out" | sed "s|$tmp|$dest|g" >&2
     exit 3
   fi
@@ -58,7 +61,8 @@ fi
 mv -f "$tmp" "$dest"
 trap - EXIT
 if [ "$selinux" = 1 ]; then restorecon "$dest" 2>/dev/null || true; fi
-"#;
+"#
+);
 
 /// Removes temp files a killed connection or node left behind.
 const CLEAN_TEMPS: &str = r#"
@@ -242,7 +246,8 @@ async fn run_tmpfiles(remote: &Remote, progress: &dyn Fn(&str)) -> Result<(), De
 }
 
 /// `systemctl ACTION UNIT`, with the unit's last journal lines on failure.
-async fn systemctl(remote: &Remote, action: &str, unit: &str) -> Result<(), DeployError> {
+async fn systemctl(remote: &Remote, action: &str, unit: Unit) -> Result<(), DeployError> {
+    let unit = unit.service();
     let mut retried = false;
     loop {
         let out = remote
@@ -329,7 +334,7 @@ async fn run_handlers(
             .await?;
         ran += 1;
     }
-    let units_changed = h.contains(&Handler::RestartVrrp) || h.contains(&Handler::RestartProxy);
+    let units_changed = Unit::ALL.iter().any(|&u| h.contains(&Handler::restart(u)));
     if units_changed || !plan.start.is_empty() || !plan.remove.is_empty() {
         remote
             .sh_ok(step, "systemctl daemon-reload", &[], None)
@@ -348,49 +353,34 @@ async fn run_handlers(
         ran += 1;
     }
     if !plan.units.is_empty() && (units_changed || !plan.start.is_empty()) {
-        let units: Vec<&str> = plan.units.iter().map(String::as_str).collect();
+        let units: Vec<&str> = plan.units.iter().map(|u| u.service()).collect();
         remote
             .sh_ok(step, r#"systemctl enable -q "$@""#, &units, None)
             .await?;
     }
-    let has = |u: &str| plan.units.iter().any(|x| x == u);
-    let vrrp = "hadeploy-vrrp.service";
-    let proxy = "hadeploy-proxy.service";
-    let restart_vrrp =
-        has(vrrp) && (h.contains(&Handler::RestartVrrp) || plan.start.iter().any(|u| u == vrrp));
-    let restart_proxy =
-        has(proxy) && (h.contains(&Handler::RestartProxy) || plan.start.iter().any(|u| u == proxy));
-    let reload_vrrp = has(vrrp) && !restart_vrrp && h.contains(&Handler::ReloadVrrp);
-    let reload_proxy = has(proxy) && !restart_proxy && h.contains(&Handler::ReloadProxy);
-    if restart_proxy && plan.holds_vip && has(vrrp) {
+    let restart =
+        |u: Unit| plan.runs(u) && (h.contains(&Handler::restart(u)) || plan.start.contains(&u));
+    let reload = |u: Unit| plan.runs(u) && !restart(u) && h.contains(&Handler::reload(u));
+    let (vrrp, proxy) = (Unit::Vrrp, Unit::Proxy);
+    if restart(proxy) && plan.holds_vip && plan.runs(vrrp) {
         // Hand the VIP over before the proxy restarts: stopping the VRRP
         // daemon sends priority 0 and a backup takes over within Skew_Time,
         // so no client request meets a restarting proxy.
         progress("hand over VIP, restart proxy");
-        systemctl(remote, "stop", "hadeploy-vrrp.service").await?;
-        systemctl(remote, "restart", "hadeploy-proxy.service").await?;
-        systemctl(remote, "start", "hadeploy-vrrp.service").await?;
+        systemctl(remote, "stop", vrrp).await?;
+        systemctl(remote, "restart", proxy).await?;
+        systemctl(remote, "start", vrrp).await?;
         ran += 2;
     } else {
-        if restart_proxy {
-            progress("restart proxy");
-            systemctl(remote, "restart", "hadeploy-proxy.service").await?;
-            ran += 1;
-        }
-        if restart_vrrp {
-            progress("restart vrrp");
-            systemctl(remote, "restart", "hadeploy-vrrp.service").await?;
+        for u in [proxy, vrrp].into_iter().filter(|&u| restart(u)) {
+            progress(&format!("restart {}", u.as_str()));
+            systemctl(remote, "restart", u).await?;
             ran += 1;
         }
     }
-    if reload_proxy {
-        progress("reload proxy");
-        systemctl(remote, "reload", "hadeploy-proxy.service").await?;
-        ran += 1;
-    }
-    if reload_vrrp {
-        progress("reload vrrp");
-        systemctl(remote, "reload", "hadeploy-vrrp.service").await?;
+    for u in [proxy, vrrp].into_iter().filter(|&u| reload(u)) {
+        progress(&format!("reload {}", u.as_str()));
+        systemctl(remote, "reload", u).await?;
         ran += 1;
     }
     Ok((ran, ran))
@@ -401,14 +391,18 @@ async fn wait_healthy(remote: &Remote, plan: &NodePlan) -> Result<(), DeployErro
     if plan.units.is_empty() {
         return Ok(());
     }
-    let units: Vec<&str> = plan.units.iter().map(String::as_str).collect();
+    let units: Vec<&str> = plan.units.iter().map(|u| u.service()).collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = String::new();
     while Instant::now() < deadline {
         let out = remote
             .sh(
                 Step::Health,
-                r#"systemctl is-active "$@" >/dev/null && /usr/local/sbin/hadeploy-runtime status --brief"#,
+                concat!(
+                    r#"systemctl is-active "$@" >/dev/null && "#,
+                    hadeploy_config::runtime_bin!(),
+                    " status --brief"
+                ),
                 &units,
                 None,
             )
@@ -422,8 +416,8 @@ async fn wait_healthy(remote: &Remote, plan: &NodePlan) -> Result<(), DeployErro
     let journal = remote
         .sh(
             Step::Health,
-            r#"journalctl -q -n 8 --no-pager -u hadeploy-vrrp -u hadeploy-proxy 2>/dev/null"#,
-            &[],
+            r#"for u; do set -- "$@" -u "$u"; shift; done; journalctl -q -n 8 --no-pager "$@" 2>/dev/null"#,
+            &units,
             None,
         )
         .await

@@ -95,7 +95,7 @@ pub async fn gather(remote: &Remote, paths: &[&str]) -> Result<RemoteFacts, Depl
             format!("fact script failed: {}", out.stderr.trim()),
         ));
     }
-    parse(&out.stdout).map_err(|m| remote.err(Step::Facts, m))
+    parse(&out.stdout).map_err(|e| remote.err(Step::Facts, e.to_string()))
 }
 
 /// Explains a failing `sudo -n` (become_root) with who we are on the node.
@@ -123,14 +123,28 @@ async fn sudo_failed(remote: &Remote, detail: &str) -> DeployError {
     )
 }
 
-pub fn parse(text: &str) -> Result<RemoteFacts, String> {
+/// Fact script output that cannot describe a node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FactsError {
+    #[error("bad uid {0:?}")]
+    Uid(String),
+    #[error("could not read /etc/os-release")]
+    NoOsRelease,
+}
+
+pub fn parse(text: &str) -> Result<RemoteFacts, FactsError> {
     let mut f = RemoteFacts::default();
     for line in text.lines() {
         let Some((k, v)) = line.split_once('=') else {
             continue;
         };
         match k {
-            "uid" => f.uid = v.trim().parse().map_err(|_| format!("bad uid {v:?}"))?,
+            "uid" => {
+                f.uid = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| FactsError::Uid(v.to_string()))?
+            }
             "os" => f.os = v.trim().to_string(),
             "systemd" => f.systemd_version = v.trim().parse().unwrap_or(0),
             "arch" => f.arch = v.trim().to_string(),
@@ -176,7 +190,7 @@ pub fn parse(text: &str) -> Result<RemoteFacts, String> {
         }
     }
     if f.os.is_empty() {
-        return Err("could not read /etc/os-release".into());
+        return Err(FactsError::NoOsRelease);
     }
     Ok(f)
 }

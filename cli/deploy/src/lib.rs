@@ -22,7 +22,6 @@ pub mod execute;
 pub mod facts;
 pub mod plan;
 pub mod preflight;
-pub mod progress;
 pub mod recap;
 pub mod served;
 pub mod ssh;

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use hadeploy_config::paths;
+use hadeploy_config::{Unit, paths};
+use hadeploy_inventory::model::Inventory;
 use hadeploy_inventory::render::{Handler, NodeTree, RenderedFile};
 use serde::Serialize;
 
@@ -61,9 +62,9 @@ pub struct NodePlan {
     pub handlers: BTreeSet<Handler>,
     /// Services replaced by ours (`--replace-existing`): stopped, disabled.
     pub replace: Vec<String>,
-    pub units: Vec<String>,
+    pub units: Vec<Unit>,
     /// Units that must be started because they are not running.
-    pub start: Vec<String>,
+    pub start: Vec<Unit>,
     /// This node holds at least one of its VIPs now.
     pub holds_vip: bool,
     #[serde(skip)]
@@ -88,13 +89,42 @@ impl NodePlan {
                 .count()
             + self.remove.len()
     }
+
+    /// Whether `unit` is one this node runs.
+    pub fn runs(&self, unit: Unit) -> bool {
+        self.units.contains(&unit)
+    }
 }
 
-/// Paths whose hashes facts must report for planning.
-pub fn watched_paths(tree: &NodeTree) -> Vec<String> {
-    let mut v: Vec<String> = tree.files.iter().map(|f| f.path.clone()).collect();
-    v.push(paths::RUNTIME_BIN.to_string());
-    v
+/// Paths whose hashes facts must report for planning: every file a render
+/// of `host` can write whatever the facts turn out to be, read from the
+/// model, so facts are gathered before the one render that uses them.
+pub fn watched_paths(inv: &Inventory, host: &str) -> Vec<String> {
+    let lb = inv.lb_clusters(host).next().is_some();
+    let backends: Vec<_> = inv
+        .backend_clusters(host)
+        .filter_map(|c| c.backends.as_ref())
+        .collect();
+    let units: &[Unit] = if lb {
+        &Unit::ALL
+    } else if backends.is_empty() {
+        &[]
+    } else {
+        &[Unit::Proxy]
+    };
+    let mut v: BTreeSet<String> = units
+        .iter()
+        .flat_map(|u| u.files().iter().map(ToString::to_string))
+        .collect();
+    v.extend(
+        backends
+            .iter()
+            .filter(|b| b.index_page)
+            .map(|b| format!("{}/index.html", b.root.display())),
+    );
+    v.insert(paths::FIREWALLD_SERVICE.to_string());
+    v.insert(paths::RUNTIME_BIN.to_string());
+    v.into_iter().collect()
 }
 
 pub fn plan(
@@ -120,24 +150,23 @@ pub fn plan(
                 handlers.insert(f.handler);
             }
             FilePlan {
-                validate: f.path == paths::VRRP_CONFIG || f.path == paths::PROXY_CONFIG,
+                validate: Unit::ALL.iter().any(|u| f.path == u.config()),
                 file: f.clone(),
                 change,
             }
         })
         .collect();
     if binary != Change::Unchanged {
-        for u in &tree.units {
-            handlers.insert(restart_handler(u));
+        for &u in &tree.units {
+            handlers.insert(Handler::restart(u));
         }
     }
     handlers.remove(&Handler::None);
     // A restart re-reads the config: a reload on top would be redundant.
-    if handlers.contains(&Handler::RestartVrrp) {
-        handlers.remove(&Handler::ReloadVrrp);
-    }
-    if handlers.contains(&Handler::RestartProxy) {
-        handlers.remove(&Handler::ReloadProxy);
+    for u in Unit::ALL {
+        if handlers.contains(&Handler::restart(u)) {
+            handlers.remove(&Handler::reload(u));
+        }
     }
     let rendered: BTreeSet<&str> = tree.files.iter().map(|f| f.path.as_str()).collect();
     let remove: Vec<String> = facts
@@ -150,20 +179,17 @@ pub fn plan(
         })
         .cloned()
         .collect();
-    let start: Vec<String> = tree
+    let start: Vec<Unit> = tree
         .units
         .iter()
-        .filter(|u| !facts.unit_active(u))
-        .cloned()
+        .copied()
+        .filter(|u| !facts.unit_active(u.name()))
         .collect();
     let mut replace = Vec::new();
     if replace_existing {
-        for (svc, ours) in [
-            ("keepalived", "hadeploy-vrrp.service"),
-            ("nginx", "hadeploy-proxy.service"),
-        ] {
-            if facts.unit_active(svc) && tree.units.iter().any(|u| u == ours) {
-                replace.push(svc.to_string());
+        for &u in &tree.units {
+            if facts.unit_active(u.replaces()) {
+                replace.push(u.replaces().to_string());
             }
         }
     }
@@ -188,17 +214,42 @@ pub fn plan(
     }
 }
 
-pub fn restart_handler(unit: &str) -> Handler {
-    if unit.contains("vrrp") {
-        Handler::RestartVrrp
-    } else {
-        Handler::RestartProxy
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hadeploy_inventory::facts::Facts;
+    use hadeploy_inventory::render;
+
+    /// Facts are gathered with the hashes of `watched_paths`, before the
+    /// render: whatever the facts, the render must write nothing else.
+    #[test]
+    fn watched_paths_cover_every_render() {
+        for name in ["lab.yaml", "seed.yaml", "reference.yaml"] {
+            let path = format!("{}/../../inventory/{name}", env!("CARGO_MANIFEST_DIR"));
+            let (inv, _) = hadeploy_inventory::load(std::path::Path::new(&path)).expect(&path);
+            for host in inv.hosts.keys() {
+                let watched = watched_paths(&inv, host);
+                assert!(watched.iter().any(|p| p == paths::RUNTIME_BIN));
+                for (os, systemd_version) in [("centos:7", 219), ("debian:12", 252)] {
+                    for firewalld in [false, true] {
+                        let facts = Facts {
+                            os: os.into(),
+                            systemd_version,
+                            firewalld,
+                        };
+                        let tree = render::render(&inv, host, &facts).expect("render");
+                        for f in &tree.files {
+                            assert!(
+                                watched.contains(&f.path),
+                                "{name}: {host}: {} is rendered but not watched",
+                                f.path
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     fn file(secret: bool) -> FilePlan {
         FilePlan {

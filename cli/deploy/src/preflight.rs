@@ -2,6 +2,7 @@
 
 use std::net::Ipv4Addr;
 
+use hadeploy_config::Unit;
 use hadeploy_inventory::render::NodeTree;
 
 use crate::artifact::Artifact;
@@ -17,61 +18,109 @@ pub struct Context<'a> {
     pub replace_existing: bool,
 }
 
-/// Every problem found, each a sentence naming what to do.
-pub fn check(c: &Context<'_>) -> Vec<String> {
+/// A reason not to touch the node; its message names what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Finding {
+    #[error(
+        "connected as uid {uid} without root: set ssh_user: root, or become_root: true with passwordless sudo"
+    )]
+    NotRoot { uid: u32 },
+    #[error("architecture is {arch}, the runtime binary is x86_64")]
+    Architecture { arch: String },
+    #[error(
+        "only {free_kb} KiB free under /usr/local, need {need_kb} KiB for the runtime binary and its temporary copy"
+    )]
+    Disk { free_kb: u64, need_kb: u64 },
+    #[error("VRRP instance {instance}: interface {interface} does not exist (interfaces: {})", .have.join(", "))]
+    NoInterface {
+        instance: String,
+        interface: String,
+        /// The node's interfaces, loopback left out.
+        have: Vec<String>,
+    },
+    #[error(
+        "VIP {vip} is already configured on {dev} and hadeploy-vrrp is not running: another VRRP daemon or a static address holds it"
+    )]
+    VipHeld { vip: Ipv4Addr, dev: String },
+    /// The stock service ours replaces is running.
+    #[error(
+        "{} is running: pass --replace-existing to stop and disable it in favour of {}",
+        .0.replaces(),
+        .0.name()
+    )]
+    Replaceable(Unit),
+    #[error("port {port} (site {site}) is held by {}{}", holder(.process), hint(.process))]
+    PortHeld {
+        port: u16,
+        site: String,
+        /// The process `ss` names, empty when it could not tell.
+        process: String,
+    },
+}
+
+fn holder(process: &str) -> String {
+    if process.is_empty() {
+        "another process".to_string()
+    } else {
+        format!("`{process}`")
+    }
+}
+
+fn hint(process: &str) -> &'static str {
+    if process == Unit::Proxy.replaces() {
+        " (pass --replace-existing to replace nginx)"
+    } else {
+        ""
+    }
+}
+
+/// Every problem found, in the order of their messages, each once.
+pub fn check(c: &Context<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     let f = c.facts;
     if f.uid != 0 {
-        out.push(format!(
-            "connected as uid {} without root: set ssh_user: root, or become_root: true with passwordless sudo",
-            f.uid
-        ));
+        out.push(Finding::NotRoot { uid: f.uid });
     }
     if f.arch != "x86_64" {
-        out.push(format!(
-            "architecture is {}, the runtime binary is x86_64",
-            f.arch
-        ));
+        out.push(Finding::Architecture {
+            arch: f.arch.clone(),
+        });
     }
     let need_kb = (c.artifact.bytes.len() as u64 * 2) / 1024 + 10 * 1024;
     if f.disk_free_kb < need_kb {
-        out.push(format!(
-            "only {} KiB free under /usr/local, need {} KiB for the runtime binary and its temporary copy",
-            f.disk_free_kb, need_kb
-        ));
+        out.push(Finding::Disk {
+            free_kb: f.disk_free_kb,
+            need_kb,
+        });
     }
+    let replaceable = |u: Unit| f.unit_active(u.replaces());
     if let Some(v) = &c.tree.vrrp {
         for i in &v.instances {
             for iface in std::iter::once(&i.interface).chain(i.track_interface.iter()) {
                 if !f.links.contains_key(iface) {
-                    let have: Vec<&str> = f
-                        .links
-                        .keys()
-                        .map(String::as_str)
-                        .filter(|n| *n != "lo")
-                        .collect();
-                    out.push(format!(
-                        "VRRP instance {}: interface {iface} does not exist (interfaces: {})",
-                        i.name,
-                        have.join(", ")
-                    ));
+                    out.push(Finding::NoInterface {
+                        instance: i.name.clone(),
+                        interface: iface.clone(),
+                        have: f.links.keys().filter(|n| *n != "lo").cloned().collect(),
+                    });
                 }
             }
-            let ours_running = f.unit_active("hadeploy-vrrp");
+            let ours_running = f.unit_active(Unit::Vrrp.name());
             for vip in &i.virtual_ipaddress {
                 let a: Ipv4Addr = vip.address.addr();
                 if let Some(dev) = f.has_addr(a)
                     && !ours_running
-                    && !(c.replace_existing && f.unit_active("keepalived"))
+                    && !(c.replace_existing && replaceable(Unit::Vrrp))
                 {
-                    out.push(format!(
-                        "VIP {a} is already configured on {dev} and hadeploy-vrrp is not running: another VRRP daemon or a static address holds it"
-                    ));
+                    out.push(Finding::VipHeld {
+                        vip: a,
+                        dev: dev.to_string(),
+                    });
                 }
             }
         }
-        if f.unit_active("keepalived") && !c.replace_existing {
-            out.push("keepalived is running: pass --replace-existing to stop and disable it in favour of hadeploy-vrrp".into());
+        if replaceable(Unit::Vrrp) && !c.replace_existing {
+            out.push(Finding::Replaceable(Unit::Vrrp));
         }
     }
     if let Some(p) = &c.tree.proxy {
@@ -85,38 +134,22 @@ pub fn check(c: &Context<'_>) -> Vec<String> {
                     if !overlaps || proc_ == RUNTIME_COMM {
                         continue;
                     }
-                    if proc_ == "nginx" && c.replace_existing {
+                    if proc_ == Unit::Proxy.replaces() && c.replace_existing {
                         continue;
                     }
-                    let who = if proc_.is_empty() {
-                        "another process".to_string()
-                    } else {
-                        format!("`{proc_}`")
-                    };
-                    let hint = if proc_ == "nginx" {
-                        " (pass --replace-existing to replace nginx)"
-                    } else {
-                        ""
-                    };
-                    out.push(format!(
-                        "port {} (site {}) is held by {who}{hint}",
-                        l.port(),
-                        site.name
-                    ));
+                    out.push(Finding::PortHeld {
+                        port: l.port(),
+                        site: site.name.clone(),
+                        process: proc_.clone(),
+                    });
                 }
             }
         }
-        if f.unit_active("nginx")
-            && !c.replace_existing
-            && c.tree.units.iter().any(|u| u == "hadeploy-proxy.service")
-        {
-            let msg = "nginx is running: pass --replace-existing to stop and disable it in favour of hadeploy-proxy".to_string();
-            if !out.contains(&msg) {
-                out.push(msg);
-            }
+        if replaceable(Unit::Proxy) && !c.replace_existing && c.tree.units.contains(&Unit::Proxy) {
+            out.push(Finding::Replaceable(Unit::Proxy));
         }
     }
-    out.sort();
+    out.sort_by_cached_key(ToString::to_string);
     out.dedup();
     out
 }

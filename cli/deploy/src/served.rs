@@ -33,15 +33,17 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use hadeploy_config::status::{InstanceStatus, RuntimeStatus};
+use hadeploy_config::Unit;
+use hadeploy_config::status::{InstanceStatus, RuntimeStatus, VrrpState};
 use hadeploy_config::vrrp::Version;
 use hadeploy_inventory::model::{Cluster, Inventory, Site, VipGroup};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::Step;
-use crate::progress::Progress;
 use crate::ssh::Remote;
+use crate::status::runtime_status_json;
+use hadeploy_progress::HostProgress;
 
 /// Added to Master_Down_Interval (+ preempt_delay): the last daemon's start,
 /// gratuitous ARP, status round trips and the first requests.
@@ -122,11 +124,7 @@ pub struct MemberSnap {
 
 impl MemberSnap {
     fn healthy(&self) -> bool {
-        self.unit == "active"
-            && self
-                .instance
-                .as_ref()
-                .is_some_and(|i| i.state == "MASTER" || i.state == "BACKUP")
+        self.unit == "active" && self.instance.as_ref().is_some_and(|i| i.state.is_running())
     }
 
     fn effective(&self) -> u8 {
@@ -144,7 +142,7 @@ impl MemberSnap {
                 self.host, i.state, i.effective_priority, i.priority
             ),
             None if self.unit != "active" => {
-                format!("{} hadeploy-vrrp {}{vip}", self.host, self.unit)
+                format!("{} {} {}{vip}", self.host, Unit::Vrrp.name(), self.unit)
             }
             None => format!("{} daemon not answering{vip}", self.host),
         }
@@ -203,7 +201,11 @@ pub fn judge(preempt: bool, members: &[MemberSpec], snaps: &[MemberSnap]) -> Ver
     let top_name = top.map_or("?", |s| s.host.as_str());
     let masters: Vec<&str> = healthy
         .iter()
-        .filter(|s| s.instance.as_ref().is_some_and(|i| i.state == "MASTER"))
+        .filter(|s| {
+            s.instance
+                .as_ref()
+                .is_some_and(|i| i.state == VrrpState::Master)
+        })
         .map(|s| s.host.as_str())
         .collect();
     match holders.as_slice() {
@@ -218,7 +220,7 @@ pub fn judge(preempt: bool, members: &[MemberSpec], snaps: &[MemberSnap]) -> Ver
             let master = h.healthy()
                 && h.instance
                     .as_ref()
-                    .is_some_and(|i| i.state == "MASTER" && i.holds_vips);
+                    .is_some_and(|i| i.state == VrrpState::Master && i.holds_vips);
             let elected = match owner {
                 Some(o) => o.host == h.host,
                 // A backup preempts only a master of lower priority; without
@@ -378,7 +380,7 @@ pub async fn wait(
     inv: &Inventory,
     clusters: &[&Cluster],
     sessions: &Sessions<'_>,
-    progress: &Progress,
+    progress: &HostProgress,
 ) -> Vec<VipCheck> {
     let tasks = clusters.iter().flat_map(|c| {
         c.vips
@@ -393,7 +395,7 @@ async fn wait_group(
     cluster: &Cluster,
     vip: &VipGroup,
     sessions: &Sessions<'_>,
-    progress: &Progress,
+    progress: &HostProgress,
 ) -> VipCheck {
     let started = Instant::now();
     let (limit, mdi) = bound(vip);
@@ -498,7 +500,9 @@ async fn wait_group(
                     Err(Probe::NoAnswer(e)) => Err(e),
                 },
                 Vantage::Holder { .. } => match holder_remote {
-                    Some(r) => probe_remote(r, s.target, &s.host_header).await,
+                    Some(r) => probe_remote(r, s.target, &s.host_header)
+                        .await
+                        .map_err(|e| e.to_string()),
                     None => Err("no SSH session to the holder".to_string()),
                 },
             };
@@ -572,13 +576,14 @@ fn ms(d: Duration) -> u64 {
 }
 
 /// Per member: the VRRP unit, the daemon's status, the kernel's addresses.
-const POLL_SCRIPT: &str = r#"
+const POLL_SCRIPT: &str = concat!(
+    r#"
 echo "unit $(systemctl is-active hadeploy-vrrp 2>/dev/null)"
-if [ -x /usr/local/sbin/hadeploy-runtime ]; then
-  echo "json $(/usr/local/sbin/hadeploy-runtime status --json 2>/dev/null | tr -d '\n')"
-fi
-ip -4 -o addr show 2>/dev/null | sed 's/^/ip /'
-"#;
+"#,
+    runtime_status_json!(),
+    r#"ip -4 -o addr show 2>/dev/null | sed 's/^/ip /'
+"#
+);
 
 async fn poll(vip: &VipGroup, members: &[MemberSpec], sessions: &Sessions<'_>) -> Vec<MemberSnap> {
     let tasks = members.iter().map(|m| async move {
@@ -644,10 +649,13 @@ pub fn parse_poll(host: &str, vip: &VipGroup, text: &str) -> MemberSnap {
     snap
 }
 
+#[derive(Debug, thiserror::Error)]
 enum Probe {
     /// The address could not be reached from here at all.
+    #[error("{0}")]
     Unreachable(String),
     /// Reached, but no HTTP answer (refused, reset, timed out, garbage).
+    #[error("{0}")]
     NoAnswer(String),
 }
 
@@ -735,13 +743,13 @@ printf "GET / HTTP/1.1\r\nHost: %s\r\nUser-Agent: hadeploy-apply\r\nConnection: 
 read -r line <&3 && echo "line $line"' "$1" "$2" "$3"
 "#;
 
-async fn probe_remote(remote: &Remote, target: SocketAddr, host: &str) -> Result<u16, String> {
+async fn probe_remote(remote: &Remote, target: SocketAddr, host: &str) -> Result<u16, Probe> {
     let ip = target.ip().to_string();
     let port = target.port().to_string();
     let out = remote
         .sh(Step::Status, PROBE_SCRIPT, &[&ip, &port, host], None)
         .await
-        .map_err(|e| e.message)?;
+        .map_err(|e| Probe::NoAnswer(e.message))?;
     let code = out.stdout.lines().find_map(|l| {
         l.strip_prefix("status ")
             .and_then(|c| c.trim().parse::<u16>().ok())
@@ -750,11 +758,11 @@ async fn probe_remote(remote: &Remote, target: SocketAddr, host: &str) -> Result
     });
     code.ok_or_else(|| {
         let e = out.stderr.trim();
-        if e.is_empty() {
+        Probe::NoAnswer(if e.is_empty() {
             format!("no HTTP answer (exit {:?})", out.status)
         } else {
             e.lines().last().unwrap_or(e).to_string()
-        }
+        })
     })
 }
 
@@ -811,7 +819,7 @@ mod tests {
             instance: Some(InstanceStatus {
                 name: "VI_1".into(),
                 vrid: 66,
-                state: state.into(),
+                state: state.parse().expect("state word"),
                 priority: prio,
                 effective_priority: eff,
                 master: None,

@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
+use hadeploy_config::Unit;
 use hadeploy_config::status::RuntimeStatus;
-use hadeploy_inventory::model::{Host, Inventory};
+use hadeploy_inventory::model::Inventory;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::error::{DeployError, Step};
+use crate::error::{DeployError, RunError, Step};
 use crate::ssh::{self, ConnectOptions, Remote};
 
 #[derive(Debug, Clone, Serialize)]
@@ -21,17 +22,33 @@ pub struct NodeStatus {
     pub runtime: Option<RuntimeStatus>,
 }
 
-const QUERY: &str = r#"
-for u in hadeploy-vrrp hadeploy-proxy; do echo "unit $u $(systemctl is-active $u 2>/dev/null || true)"; done
-if [ -x /usr/local/sbin/hadeploy-runtime ]; then
-  echo "json $(/usr/local/sbin/hadeploy-runtime status --json 2>/dev/null | tr -d '\n')"
-fi
-"#;
+/// Shell lines printing `json <the runtime's status document>` when the
+/// runtime is installed; a literal, for `concat!`.
+macro_rules! runtime_status_json {
+    () => {
+        concat!(
+            "if [ -x ",
+            hadeploy_config::runtime_bin!(),
+            " ]; then\n  echo \"json $(",
+            hadeploy_config::runtime_bin!(),
+            " status --json 2>/dev/null | tr -d '\\n')\"\nfi\n"
+        )
+    };
+}
+pub(crate) use runtime_status_json;
+
+/// $@: our unit names.
+const QUERY: &str = concat!(
+    r#"for u in "$@"; do echo "unit $u $(systemctl is-active $u 2>/dev/null || true)"; done
+"#,
+    runtime_status_json!()
+);
 
 pub async fn query(
     remote: &Remote,
 ) -> Result<(Vec<(String, String)>, Option<RuntimeStatus>), DeployError> {
-    let out = remote.sh_ok(Step::Status, QUERY, &[], None).await?;
+    let units = Unit::ALL.map(Unit::name);
+    let out = remote.sh_ok(Step::Status, QUERY, &units, None).await?;
     let mut units = Vec::new();
     let mut runtime = None;
     for line in out.lines() {
@@ -53,8 +70,8 @@ pub async fn status(
     limit: &[String],
     copts: ConnectOptions,
     forks: usize,
-) -> Result<Vec<NodeStatus>, String> {
-    let hosts: Vec<Host> = inv.limit(limit)?.into_iter().cloned().collect();
+) -> Result<Vec<NodeStatus>, RunError> {
+    let hosts = RunError::select(inv, limit)?;
     let sem = Arc::new(Semaphore::new(forks.max(1)));
     let tasks = hosts.iter().map(|h| {
         let sem = sem.clone();
@@ -197,6 +214,18 @@ mod tests {
     use super::*;
     use hadeploy_config::status::{InstanceStatus, VrrpStatus};
 
+    #[test]
+    fn the_status_lines_ask_the_installed_runtime() {
+        assert_eq!(
+            runtime_status_json!(),
+            r#"if [ -x /usr/local/sbin/hadeploy-runtime ]; then
+  echo "json $(/usr/local/sbin/hadeploy-runtime status --json 2>/dev/null | tr -d '\n')"
+fi
+"#
+        );
+        assert!(QUERY.starts_with(r#"for u in "$@"; do"#), "{QUERY}");
+    }
+
     fn node(host: &str, state: &str, held: &[&str]) -> NodeStatus {
         NodeStatus {
             host: host.into(),
@@ -209,7 +238,7 @@ mod tests {
                     instances: vec![InstanceStatus {
                         name: "VI_1".into(),
                         vrid: 66,
-                        state: state.into(),
+                        state: state.parse().expect("state word"),
                         priority: 100,
                         effective_priority: 100,
                         master: None,

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use hadeploy_inventory::model::{Host, Inventory};
+use hadeploy_inventory::model::Inventory;
 use tokio::sync::Semaphore;
 
-use crate::error::{DeployError, Step};
-use crate::recap::{HostResult, Recap};
+use crate::error::{DeployError, RunError, Step};
+use crate::recap::{HostOutcome, HostResult, Recap};
 use crate::ssh::{self, ConnectOptions};
 
 const UNINSTALL: &str = r#"
@@ -43,9 +43,9 @@ pub async fn uninstall(
     limit: &[String],
     copts: ConnectOptions,
     forks: usize,
-) -> Result<Recap, String> {
+) -> Result<Recap, RunError> {
     let started = std::time::Instant::now();
-    let hosts: Vec<Host> = inv.limit(limit)?.into_iter().cloned().collect();
+    let hosts = RunError::select(inv, limit)?;
     let sem = Arc::new(Semaphore::new(forks.max(1)));
     let tasks = hosts.iter().map(|h| {
         let sem = sem.clone();
@@ -75,20 +75,13 @@ pub async fn uninstall(
     let results = futures::future::join_all(tasks).await;
     let mut recap = Recap::default();
     for (h, r) in hosts.iter().zip(results) {
-        let mut hr = HostResult {
-            host: h.name.clone(),
-            ..HostResult::default()
-        };
+        let mut hr = HostResult::new(&h.name);
         match r {
             Ok(c) => {
                 hr.ok = 1;
                 hr.changed = c;
             }
-            Err(e) => {
-                hr.unreachable = e.unreachable;
-                hr.failed = !e.unreachable;
-                hr.error = Some(e.to_string());
-            }
+            Err(e) => hr.outcome = HostOutcome::from_error(&e),
         }
         recap.hosts.push(hr);
     }

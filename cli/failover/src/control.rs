@@ -13,6 +13,8 @@ use hadeploy_deploy::ssh::{self, ConnectOptions, Remote};
 use hadeploy_inventory::model::{Host, Inventory};
 use hadeploy_lab::Lab;
 
+use crate::error::ControlError;
+
 /// SIGKILL every process in the unit's cgroup: frozen first (SIGSTOP), so a
 /// parent cannot respawn a child between the kills. Read from the cgroup
 /// itself because `systemctl kill --kill-who=all` fails (EIO) under a
@@ -51,7 +53,7 @@ impl Control {
         names: &[String],
         lab: Option<Lab>,
         copts: ConnectOptions,
-    ) -> Result<Control, String> {
+    ) -> Result<Control, ControlError> {
         let mut c = Control {
             hosts: BTreeMap::new(),
             remotes: BTreeMap::new(),
@@ -63,33 +65,36 @@ impl Control {
             let h = inv
                 .hosts
                 .get(n)
-                .ok_or_else(|| format!("no host {n}"))?
+                .ok_or_else(|| ControlError::UnknownHost(n.clone()))?
                 .clone();
-            let r = ssh::connect(&h, copts).await.map_err(|e| e.to_string())?;
+            let r = ssh::connect(&h, copts).await?;
             c.remotes.insert(n.clone(), r);
             c.hosts.insert(n.clone(), h);
         }
         Ok(c)
     }
 
-    async fn remote(&mut self, host: &str) -> Result<&Remote, String> {
+    async fn remote(&mut self, host: &str) -> Result<&Remote, ControlError> {
         if !self.remotes.contains_key(host) {
             let h = self
                 .hosts
                 .get(host)
-                .ok_or_else(|| format!("no host {host}"))?;
-            let r = ssh::connect(h, self.copts)
-                .await
-                .map_err(|e| e.to_string())?;
+                .ok_or_else(|| ControlError::UnknownHost(host.to_string()))?;
+            let r = ssh::connect(h, self.copts).await?;
             self.remotes.insert(host.to_string(), r);
         }
         self.remotes
             .get(host)
-            .ok_or_else(|| format!("no connection to {host}"))
+            .ok_or_else(|| ControlError::NotConnected(host.to_string()))
     }
 
     /// Runs a shell snippet as root on `host`.
-    pub async fn sh(&mut self, host: &str, script: &str, args: &[&str]) -> Result<String, String> {
+    pub async fn sh(
+        &mut self,
+        host: &str,
+        script: &str,
+        args: &[&str],
+    ) -> Result<String, ControlError> {
         let r = self.remote(host).await?;
         match r.sh_ok(Step::Status, script, args, None).await {
             Ok(out) => Ok(out),
@@ -98,7 +103,7 @@ impl Control {
                 if let Some(r) = self.remotes.remove(host) {
                     r.close().await;
                 }
-                Err(e.to_string())
+                Err(e.into())
             }
         }
     }
@@ -158,7 +163,7 @@ impl Control {
             .map(|s| s.trim().to_string())
     }
 
-    pub async fn stop_unit(&mut self, host: &str, unit: &str) -> Result<(), String> {
+    pub async fn stop_unit(&mut self, host: &str, unit: &str) -> Result<(), ControlError> {
         self.undo
             .push(Undo::StartUnit(host.to_string(), unit.to_string()));
         self.sh(host, r#"systemctl stop "$1""#, &[unit])
@@ -166,7 +171,7 @@ impl Control {
             .map(|_| ())
     }
 
-    pub async fn start_unit(&mut self, host: &str, unit: &str) -> Result<(), String> {
+    pub async fn start_unit(&mut self, host: &str, unit: &str) -> Result<(), ControlError> {
         self.sh(host, r#"systemctl start "$1""#, &[unit]).await?;
         self.undo
             .retain(|u| *u != Undo::StartUnit(host.to_string(), unit.to_string()));
@@ -178,7 +183,7 @@ impl Control {
     /// daemon (keepalived): systemd would then SIGTERM its VRRP child, which
     /// releases the VIP gracefully (priority 0). Recorded for restore, since
     /// not every unit has Restart=always.
-    pub async fn kill_unit(&mut self, host: &str, unit: &str) -> Result<(), String> {
+    pub async fn kill_unit(&mut self, host: &str, unit: &str) -> Result<(), ControlError> {
         let u = Undo::StartUnit(host.to_string(), unit.to_string());
         if !self.undo.contains(&u) {
             self.undo.push(u);
@@ -188,7 +193,7 @@ impl Control {
 
     /// Starts the unit unless it is already active (a unit without
     /// Restart= stays failed after a kill; one waiting to restart is started now).
-    pub async fn ensure_active(&mut self, host: &str, unit: &str) -> Result<(), String> {
+    pub async fn ensure_active(&mut self, host: &str, unit: &str) -> Result<(), ControlError> {
         self.sh(
             host,
             r#"systemctl is-active -q "$1" || systemctl start "$1""#,
@@ -208,34 +213,32 @@ impl Control {
             .map_or_else(|_| "?".to_string(), |s| s.trim().to_string())
     }
 
-    fn lab(&self) -> Result<&Lab, String> {
-        self.lab
-            .as_ref()
-            .ok_or_else(|| "needs the local lab".to_string())
+    fn lab(&self) -> Result<&Lab, ControlError> {
+        self.lab.as_ref().ok_or(ControlError::NoLab)
     }
 
-    pub async fn power_cut(&mut self, host: &str) -> Result<(), String> {
+    pub async fn power_cut(&mut self, host: &str) -> Result<(), ControlError> {
         self.undo.push(Undo::PowerOn(host.to_string()));
         if let Some(r) = self.remotes.remove(host) {
             // The master connection dies with the node; drop it first.
             drop(r);
         }
-        self.lab()?.kill_node(host).map_err(|e| e.to_string())
+        self.lab()?.kill_node(host).map_err(ControlError::from)
     }
 
-    pub async fn power_on(&mut self, host: &str) -> Result<(), String> {
-        self.lab()?.start_node(host).map_err(|e| e.to_string())?;
+    pub async fn power_on(&mut self, host: &str) -> Result<(), ControlError> {
+        self.lab()?.start_node(host).map_err(ControlError::from)?;
         self.undo.retain(|u| *u != Undo::PowerOn(host.to_string()));
         Ok(())
     }
 
-    pub fn cable_pull(&mut self, host: &str) -> Result<(), String> {
+    pub fn cable_pull(&mut self, host: &str) -> Result<(), ControlError> {
         self.undo.push(Undo::LinkUp(host.to_string()));
-        self.lab()?.link_down(host).map_err(|e| e.to_string())
+        self.lab()?.link_down(host).map_err(ControlError::from)
     }
 
-    pub fn cable_plug(&mut self, host: &str) -> Result<(), String> {
-        self.lab()?.link_up(host).map_err(|e| e.to_string())?;
+    pub fn cable_plug(&mut self, host: &str) -> Result<(), ControlError> {
+        self.lab()?.link_up(host).map_err(ControlError::from)?;
         self.undo.retain(|u| *u != Undo::LinkUp(host.to_string()));
         Ok(())
     }
@@ -243,21 +246,21 @@ impl Control {
     /// Bridge port isolation: isolated ports cannot reach each other but
     /// still reach every other port, so the load balancers lose each other
     /// while clients and backends still reach both.
-    pub fn partition(&mut self, hosts: &[String]) -> Result<(), String> {
+    pub fn partition(&mut self, hosts: &[String]) -> Result<(), ControlError> {
         self.undo.push(Undo::Unisolate(hosts.to_vec()));
         self.isolate(hosts, true)
     }
 
-    pub fn heal(&mut self, hosts: &[String]) -> Result<(), String> {
+    pub fn heal(&mut self, hosts: &[String]) -> Result<(), ControlError> {
         self.isolate(hosts, false)?;
         self.undo.retain(|u| *u != Undo::Unisolate(hosts.to_vec()));
         Ok(())
     }
 
-    fn isolate(&self, hosts: &[String], on: bool) -> Result<(), String> {
+    fn isolate(&self, hosts: &[String], on: bool) -> Result<(), ControlError> {
         let lab = self.lab()?;
         for h in hosts {
-            let link = &lab.node(h).map_err(|e| e.to_string())?.host_link;
+            let link = &lab.node(h).map_err(ControlError::from)?.host_link;
             let st = std::process::Command::new("bridge")
                 .args([
                     "link",
@@ -268,9 +271,9 @@ impl Control {
                     if on { "on" } else { "off" },
                 ])
                 .status()
-                .map_err(|e| format!("bridge: {e}"))?;
+                .map_err(ControlError::Bridge)?;
             if !st.success() {
-                return Err(format!("bridge link set dev {link} isolated failed"));
+                return Err(ControlError::Isolate(link.clone()));
             }
         }
         Ok(())
@@ -308,10 +311,10 @@ impl Control {
                 }
                 Undo::PowerOn(h) => self
                     .lab()
-                    .and_then(|l| l.start_node(h).map_err(|e| e.to_string())),
+                    .and_then(|l| l.start_node(h).map_err(ControlError::from)),
                 Undo::LinkUp(h) => self
                     .lab()
-                    .and_then(|l| l.link_up(h).map_err(|e| e.to_string())),
+                    .and_then(|l| l.link_up(h).map_err(ControlError::from)),
                 Undo::Unisolate(hs) => self.isolate(hs, false),
             };
             if let Err(e) = r {

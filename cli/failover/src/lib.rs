@@ -4,6 +4,7 @@
 //! advert interval and priorities.
 
 mod control;
+mod error;
 mod load;
 pub mod report;
 mod steps;
@@ -13,11 +14,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use hadeploy_config::Unit;
 use hadeploy_config::vrrp::Version;
 use hadeploy_deploy::ssh::ConnectOptions;
 use hadeploy_inventory::model::{Cluster, Inventory};
 use hadeploy_lab::Lab;
 
+pub use error::{ControlError, FailoverError, LoadError, RequestError};
 pub use report::{Report, Row, Verdict};
 
 #[derive(Debug, Clone)]
@@ -44,8 +47,8 @@ impl Default for Options {
             only: Vec::new(),
             trust_new_host_keys: false,
             rate: 200,
-            vrrp_unit: "hadeploy-vrrp.service".into(),
-            backend_unit: "hadeploy-proxy.service".into(),
+            vrrp_unit: Unit::Vrrp.service().into(),
+            backend_unit: Unit::Proxy.service().into(),
         }
     }
 }
@@ -99,31 +102,24 @@ pub fn find_lab(inv: &Inventory, cluster: &Cluster) -> Option<Lab> {
     None
 }
 
-pub async fn run(inv: &Inventory, opts: &Options) -> Result<Report, String> {
+pub async fn run(inv: &Inventory, opts: &Options) -> Result<Report, FailoverError> {
     let cluster = match &opts.cluster {
         Some(n) => inv
             .clusters
             .iter()
             .find(|c| &c.name == n)
-            .ok_or_else(|| format!("no cluster {n}"))?,
-        None => inv.clusters.first().ok_or("the inventory has no cluster")?,
+            .ok_or_else(|| FailoverError::UnknownCluster(n.clone()))?,
+        None => inv.clusters.first().ok_or(FailoverError::NoCluster)?,
     };
-    let vipg = cluster.vips.first().ok_or("the cluster has no VIP group")?;
-    let vip: Ipv4Addr = vipg
-        .addresses
-        .first()
-        .ok_or("the VIP group has no address")?
-        .addr();
+    let vipg = cluster.vips.first().ok_or(FailoverError::NoVipGroup)?;
+    let vip: Ipv4Addr = vipg.addresses.first().ok_or(FailoverError::NoVip)?.addr();
     let mut members = vipg.members.clone();
     members.sort_by_key(|m| std::cmp::Reverse(m.priority));
     if members.len() < 2 {
-        return Err("test-failover needs at least two load balancers in the VIP group".into());
+        return Err(FailoverError::TooFewMembers);
     }
     let timers = Timers::new(vipg.version, vipg.advert_interval, members[1].priority);
-    let site = cluster
-        .sites
-        .first()
-        .ok_or("the cluster has no site to send load to")?;
+    let site = cluster.sites.first().ok_or(FailoverError::NoSite)?;
     let port = site.listen.first().map_or(80, SocketAddr::port);
     let host_header = site
         .server_names
@@ -141,7 +137,7 @@ pub async fn run(inv: &Inventory, opts: &Options) -> Result<Report, String> {
     }
     let ctl = control::Control::connect(inv, &names, lab, copts).await?;
     let netns = match &ctl.lab {
-        Some(l) => Some(l.client_netns().map_err(|e| e.to_string())?.name),
+        Some(l) => Some(l.client_netns()?.name),
         None => None,
     };
     let spec = load::LoadSpec {

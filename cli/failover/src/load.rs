@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::error::{LoadError, RequestError};
+
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub start: Instant,
@@ -47,7 +49,7 @@ pub struct Load {
 }
 
 impl Load {
-    pub fn start(spec: LoadSpec) -> Result<Load, String> {
+    pub fn start(spec: LoadSpec) -> Result<Load, LoadError> {
         let samples = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -68,15 +70,15 @@ impl Load {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
+                        let _ = ready_tx.send(Err(LoadError::Thread(e)));
                         return;
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
                 rt.block_on(generate(spec, s2, stop2));
             })
-            .map_err(|e| e.to_string())?;
-        ready_rx.recv().map_err(|e| e.to_string())??;
+            .map_err(LoadError::Thread)?;
+        ready_rx.recv().map_err(LoadError::Gone)??;
         Ok(Load {
             samples,
             stop,
@@ -103,11 +105,15 @@ impl Drop for Load {
     }
 }
 
-fn enter_netns(name: &str) -> Result<(), String> {
+fn enter_netns(name: &str) -> Result<(), LoadError> {
     let path = format!("/run/netns/{name}");
-    let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| format!("setns {name}: {e}"))
+    let f = std::fs::File::open(&path).map_err(|source| LoadError::Netns { path, source })?;
+    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| {
+        LoadError::Setns {
+            name: name.to_string(),
+            source,
+        }
+    })
 }
 
 async fn generate(spec: LoadSpec, samples: Arc<Mutex<Vec<Sample>>>, stop: Arc<AtomicBool>) {
@@ -136,7 +142,7 @@ async fn generate(spec: LoadSpec, samples: Arc<Mutex<Vec<Sample>>>, stop: Arc<At
                     end,
                     ok: false,
                     backend: None,
-                    error: Some(e),
+                    error: Some(e.to_string()),
                 },
             };
             if let Ok(mut v) = samples.lock() {
@@ -149,14 +155,14 @@ async fn generate(spec: LoadSpec, samples: Arc<Mutex<Vec<Sample>>>, stop: Arc<At
     while tasks.join_next().await.is_some() {}
 }
 
-async fn one_request(spec: &LoadSpec) -> Result<Option<String>, String> {
+async fn one_request(spec: &LoadSpec) -> Result<Option<String>, RequestError> {
     let mut stream = tokio::time::timeout(
         spec.connect_timeout,
         tokio::net::TcpStream::connect(spec.target),
     )
     .await
-    .map_err(|_| "connect timeout".to_string())?
-    .map_err(|e| format!("connect: {e}"))?;
+    .map_err(|_| RequestError::ConnectTimeout)?
+    .map_err(RequestError::Connect)?;
     let req = format!(
         "GET / HTTP/1.1\r\nHost: {}\r\nUser-Agent: hadeploy-test-failover\r\nConnection: close\r\n\r\n",
         spec.host_header
@@ -165,21 +171,21 @@ async fn one_request(spec: &LoadSpec) -> Result<Option<String>, String> {
         stream
             .write_all(req.as_bytes())
             .await
-            .map_err(|e| format!("send: {e}"))?;
+            .map_err(RequestError::Send)?;
         let mut buf = Vec::with_capacity(1024);
         stream
             .read_to_end(&mut buf)
             .await
-            .map_err(|e| format!("read: {e}"))?;
-        Ok::<_, String>(buf)
+            .map_err(RequestError::Read)?;
+        Ok::<_, RequestError>(buf)
     };
     let buf = tokio::time::timeout(spec.request_timeout, work)
         .await
-        .map_err(|_| "request timeout".to_string())??;
+        .map_err(|_| RequestError::Timeout)??;
     let text = String::from_utf8_lossy(&buf);
     let status = text.split_whitespace().nth(1).unwrap_or("");
     if status != "200" {
-        return Err(format!("status {status}"));
+        return Err(RequestError::Status(status.to_string()));
     }
     Ok(text
         .split("id=\"backend\">")

@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use hadeploy_config::Unit;
+use hadeploy_config::status::VrrpState;
 use hadeploy_inventory::model::Cluster;
 
 use crate::control::Control;
+use crate::error::ControlError;
 use crate::load::{Load, LoadSpec};
 use crate::report::{Report, Row, Verdict};
 use crate::window::{Observed, observe};
@@ -51,7 +54,14 @@ impl Ctx {
     }
 }
 
-fn row(step: &str, expectation: String, o: Option<&Observed>, ok: bool, note: String) -> Row {
+/// `note`: what was seen, or the error that stopped the step.
+fn row(
+    step: &str,
+    expectation: String,
+    o: Option<&Observed>,
+    ok: bool,
+    note: impl std::fmt::Display,
+) -> Row {
     Row {
         step: step.to_string(),
         expectation,
@@ -59,7 +69,7 @@ fn row(step: &str, expectation: String, o: Option<&Observed>, ok: bool, note: St
         failed: o.map_or(0, |o| o.failed),
         total: o.map_or(0, |o| o.total),
         verdict: if ok { Verdict::Pass } else { Verdict::Fail },
-        note,
+        note: note.to_string(),
     }
 }
 
@@ -156,7 +166,7 @@ pub async fn run_all(mut ctl: Control, spec: LoadSpec, ctx: &Ctx, report: &mut R
 
 /// Waits for the highest-priority node to hold the VIP alone (or, with
 /// nopreempt, for exactly one holder).
-async fn settle(ctl: &mut Control, ctx: &Ctx) -> Result<(), String> {
+async fn settle(ctl: &mut Control, ctx: &Ctx) -> Result<(), ControlError> {
     let lbs = ctx.lbs();
     let top = ctx.top().to_string();
     let preempt = ctx.preempt;
@@ -172,8 +182,10 @@ async fn settle(ctl: &mut Control, ctx: &Ctx) -> Result<(), String> {
         .await;
     // Let the proxies' health checks see the backends again.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    ok.map(|_| ())
-        .ok_or_else(|| format!("VIP holders after {}s: {h:?}", timeout.as_secs()))
+    ok.map(|_| ()).ok_or(ControlError::Unsettled {
+        secs: timeout.as_secs(),
+        holders: h,
+    })
 }
 
 async fn steady(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {
@@ -189,32 +201,31 @@ async fn steady(ctl: &mut Control, load: &Load, ctx: &Ctx) -> Row {
     // The daemons' own view must agree with the interfaces. Another stack
     // (keepalived) has no hadeploy status: its unit must at least be active
     // on every node.
-    let ours = ctx.vrrp_unit == "hadeploy-vrrp.service";
+    let ours = Unit::from_service(&ctx.vrrp_unit) == Some(Unit::Vrrp);
     let mut states = Vec::new();
-    for (h, _, _) in &ctx.members {
+    let mut states_ok = true;
+    for (i, (h, _, _)) in ctx.members.iter().enumerate() {
         let s = if ours {
-            ctl.status(h)
+            let state = ctl
+                .status(h)
                 .await
                 .and_then(|s| s.vrrp)
                 .and_then(|v| v.instances.into_iter().next())
-                .map_or_else(|| "?".to_string(), |i| i.state)
+                .map(|i| i.state);
+            let want = if i == 0 {
+                VrrpState::Master
+            } else {
+                VrrpState::Backup
+            };
+            states_ok &= state == Some(want);
+            state.map_or_else(|| "?".to_string(), |s| s.to_string())
         } else {
-            format!(
-                "{} {}",
-                ctx.vrrp_unit,
-                ctl.unit_state(h, &ctx.vrrp_unit).await
-            )
+            let active = ctl.unit_state(h, &ctx.vrrp_unit).await;
+            states_ok &= active == "active";
+            format!("{} {active}", ctx.vrrp_unit)
         };
         states.push((h.clone(), s));
     }
-    let states_ok = if ours {
-        states
-            .iter()
-            .enumerate()
-            .all(|(i, (_, s))| if i == 0 { s == "MASTER" } else { s == "BACKUP" })
-    } else {
-        states.iter().all(|(_, s)| s.ends_with(" active"))
-    };
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let o = observe(&load.samples(), t0, Instant::now());

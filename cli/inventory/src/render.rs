@@ -18,7 +18,7 @@ use hadeploy_config::vrrp::{
     DEFAULT_MULTICAST_GROUP, DEFAULT_SCRIPT_TIMEOUT, Instance, Notify, TrackScriptRef, Unicast,
     Vip, VrrpConfig,
 };
-use hadeploy_config::{ConfigError, Diagnostic, WriteError};
+use hadeploy_config::{ConfigError, Diagnostic, Unit, WriteError};
 use minijinja::Environment;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -43,6 +43,24 @@ pub enum Handler {
     /// systemd-tmpfiles --create: directories the units need.
     Tmpfiles,
     None,
+}
+
+impl Handler {
+    /// Restarts `unit` (its unit file or the binary changed).
+    pub fn restart(unit: Unit) -> Handler {
+        match unit {
+            Unit::Vrrp => Handler::RestartVrrp,
+            Unit::Proxy => Handler::RestartProxy,
+        }
+    }
+
+    /// Reloads `unit` (its config changed).
+    pub fn reload(unit: Unit) -> Handler {
+        match unit {
+            Unit::Vrrp => Handler::ReloadVrrp,
+            Unit::Proxy => Handler::ReloadProxy,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -86,7 +104,7 @@ pub struct NodeTree {
     pub facts: Facts,
     pub files: Vec<RenderedFile>,
     /// Units to enable and keep running, in start order.
-    pub units: Vec<String>,
+    pub units: Vec<Unit>,
     #[serde(skip)]
     pub vrrp: Option<VrrpConfig>,
     #[serde(skip)]
@@ -179,9 +197,9 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
             &cfg,
             "keepalived equivalent: each entry of `instances` is a vrrp_instance.",
             true,
-            Handler::ReloadVrrp,
+            Handler::reload(Unit::Vrrp),
         )?;
-        r.unit("hadeploy-vrrp.service", paths::VRRP_CONFIG, &[])?;
+        r.unit(Unit::Vrrp, &[])?;
         r.template_file(
             "hooks/notify.sh.j2",
             NOTIFY_HOOK,
@@ -196,7 +214,7 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
             Handler::Sysctl,
             minijinja::context! {},
         )?;
-        units.push("hadeploy-vrrp.service".to_string());
+        units.push(Unit::Vrrp);
         Some(cfg)
     };
     let proxy = if lb_clusters.is_empty() && backend_clusters.is_empty() {
@@ -214,10 +232,10 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
             &cfg,
             "nginx equivalent: `upstreams` are upstream {} blocks, `sites` server {} blocks.",
             false,
-            Handler::ReloadProxy,
+            Handler::reload(Unit::Proxy),
         )?;
         let log_dirs = log_dirs(&cfg);
-        r.unit("hadeploy-proxy.service", paths::PROXY_CONFIG, &log_dirs)?;
+        r.unit(Unit::Proxy, &log_dirs)?;
         r.template_file(
             "tmpfiles/hadeploy.conf.j2",
             TMPFILES,
@@ -253,7 +271,7 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
                 )?;
             }
         }
-        units.push("hadeploy-proxy.service".to_string());
+        units.push(Unit::Proxy);
         Some(cfg)
     };
     if facts.firewalld {
@@ -340,19 +358,13 @@ impl Renderer<'_> {
         });
     }
 
-    fn unit(&mut self, name: &str, config: &str, log_dirs: &[String]) -> Result<(), RenderError> {
-        let template = format!("systemd/{name}.j2");
-        let handler = if name.contains("vrrp") {
-            Handler::RestartVrrp
-        } else {
-            Handler::RestartProxy
-        };
+    fn unit(&mut self, unit: Unit, log_dirs: &[String]) -> Result<(), RenderError> {
         self.template_file(
-            &template,
-            &format!("/etc/systemd/system/{name}"),
+            unit.template(),
+            unit.unit_file(),
             0o644,
-            handler,
-            minijinja::context! { config => config, log_dirs => log_dirs },
+            Handler::restart(unit),
+            minijinja::context! { config => unit.config(), log_dirs => log_dirs },
         )
     }
 

@@ -545,8 +545,8 @@ fn resolve_vip(
                 d.auth_pass.is_some(),
             );
             match src.resolve(ctx.base) {
-                Err(msg) => {
-                    ctx.err(&ap, msg);
+                Err(e) => {
+                    ctx.err(&ap, e.to_string());
                     None
                 }
                 Ok(secret) => {

@@ -45,7 +45,7 @@ impl fmt::Display for Secret {
 impl SecretSource {
     /// Reads the secret. `base` is the inventory's directory, for relative
     /// file references. Errors never contain the secret itself.
-    pub fn resolve(&self, base: &std::path::Path) -> Result<Secret, String> {
+    pub fn resolve(&self, base: &std::path::Path) -> Result<Secret, SecretError> {
         match self {
             SecretSource::Inline(s) => Ok(Secret(s.clone())),
             SecretSource::Ref(SecretRef {
@@ -53,7 +53,7 @@ impl SecretSource {
                 file: None,
             }) => std::env::var(var)
                 .map(Secret)
-                .map_err(|_| format!("environment variable `{var}` is not set")),
+                .map_err(|_| SecretError::Unset(var.clone())),
             SecretSource::Ref(SecretRef {
                 env: None,
                 file: Some(path),
@@ -61,13 +61,25 @@ impl SecretSource {
                 let p = base.join(path);
                 std::fs::read_to_string(&p)
                     .map(|s| Secret(s.trim_end_matches(['\n', '\r']).to_string()))
-                    .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))
+                    .map_err(|source| SecretError::Read { path: p, source })
             }
-            SecretSource::Ref(_) => {
-                Err("a secret reference takes exactly one of `env` or `file`".to_string())
-            }
+            SecretSource::Ref(_) => Err(SecretError::Ambiguous),
         }
     }
+}
+
+/// Why a secret reference did not resolve; never holds the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable `{0}` is not set")]
+    Unset(String),
+    #[error("cannot read secret file {}: {source}", .path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a secret reference takes exactly one of `env` or `file`")]
+    Ambiguous,
 }
 
 /// Keys whose values are secrets in the files `render` produces.

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::cmd::{cmd, run_logged};
 use crate::error::{LabError, Result};
-use crate::progress::Progress;
+use hadeploy_progress::Progress;
 
 /// Host commands the lab needs and the Debian package providing each.
 const HOST_TOOLS: &[(&str, &str)] = &[

@@ -22,7 +22,6 @@ mod net;
 mod node;
 mod power;
 mod procs;
-mod progress;
 mod rootfs;
 mod spec;
 mod sshkeys;
@@ -35,11 +34,11 @@ pub use down::{down, down_dir};
 pub use error::{LabError, Result};
 pub use exec::ExecOutput;
 pub use guard::LabGuard;
+pub use hadeploy_progress::{Progress, ProgressMode};
 pub use host::ensure_host_packages;
 pub use lab::{ClientNetns, LAB_JSON, Lab};
 pub use mirror::host_debian_mirror;
 pub use node::{MASKED_UNITS, Node};
-pub use progress::{Progress, ProgressMode};
 pub use rootfs::{
     BASE_PACKAGES, COMPARISON_PACKAGES, ROOTFS_DIR, ensure_rootfs, ensure_rootfs_with,
     rootfs_log_path, rootfs_path, rootfs_ready,

@@ -18,7 +18,7 @@ use crate::cmd::{cmd, run, run_logged};
 use crate::error::{IoContext, LabError, Result};
 use crate::mirror::host_debian_mirror;
 use crate::mounts::{remove_tree, unmount_all_under};
-use crate::progress::Progress;
+use hadeploy_progress::Progress;
 
 /// Debian suite of the lab's nodes.
 pub const SUITE: &str = "bookworm";

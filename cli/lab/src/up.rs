@@ -12,10 +12,10 @@ use crate::host::ensure_host_packages;
 use crate::lab::Lab;
 use crate::net;
 use crate::node::Node;
-use crate::progress::Progress;
 use crate::rootfs::ensure_rootfs_with;
 use crate::spec::{CLIENT_HOST, LabSpec, bridge_name, host_link_name, lab_addr};
 use crate::sshkeys::{SshHost, ensure_keypair, write_known_hosts, write_ssh_config};
+use hadeploy_progress::Progress;
 
 /// Bring a lab up, or return it when it is already up and healthy. A lab left half-up
 /// (crash, killed nodes, spec change) is torn down and rebuilt. On failure everything

@@ -18,6 +18,7 @@ mod load;
 pub mod locate;
 pub mod proxy;
 pub mod status;
+mod unit;
 pub mod vrrp;
 
 pub use diag::{ConfigError, Diagnostic, Severity};
@@ -25,12 +26,30 @@ pub use load::{
     WriteError, did_you_mean, load_proxy, load_vrrp, locate, parse_proxy, parse_vrrp, parse_yaml,
     to_yaml,
 };
+pub use unit::Unit;
+
+/// The runtime binary's path on a node as a literal, for `concat!` into the
+/// shell scripts the CLI runs there; [`paths::RUNTIME_BIN`] everywhere else.
+#[macro_export]
+macro_rules! runtime_bin {
+    () => {
+        "/usr/local/sbin/hadeploy-runtime"
+    };
+}
 
 /// Where the runtime looks for its files on a node; the CLI renders to these.
 pub mod paths {
     pub const CONFIG_DIR: &str = "/etc/hadeploy";
     pub const VRRP_CONFIG: &str = "/etc/hadeploy/vrrp.yaml";
     pub const PROXY_CONFIG: &str = "/etc/hadeploy/proxy.yaml";
-    pub const RUNTIME_BIN: &str = "/usr/local/sbin/hadeploy-runtime";
+    pub const RUNTIME_BIN: &str = crate::runtime_bin!();
     pub const STATE_DIR: &str = "/run/hadeploy";
+    /// The built-in notify hook (`notify: builtin`).
+    pub const NOTIFY_HOOK: &str = "/etc/hadeploy/notify.sh";
+    pub const SYSCTL: &str = "/etc/sysctl.d/90-hadeploy.conf";
+    /// Directories the units need (log directories).
+    pub const TMPFILES: &str = "/etc/tmpfiles.d/hadeploy.conf";
+    pub const LOGROTATE: &str = "/etc/logrotate.d/hadeploy";
+    /// Rendered only where firewalld runs.
+    pub const FIREWALLD_SERVICE: &str = "/etc/firewalld/services/hadeploy.xml";
 }

@@ -5,7 +5,97 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use hadeploy_vrrp::State;
 use serde::{Deserialize, Serialize};
+
+/// An instance's VRRP state as operators, the status document, metrics and
+/// notify hooks see it (keepalived's words: `MASTER`, `BACKUP`, ...).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum VrrpState {
+    /// Configured, not started yet.
+    #[default]
+    Init,
+    Backup,
+    Master,
+    Fault,
+    /// Shut down (the machine went back to Initialize).
+    Stopped,
+}
+
+impl VrrpState {
+    pub const ALL: [VrrpState; 5] = [
+        VrrpState::Init,
+        VrrpState::Backup,
+        VrrpState::Master,
+        VrrpState::Fault,
+        VrrpState::Stopped,
+    ];
+
+    /// The word on the wire and in metrics labels: `INIT`, `BACKUP`,
+    /// `MASTER`, `FAULT`, `STOPPED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VrrpState::Init => "INIT",
+            VrrpState::Backup => "BACKUP",
+            VrrpState::Master => "MASTER",
+            VrrpState::Fault => "FAULT",
+            VrrpState::Stopped => "STOPPED",
+        }
+    }
+
+    /// The state word keepalived passes to `notify` scripts, so existing
+    /// hook scripts keep working: stopping is `STOP`.
+    pub fn notify_word(self) -> &'static str {
+        match self {
+            VrrpState::Stopped => "STOP",
+            s => s.as_str(),
+        }
+    }
+
+    /// Taking part in the election normally (not starting, failed or
+    /// stopped).
+    pub fn is_running(self) -> bool {
+        matches!(self, VrrpState::Master | VrrpState::Backup)
+    }
+}
+
+/// Entering Initialize is stopping: a machine is in it only before it
+/// starts (reported as [`VrrpState::Init`] until then) and after shutdown.
+impl From<State> for VrrpState {
+    fn from(s: State) -> Self {
+        match s {
+            State::Initialize => VrrpState::Stopped,
+            State::Backup => VrrpState::Backup,
+            State::Master => VrrpState::Master,
+            State::Fault => VrrpState::Fault,
+        }
+    }
+}
+
+/// A state word that is none of [`VrrpState::as_str`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown VRRP state `{0}` (expected INIT, BACKUP, MASTER, FAULT or STOPPED)")]
+pub struct UnknownState(pub String);
+
+impl std::str::FromStr for VrrpState {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        VrrpState::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for VrrpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuntimeStatus {
@@ -63,8 +153,8 @@ pub struct LastTransition {
 pub struct InstanceStatus {
     pub name: String,
     pub vrid: u8,
-    /// `INIT`, `BACKUP`, `MASTER` or `FAULT` (keepalived's words).
-    pub state: String,
+    /// `INIT`, `BACKUP`, `MASTER`, `FAULT` or `STOPPED` (keepalived's words).
+    pub state: VrrpState,
     pub priority: u8,
     pub effective_priority: u8,
     /// Address of the master last heard (or ours when master).
@@ -102,4 +192,51 @@ pub struct ServerStatus {
     /// Usable now: not down, not failed by passive or active checks.
     pub healthy: bool,
     pub backup: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_words_on_the_wire_are_keepalived_s() {
+        for (s, word) in [
+            (VrrpState::Init, "INIT"),
+            (VrrpState::Backup, "BACKUP"),
+            (VrrpState::Master, "MASTER"),
+            (VrrpState::Fault, "FAULT"),
+            (VrrpState::Stopped, "STOPPED"),
+        ] {
+            let json = serde_json::to_string(&s).expect("json");
+            assert_eq!(json, format!("\"{word}\""));
+            assert_eq!(serde_json::from_str::<VrrpState>(&json).expect("back"), s);
+            assert_eq!(s.as_str(), word);
+            assert_eq!(s.to_string(), word);
+            assert_eq!(word.parse::<VrrpState>(), Ok(s));
+        }
+        assert!(serde_json::from_str::<VrrpState>("\"master\"").is_err());
+    }
+
+    #[test]
+    fn notify_words_and_machine_states() {
+        let words: Vec<_> = [
+            State::Initialize,
+            State::Backup,
+            State::Master,
+            State::Fault,
+        ]
+        .into_iter()
+        .map(|s| VrrpState::from(s).notify_word())
+        .collect();
+        assert_eq!(words, ["STOP", "BACKUP", "MASTER", "FAULT"]);
+        assert_eq!(VrrpState::Init.notify_word(), "INIT");
+    }
+
+    #[test]
+    fn an_instance_status_round_trips_with_its_state_word() {
+        let text = r#"{"name":"VI_1","vrid":51,"state":"MASTER","priority":150,"effective_priority":150,"vips":["10.0.0.1/24"],"holds_vips":true,"transitions":1}"#;
+        let i: InstanceStatus = serde_json::from_str(text).expect("parse");
+        assert_eq!(i.state, VrrpState::Master);
+        assert_eq!(serde_json::to_string(&i).expect("json"), text);
+    }
 }

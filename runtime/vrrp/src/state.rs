@@ -1,5 +1,8 @@
 //! The four states of a VRRP instance.
 
+/// The machine's own states; what operators, the status document and hooks
+/// see is `hadeploy_config::status::VrrpState` (`From<State>`).
+///
 /// RFC states, plus Fault (keepalived's, for a failed tracked interface or a
 /// weight-0 track script: the node must not be master and must not compete).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,17 +24,6 @@ impl State {
             State::Fault => "fault",
         }
     }
-
-    /// The state word keepalived passes to `notify` scripts, so existing
-    /// hook scripts keep working: entering Initialize is `STOP`.
-    pub fn notify_str(&self) -> &'static str {
-        match self {
-            State::Initialize => "STOP",
-            State::Backup => "BACKUP",
-            State::Master => "MASTER",
-            State::Fault => "FAULT",
-        }
-    }
 }
 
 #[cfg(test)]
@@ -39,17 +31,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keepalived_notify_words() {
-        let words: Vec<_> = [
-            State::Initialize,
-            State::Backup,
-            State::Master,
-            State::Fault,
-        ]
-        .iter()
-        .map(State::notify_str)
-        .collect();
-        assert_eq!(words, ["STOP", "BACKUP", "MASTER", "FAULT"]);
+    fn labels() {
         assert_eq!(State::Master.as_str(), "master");
+        assert_eq!(State::Initialize.as_str(), "initialize");
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::select_all;
+use hadeploy_config::status::VrrpState;
 use hadeploy_config::vrrp::Instance as InstanceConfig;
 use hadeploy_vrrp::{
     Action, ChecksumForm, Discard, Event, Instance, InstanceParams, Received, Sender, State,
@@ -19,9 +20,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::effects::{Effect, Effects};
-use crate::hooks::{HookContext, HookState, Hooks};
+use crate::hooks::{HookContext, Hooks};
 use crate::socket::VrrpSocket;
-use crate::stats::{PeerStatus, StateName, Stats};
+use crate::stats::{PeerStatus, Stats};
 use crate::strangers::Strangers;
 use crate::track::{TrackEffect, effective_priority, script_effect};
 
@@ -92,24 +93,6 @@ fn checksum_clash(ours: V3Checksum, theirs: ChecksumForm) -> bool {
         ChecksumForm::V3PseudoHeader | ChecksumForm::V3PseudoHeaderMulticastDst => {
             ours == V3Checksum::VrrpOnly
         }
-    }
-}
-
-fn state_name(s: State) -> StateName {
-    match s {
-        State::Initialize => StateName::Stopped,
-        State::Backup => StateName::Backup,
-        State::Master => StateName::Master,
-        State::Fault => StateName::Fault,
-    }
-}
-
-fn hook_state(s: State) -> HookState {
-    match s {
-        State::Initialize => HookState::Stop,
-        State::Backup => HookState::Backup,
-        State::Master => HookState::Master,
-        State::Fault => HookState::Fault,
     }
 }
 
@@ -401,13 +384,14 @@ impl Driver {
         for action in actions {
             match action {
                 Action::Transition(t) => {
-                    let to = state_name(t.to);
+                    let to = VrrpState::from(t.to);
                     // Leaving Initialize is starting, entering it is stopping.
                     let from = match t.from {
-                        State::Initialize => "INIT",
-                        s => s.notify_str(),
-                    };
-                    let to_word = t.to.notify_str();
+                        State::Initialize => VrrpState::Init,
+                        s => VrrpState::from(s),
+                    }
+                    .notify_word();
+                    let to_word = to.notify_word();
                     let peer = t.sender.map(|s| s.address.to_string());
                     let peer_priority = t.sender.map(|s| s.priority);
                     tracing::info!(instance = %name, from, to = to_word,
@@ -446,11 +430,11 @@ impl Driver {
                     sender,
                 } => self
                     .hooks
-                    .notify(hook_state(state), priority, HookContext { reason, sender }),
+                    .notify(state.into(), priority, HookContext { reason, sender }),
             }
         }
         let (state, prio, master) = (
-            state_name(self.machine.state()),
+            VrrpState::from(self.machine.state()),
             self.machine.priority(),
             self.machine.current_master(),
         );

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use hadeploy_config::status::VrrpState;
 use hadeploy_config::vrrp::Notify;
 use hadeploy_vrrp::{Reason, Sender};
 use tokio::runtime::Handle;
@@ -17,33 +18,15 @@ use tokio::task::JoinHandle;
 
 use crate::process;
 
-/// The state a hook announces; the third argument of the generic hook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HookState {
-    Master,
-    Backup,
-    Fault,
-    Stop,
-}
-
-impl HookState {
-    /// As keepalived passes it to `notify`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HookState::Master => "MASTER",
-            HookState::Backup => "BACKUP",
-            HookState::Fault => "FAULT",
-            HookState::Stop => "STOP",
-        }
-    }
-
-    fn hook_name(self) -> &'static str {
-        match self {
-            HookState::Master => "notify_master",
-            HookState::Backup => "notify_backup",
-            HookState::Fault => "notify_fault",
-            HookState::Stop => "notify_stop",
-        }
+/// The name of the hook a state runs (`notify_master`, ...); `None` for
+/// Init, which no transition enters.
+fn hook_name(state: VrrpState) -> Option<&'static str> {
+    match state {
+        VrrpState::Master => Some("notify_master"),
+        VrrpState::Backup => Some("notify_backup"),
+        VrrpState::Fault => Some("notify_fault"),
+        VrrpState::Stopped => Some("notify_stop"),
+        VrrpState::Init => None,
     }
 }
 
@@ -82,24 +65,25 @@ impl HookContext {
 pub fn commands(
     notify: &Notify,
     instance: &str,
-    state: HookState,
+    state: VrrpState,
     priority: u8,
 ) -> Vec<(&'static str, Vec<String>, Vec<String>)> {
     let own = match state {
-        HookState::Master => &notify.master,
-        HookState::Backup => &notify.backup,
-        HookState::Fault => &notify.fault,
-        HookState::Stop => &notify.stop,
+        VrrpState::Master => &notify.master,
+        VrrpState::Backup => &notify.backup,
+        VrrpState::Fault => &notify.fault,
+        VrrpState::Stopped => &notify.stop,
+        VrrpState::Init => &None,
     };
     let mut out = Vec::new();
-    if let Some(argv) = own {
-        out.push((state.hook_name(), argv.clone(), Vec::new()));
+    if let (Some(argv), Some(hook)) = (own, hook_name(state)) {
+        out.push((hook, argv.clone(), Vec::new()));
     }
     if let Some(argv) = &notify.generic {
         let extra = vec![
             "INSTANCE".to_string(),
             instance.to_string(),
-            state.as_str().to_string(),
+            state.notify_word().to_string(),
             priority.to_string(),
         ];
         out.push(("notify", argv.clone(), extra));
@@ -110,7 +94,7 @@ pub fn commands(
 /// One instance's hook queue.
 #[derive(Debug)]
 pub struct Hooks {
-    tx: mpsc::UnboundedSender<(HookState, u8, HookContext)>,
+    tx: mpsc::UnboundedSender<(VrrpState, u8, HookContext)>,
     task: JoinHandle<()>,
 }
 
@@ -118,7 +102,7 @@ impl Hooks {
     /// Starts the queue on `worker` (a runtime with I/O, time and process
     /// support; not the protocol runtime).
     pub fn new(worker: &Handle, instance: &str, notify: Notify, timeout: Duration) -> Hooks {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(HookState, u8, HookContext)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(VrrpState, u8, HookContext)>();
         let instance = instance.to_string();
         let task = worker.spawn(async move {
             while let Some((state, priority, ctx)) = rx.recv().await {
@@ -127,10 +111,10 @@ impl Hooks {
                     let run = process::run(&argv, &extra, &env, timeout).await;
                     let script = argv.first().map(String::as_str).unwrap_or("");
                     if run.outcome.success() {
-                        tracing::info!(instance = %instance, hook, script, state = state.as_str(),
+                        tracing::info!(instance = %instance, hook, script, state = state.notify_word(),
                             output = %run.output, "{hook} hook for {instance} succeeded");
                     } else {
-                        tracing::warn!(instance = %instance, hook, script, state = state.as_str(),
+                        tracing::warn!(instance = %instance, hook, script, state = state.notify_word(),
                             status = %run.outcome, output = %run.output,
                             "{hook} hook for {instance} failed: {}", run.outcome);
                     }
@@ -141,7 +125,7 @@ impl Hooks {
     }
 
     /// Queues the hooks of a state change; returns at once.
-    pub fn notify(&self, state: HookState, priority: u8, ctx: HookContext) {
+    pub fn notify(&self, state: VrrpState, priority: u8, ctx: HookContext) {
         // The queue task only ends when the sender is dropped, so a send
         // error means the worker runtime is gone (shutdown): nothing to run.
         let _ = self.tx.send((state, priority, ctx));
@@ -166,14 +150,14 @@ mod tests {
             generic: Some(vec!["/bin/g".into(), "--flag".into()]),
             ..Notify::default()
         };
-        let c = commands(&n, "VI_1", HookState::Master, 150);
+        let c = commands(&n, "VI_1", VrrpState::Master, 150);
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].0, "notify_master");
         assert_eq!(c[0].1, ["/bin/m"]);
         assert_eq!(c[1].1, ["/bin/g", "--flag"]);
         assert_eq!(c[1].2, ["INSTANCE", "VI_1", "MASTER", "150"]);
         assert!(
-            commands(&n, "VI_1", HookState::Backup, 1)
+            commands(&n, "VI_1", VrrpState::Backup, 1)
                 .iter()
                 .all(|c| c.0 == "notify")
         );
@@ -201,16 +185,16 @@ mod tests {
             }),
         };
         hooks.notify(
-            HookState::Master,
+            VrrpState::Master,
             100,
             by(Reason::PriorityZero, Some([10, 0, 0, 3])),
         );
         hooks.notify(
-            HookState::Backup,
+            VrrpState::Backup,
             100,
             by(Reason::HigherPriority, Some([10, 0, 0, 4])),
         );
-        hooks.notify(HookState::Stop, 0, by(Reason::Shutdown, None));
+        hooks.notify(VrrpState::Stopped, 0, by(Reason::Shutdown, None));
         hooks.drain(Duration::from_secs(10)).await;
         let got = std::fs::read_to_string(&log).expect("hook log");
         let _ = std::fs::remove_dir_all(&dir);

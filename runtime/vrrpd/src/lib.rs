@@ -46,4 +46,7 @@ mod worker;
 
 pub use daemon::run;
 pub use error::VrrpdError;
-pub use stats::{IfaceDiscard, InstanceStatus, PeerStatus, StateName, Stats, Status};
+pub use hadeploy_config::status::VrrpState;
+/// The former name of [`VrrpState`], kept for the lab tests' imports.
+pub use hadeploy_config::status::VrrpState as StateName;
+pub use stats::{IfaceDiscard, InstanceStatus, PeerStatus, Stats, Status};

@@ -96,32 +96,49 @@ fn lock_memory() -> nix::Result<()> {
     }
 }
 
-fn set_rr(priority: u8) -> Result<(), String> {
-    let value = ThreadPriorityValue::try_from(priority).map_err(|e| e.to_string())?;
+/// A scheduling change the kernel (or the priority's range) refused.
+#[derive(Debug, thiserror::Error)]
+enum SchedError {
+    /// Out of the range the policy allows.
+    #[error("{0}")]
+    Priority(String),
+    /// `sched_setscheduler` failed: EPERM without CAP_SYS_NICE, ...
+    #[error("{0}")]
+    Os(std::io::Error),
+    #[error("{0}")]
+    Other(thread_priority::Error),
+}
+
+impl From<thread_priority::Error> for SchedError {
+    fn from(e: thread_priority::Error) -> Self {
+        match e {
+            thread_priority::Error::OS(code) => {
+                SchedError::Os(std::io::Error::from_raw_os_error(code))
+            }
+            other => SchedError::Other(other),
+        }
+    }
+}
+
+fn set_rr(priority: u8) -> Result<(), SchedError> {
+    let value = ThreadPriorityValue::try_from(priority).map_err(SchedError::Priority)?;
     set_thread_priority_and_policy(
         thread_native_id(),
         ThreadPriority::Crossplatform(value),
         ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::RoundRobin),
-    )
-    .map_err(describe)
+    )?;
+    Ok(())
 }
 
-fn set_normal() -> Result<(), String> {
+fn set_normal() -> Result<(), SchedError> {
     set_thread_priority_and_policy(
         thread_native_id(),
         ThreadPriority::Crossplatform(
-            ThreadPriorityValue::try_from(0u8).map_err(|e| e.to_string())?,
+            ThreadPriorityValue::try_from(0u8).map_err(SchedError::Priority)?,
         ),
         ThreadSchedulePolicy::Normal(thread_priority::NormalThreadSchedulePolicy::Other),
-    )
-    .map_err(describe)
-}
-
-fn describe(e: thread_priority::Error) -> String {
-    match e {
-        thread_priority::Error::OS(code) => std::io::Error::from_raw_os_error(code).to_string(),
-        other => other.to_string(),
-    }
+    )?;
+    Ok(())
 }
 
 /// The calling thread's SCHED_RR priority, if it runs SCHED_RR.

@@ -9,39 +9,9 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use hadeploy_config::status::VrrpState;
 use hadeploy_vrrp::{ChecksumForm, Discard, Reason};
 use ipnet::Ipv4Net;
-
-/// An instance's protocol state as shown to operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub enum StateName {
-    #[default]
-    Init,
-    Backup,
-    Master,
-    Fault,
-    Stopped,
-}
-
-impl StateName {
-    pub const ALL: [StateName; 5] = [
-        StateName::Init,
-        StateName::Backup,
-        StateName::Master,
-        StateName::Fault,
-        StateName::Stopped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StateName::Init => "INIT",
-            StateName::Backup => "BACKUP",
-            StateName::Master => "MASTER",
-            StateName::Fault => "FAULT",
-            StateName::Stopped => "STOPPED",
-        }
-    }
-}
 
 /// What this node knows of one peer of an instance: from its accepted
 /// adverts.
@@ -97,7 +67,7 @@ pub struct InstanceStatus {
     pub name: String,
     pub interface: String,
     pub vrid: u8,
-    pub state: StateName,
+    pub state: VrrpState,
     /// Effective priority (configured plus track weights).
     pub priority: u8,
     pub configured_priority: u8,
@@ -105,7 +75,7 @@ pub struct InstanceStatus {
     /// source of the last accepted advert when BACKUP.
     pub master_ip: Option<Ipv4Addr>,
     pub vips_held: Vec<Ipv4Net>,
-    pub transitions: BTreeMap<StateName, u64>,
+    pub transitions: BTreeMap<VrrpState, u64>,
     pub adverts_sent: u64,
     pub adverts_received: u64,
     pub send_errors: u64,
@@ -228,7 +198,7 @@ pub fn render_prometheus(s: &Status) -> String {
         "1 for the instance's current VRRP state.",
     );
     for i in inst() {
-        for st in StateName::ALL {
+        for st in VrrpState::ALL {
             let v = u8::from(i.state == st);
             let _ = writeln!(
                 o,
@@ -273,7 +243,7 @@ pub fn render_prometheus(s: &Status) -> String {
         "State transitions, by state entered.",
     );
     for i in inst() {
-        for st in StateName::ALL {
+        for st in VrrpState::ALL {
             let v = i.transitions.get(&st).copied().unwrap_or(0);
             let _ = writeln!(
                 o,
@@ -444,11 +414,11 @@ mod tests {
     fn prometheus_text_has_every_family_and_escapes() {
         let stats = Stats::new();
         stats.instance("VI_\"1\"", |i| {
-            i.state = StateName::Master;
+            i.state = VrrpState::Master;
             i.priority = 150;
             i.adverts_sent = 7;
             *i.discards.entry(Discard::BadTtl).or_default() += 2;
-            *i.transitions.entry(StateName::Master).or_default() += 1;
+            *i.transitions.entry(VrrpState::Master).or_default() += 1;
         });
         let t = stats.render_prometheus();
         assert!(

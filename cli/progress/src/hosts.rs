@@ -1,12 +1,15 @@
-//! One progress line per host showing its current step (indicatif); hidden
-//! when stderr is not a terminal or output is JSON, where `-v` logs instead.
+//! One progress line per host showing its current step (indicatif), for
+//! runs over many hosts (apply); hidden when stderr is not a terminal or
+//! output is JSON, where `-v` logs instead.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 
-pub struct Progress {
+use crate::spinner;
+
+pub struct HostProgress {
     multi: MultiProgress,
     bars: Mutex<BTreeMap<String, ProgressBar>>,
     /// Each host's step in progress (until `done`), for interrupt reports.
@@ -14,7 +17,7 @@ pub struct Progress {
     enabled: bool,
 }
 
-impl Progress {
+impl HostProgress {
     pub fn new(hosts: &[String], enabled: bool) -> Self {
         let multi = MultiProgress::with_draw_target(if enabled {
             ProgressDrawTarget::stderr()
@@ -22,21 +25,17 @@ impl Progress {
             ProgressDrawTarget::hidden()
         });
         let width = hosts.iter().map(String::len).max().unwrap_or(4);
-        let style =
-            ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}} {{msg}}"))
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let template = format!("{{spinner}} {{prefix:{width}}} {{msg}}");
         let mut bars = BTreeMap::new();
         for h in hosts {
-            let b = multi.add(ProgressBar::new_spinner());
-            b.set_style(style.clone());
-            b.set_prefix(h.clone());
-            b.set_message("waiting");
-            if enabled {
-                b.enable_steady_tick(std::time::Duration::from_millis(120));
+            let b = multi.add(spinner(&template, h.clone()));
+            if !enabled {
+                b.disable_steady_tick();
             }
+            b.set_message("waiting");
             bars.insert(h.clone(), b);
         }
-        Progress {
+        HostProgress {
             multi,
             bars: Mutex::new(bars),
             current: Mutex::new(BTreeMap::new()),
@@ -85,16 +84,9 @@ impl Progress {
             return;
         }
         if let Ok(mut bars) = self.bars.lock() {
-            let b = bars.entry(key.to_string()).or_insert_with(|| {
-                let b = self.multi.add(ProgressBar::new_spinner());
-                b.set_style(
-                    ProgressStyle::with_template("{spinner} {prefix} {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                b.set_prefix(key.to_string());
-                b.enable_steady_tick(std::time::Duration::from_millis(120));
-                b
-            });
+            let b = bars
+                .entry(key.to_string())
+                .or_insert_with(|| self.multi.add(spinner("{spinner} {prefix} {msg}", key)));
             b.set_message(msg.to_string());
         }
     }

@@ -1,6 +1,7 @@
-//! Progress of the lab's long steps (root file system build, boot) on stderr: stdout
-//! belongs to the command's result (`inv=$(hadeploy lab up)` must capture the inventory
-//! path and nothing else). On a terminal each step is a spinner with its elapsed time;
+//! Progress of long steps on stderr, for the lab (root file system build,
+//! boot) and for apply (one line per host). stdout belongs to the command's
+//! result (`inv=$(hadeploy lab up)` must capture the inventory path and
+//! nothing else). On a terminal each step is a spinner with its elapsed time;
 //! elsewhere (CI logs, pipes) each step prints one line when it ends, without spinner
 //! frames. Raw output of the commands behind a step goes to a log file, never here.
 
@@ -8,6 +9,25 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+mod hosts;
+pub use hosts::HostProgress;
+
+/// How often a spinner turns.
+const TICK: Duration = Duration::from_millis(120);
+
+/// A turning spinner drawn with `template` (indicatif's syntax; the
+/// default spinner if it does not parse), not yet drawn anywhere: show it
+/// with [`ProgressBar::set_draw_target`] or `MultiProgress::add`.
+pub fn spinner(template: &str, prefix: impl Into<String>) -> ProgressBar {
+    let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    b.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    b.set_prefix(prefix.into());
+    b.enable_steady_tick(TICK);
+    b
+}
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +40,7 @@ pub enum ProgressMode {
     Spinner,
 }
 
-/// Where a lab operation reports its steps.
+/// Where an operation reports its steps.
 #[derive(Debug, Clone)]
 pub struct Progress {
     mode: ProgressMode,
@@ -50,7 +70,7 @@ impl Progress {
 
     /// Start a step; it reports when [`Step::done`] is called, or as failed when it
     /// is dropped unfinished (an error returned through `?`).
-    pub(crate) fn step(&self, what: impl Into<String>) -> Step {
+    pub fn step(&self, what: impl Into<String>) -> Step {
         let what = what.into();
         tracing::info!(step = %what, "start");
         if self.mode == ProgressMode::Lines {
@@ -59,12 +79,8 @@ impl Progress {
             eprintln!("{what} ...");
         }
         let bar = (self.mode == ProgressMode::Spinner).then(|| {
-            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("{spinner} {prefix}{msg} [{elapsed}]")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
-            b.set_style(style);
-            b.set_prefix(what.clone());
-            b.enable_steady_tick(Duration::from_millis(120));
+            let b = spinner("{spinner} {prefix}{msg} [{elapsed}]", what.clone());
+            b.set_draw_target(ProgressDrawTarget::stderr());
             b
         });
         Step {
@@ -78,7 +94,7 @@ impl Progress {
 }
 
 /// A running step (see [`Progress::step`]).
-pub(crate) struct Step {
+pub struct Step {
     what: String,
     started: Instant,
     bar: Option<ProgressBar>,
@@ -88,14 +104,14 @@ pub(crate) struct Step {
 
 impl Step {
     /// Detail shown after the step's name while it runs (e.g. `2/4 ready`).
-    pub(crate) fn detail(&self, detail: &str) {
+    pub fn detail(&self, detail: &str) {
         if let Some(b) = &self.bar {
             b.set_message(format!(": {detail}"));
         }
     }
 
     /// The step succeeded.
-    pub(crate) fn done(mut self) {
+    pub fn done(mut self) {
         self.finish(true);
     }
 
@@ -122,7 +138,7 @@ impl Drop for Step {
 }
 
 /// The line a finished step leaves on stderr.
-pub(crate) fn step_line(what: &str, ok: bool, secs: f64) -> String {
+pub fn step_line(what: &str, ok: bool, secs: f64) -> String {
     if ok {
         format!("{what}: done in {secs:.1} s")
     } else {

@@ -1,0 +1,141 @@
+//! The systemd units hadeploy installs on a node, as a type: each knows its
+//! service name, unit file, config file, template and the stock service it
+//! takes over from, so no other crate spells these out.
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths;
+
+/// One of the runtime's two daemons, as a systemd unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// `hadeploy-runtime vrrp`: keepalived's job.
+    Vrrp,
+    /// `hadeploy-runtime proxy`: nginx's job.
+    Proxy,
+}
+
+impl Unit {
+    /// In the order a node's units are listed (and enabled).
+    pub const ALL: [Unit; 2] = [Unit::Vrrp, Unit::Proxy];
+
+    /// Its word in plans and JSON (`vrrp`, `proxy`), as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Vrrp => "vrrp",
+            Unit::Proxy => "proxy",
+        }
+    }
+
+    /// The systemd service name, e.g. `hadeploy-vrrp.service`.
+    pub fn service(self) -> &'static str {
+        match self {
+            Unit::Vrrp => "hadeploy-vrrp.service",
+            Unit::Proxy => "hadeploy-proxy.service",
+        }
+    }
+
+    /// The service name without `.service` (journalctl -u, facts).
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Vrrp => "hadeploy-vrrp",
+            Unit::Proxy => "hadeploy-proxy",
+        }
+    }
+
+    /// Where its unit file is installed.
+    pub fn unit_file(self) -> &'static str {
+        match self {
+            Unit::Vrrp => "/etc/systemd/system/hadeploy-vrrp.service",
+            Unit::Proxy => "/etc/systemd/system/hadeploy-proxy.service",
+        }
+    }
+
+    /// The template its unit file is rendered from.
+    pub fn template(self) -> &'static str {
+        match self {
+            Unit::Vrrp => "systemd/hadeploy-vrrp.service.j2",
+            Unit::Proxy => "systemd/hadeploy-proxy.service.j2",
+        }
+    }
+
+    /// The config file the daemon reads.
+    pub fn config(self) -> &'static str {
+        match self {
+            Unit::Vrrp => paths::VRRP_CONFIG,
+            Unit::Proxy => paths::PROXY_CONFIG,
+        }
+    }
+
+    /// The stock service it replaces (`--replace-existing` stops it).
+    pub fn replaces(self) -> &'static str {
+        match self {
+            Unit::Vrrp => "keepalived",
+            Unit::Proxy => "nginx",
+        }
+    }
+
+    /// Every file installed for this unit whatever the inventory says;
+    /// files rendered only for some inventories (logrotate) included, so a
+    /// caller watching these misses none.
+    pub fn files(self) -> &'static [&'static str] {
+        match self {
+            Unit::Vrrp => &[
+                paths::VRRP_CONFIG,
+                "/etc/systemd/system/hadeploy-vrrp.service",
+                paths::NOTIFY_HOOK,
+                paths::SYSCTL,
+            ],
+            Unit::Proxy => &[
+                paths::PROXY_CONFIG,
+                "/etc/systemd/system/hadeploy-proxy.service",
+                paths::TMPFILES,
+                paths::LOGROTATE,
+            ],
+        }
+    }
+
+    /// The unit a service name names (with or without `.service`), if ours.
+    pub fn from_service(name: &str) -> Option<Unit> {
+        let name = name.strip_suffix(".service").unwrap_or(name);
+        Unit::ALL.into_iter().find(|u| u.name() == name)
+    }
+}
+
+impl std::fmt::Display for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.service())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_agree() {
+        for u in Unit::ALL {
+            assert_eq!(u.service(), format!("{}.service", u.name()));
+            assert_eq!(
+                u.unit_file(),
+                format!("/etc/systemd/system/{}", u.service())
+            );
+            assert_eq!(u.template(), format!("systemd/{}.j2", u.service()));
+            assert_eq!(u.files()[0], u.config());
+            assert_eq!(u.files()[1], u.unit_file());
+            assert_eq!(Unit::from_service(u.service()), Some(u));
+            assert_eq!(Unit::from_service(u.name()), Some(u));
+            assert_eq!(
+                serde_json::to_string(&u).expect("json"),
+                format!("\"{}\"", u.as_str())
+            );
+        }
+        assert_eq!(Unit::from_service("nginx.service"), None);
+        assert_eq!(Unit::Vrrp.replaces(), "keepalived");
+        assert_eq!(
+            serde_json::to_string(&Unit::ALL).expect("json"),
+            r#"["vrrp","proxy"]"#
+        );
+    }
+}
