@@ -5,12 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, range_problem};
 use crate::duration::{human, human_opt};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,9 +190,9 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// The IANA VRRP group (RFC 5798 5.1.1.2), keepalived's
-/// `vrrp_mcast_group4` default.
-pub const DEFAULT_MULTICAST_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+/// keepalived's `vrrp_mcast_group4` default: the IANA VRRP group (RFC 5798
+/// 5.1.1.2), which the protocol crate owns.
+pub const DEFAULT_MULTICAST_GROUP: Ipv4Addr = hadeploy_vrrp::VRRP_MULTICAST_V4;
 
 fn default_group() -> Ipv4Addr {
     DEFAULT_MULTICAST_GROUP
@@ -318,10 +319,17 @@ pub struct TrackScript {
     /// while it fails (< 0); 0 means failure puts the instance in Fault.
     #[serde(default)]
     pub weight: i32,
-    #[serde(default = "one")]
+    #[serde(default = "default_rise_fall")]
     pub rise: u32,
-    #[serde(default = "one")]
+    #[serde(default = "default_rise_fall")]
     pub fall: u32,
+}
+
+/// keepalived's `vrrp_script` `rise` and `fall` default.
+pub const DEFAULT_RISE_FALL: u32 = 1;
+
+fn default_rise_fall() -> u32 {
+    DEFAULT_RISE_FALL
 }
 
 /// keepalived's `vrrp_script` defaults: run every second, 2 s to finish.
@@ -369,6 +377,52 @@ pub fn advert_interval_problem(version: Version, interval: Duration) -> Option<S
             })
         }
     }
+}
+
+/// keepalived's `virtual_router_id` range (RFC 5798 5.2.3).
+pub const VRID_RANGE: RangeInclusive<i64> = 1..=255;
+
+/// Why a virtual router ID cannot be used, if it cannot.
+pub fn vrid_problem(vrid: i64) -> Option<String> {
+    range_problem("virtual_router_id", vrid, VRID_RANGE)
+}
+
+/// Why a priority cannot be used, if it cannot; `key` is the setting's name
+/// (`priority`, or the inventory's `vrrp_priority`).
+pub fn priority_problem(key: &str, priority: i64) -> Option<String> {
+    range_problem(key, priority, 1..=255).map(|why| {
+        format!("{why} (255 only for the address owner; 0 is reserved for a master that stops)")
+    })
+}
+
+/// keepalived's `vrrp_script` `rise` / `fall` range: 1..INT_MAX.
+pub const RISE_FALL_RANGE: RangeInclusive<i64> = 1..=i32::MAX as i64;
+
+/// Why a track script's `rise` or `fall` (`key`) cannot be used, if it cannot.
+pub fn rise_fall_problem(key: &str, n: i64) -> Option<String> {
+    range_problem(key, n, RISE_FALL_RANGE)
+}
+
+/// The per-node VRID rule: one virtual router per (interface, VRID). Given
+/// the node's instances as (interface, VRID), yields (index, index of the
+/// earlier instance) for each reuse. The runtime checks a config with it;
+/// the inventory checks each host with it, across clusters.
+pub fn vrid_reuse<'a>(uses: impl IntoIterator<Item = (&'a str, u8)>) -> Vec<(usize, usize)> {
+    let mut first: BTreeMap<(&str, u8), usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, key) in uses.into_iter().enumerate() {
+        if let Some(&prev) = first.get(&key) {
+            out.push((i, prev));
+        } else {
+            first.insert(key, i);
+        }
+    }
+    out
+}
+
+/// The message of a [`vrid_reuse`] finding; `prev` names the earlier user.
+pub fn vrid_reuse_message(vrid: u8, interface: &str, prev: &str) -> String {
+    format!("virtual_router_id {vrid} is already used on {interface} by {prev}")
 }
 
 /// Why a hook or track script argv cannot run, if it cannot. Shared with
@@ -494,7 +548,6 @@ impl VrrpConfig {
             ));
         }
         let mut names = BTreeSet::new();
-        let mut vrids: BTreeMap<(&str, u8), usize> = BTreeMap::new();
         let scripts: BTreeSet<&str> = self.track_scripts.iter().map(|s| s.name.as_str()).collect();
         for (i, inst) in self.instances.iter().enumerate() {
             let p = format!("instances[{i}]");
@@ -504,26 +557,11 @@ impl VrrpConfig {
                     format!("instance name `{}` is used twice", inst.name),
                 ));
             }
-            if inst.virtual_router_id == 0 {
-                out.push(Diagnostic::error(
-                    format!("{p}.virtual_router_id"),
-                    "virtual_router_id must be 1..255",
-                ));
+            if let Some(why) = vrid_problem(inst.virtual_router_id.into()) {
+                out.push(Diagnostic::error(format!("{p}.virtual_router_id"), why));
             }
-            if let Some(prev) = vrids.insert((inst.interface.as_str(), inst.virtual_router_id), i) {
-                out.push(Diagnostic::error(
-                    format!("{p}.virtual_router_id"),
-                    format!(
-                        "virtual_router_id {} is already used on {} by instances[{prev}]",
-                        inst.virtual_router_id, inst.interface
-                    ),
-                ));
-            }
-            if inst.priority == 0 {
-                out.push(Diagnostic::error(
-                    format!("{p}.priority"),
-                    "priority must be 1..254 (255 for the address owner); 0 is reserved for a master that stops",
-                ));
+            if let Some(why) = priority_problem("priority", inst.priority.into()) {
+                out.push(Diagnostic::error(format!("{p}.priority"), why));
             }
             if let Some(msg) = advert_interval_problem(inst.version, inst.advert_interval) {
                 out.push(Diagnostic::error(format!("{p}.advert_interval"), msg));
@@ -572,16 +610,27 @@ impl VrrpConfig {
                 check_argv(&format!("{p}.notify.{k}"), argv, &mut out);
             }
         }
+        let uses = (self.instances.iter()).map(|i| (i.interface.as_str(), i.virtual_router_id));
+        for (i, prev) in vrid_reuse(uses) {
+            let inst = &self.instances[i];
+            out.push(Diagnostic::error(
+                format!("instances[{i}].virtual_router_id"),
+                vrid_reuse_message(
+                    inst.virtual_router_id,
+                    &inst.interface,
+                    &format!("instances[{prev}]"),
+                ),
+            ));
+        }
         if let Some((key, why)) = realtime_problem(&self.realtime) {
             out.push(Diagnostic::error(format!("realtime.{key}"), why));
         }
         for (i, s) in self.track_scripts.iter().enumerate() {
             check_argv(&format!("track_scripts[{i}].script"), &s.script, &mut out);
-            if s.rise == 0 || s.fall == 0 {
-                out.push(Diagnostic::error(
-                    format!("track_scripts[{i}]"),
-                    "rise and fall must be at least 1",
-                ));
+            for (key, n) in [("rise", s.rise), ("fall", s.fall)] {
+                if let Some(why) = rise_fall_problem(key, n.into()) {
+                    out.push(Diagnostic::error(format!("track_scripts[{i}].{key}"), why));
+                }
             }
         }
         out
@@ -592,6 +641,7 @@ impl VrrpConfig {
 mod tests {
     use std::path::Path;
 
+    use super::*;
     use crate::diag::{ConfigError, Severity};
 
     const BASE: &str = "node: n
@@ -699,5 +749,57 @@ instances:
         )
         .expect("valid");
         assert!(!cfg.realtime.enabled && cfg.realtime.lock_memory);
+    }
+
+    /// The rules `hadeploy check` shares (cli/inventory tests/check.rs
+    /// gives the same wording with file:line).
+    #[test]
+    fn shared_range_rules_and_vrid_reuse() {
+        assert_eq!(
+            vrid_problem(0).as_deref(),
+            Some("virtual_router_id must be 1..255, not 0")
+        );
+        assert!(vrid_problem(255).is_none() && vrid_problem(1).is_none());
+        assert!(
+            priority_problem("priority", 256)
+                .unwrap()
+                .starts_with("priority must be 1..255, not 256 (255 only for")
+        );
+        assert!(
+            rise_fall_problem("fall", 0)
+                .unwrap()
+                .starts_with("fall must be 1..2147483647")
+        );
+        assert!(rise_fall_problem("rise", i64::from(i32::MAX)).is_none());
+        let uses = [
+            ("eth0", 1),
+            ("eth1", 1),
+            ("eth0", 2),
+            ("eth0", 1),
+            ("eth1", 1),
+        ];
+        assert_eq!(vrid_reuse(uses), vec![(3, 0), (4, 1)]);
+
+        let twice = format!(
+            "{BASE}  - name: W\n    interface: eth0\n    virtual_router_id: 51\n    version: 3\n    \
+             priority: 90\n    advert_interval: 20ms\n    peers: []\n    \
+             virtual_ipaddress: [{{address: 10.0.0.101/24}}]\n"
+        );
+        let e = crate::parse_vrrp(&twice, Path::new("v.yaml")).expect_err("VRID reused");
+        let d = &e.diagnostics()[0];
+        assert_eq!(d.path, "instances[1].virtual_router_id", "{d}");
+        assert_eq!(
+            d.message,
+            "virtual_router_id 51 is already used on eth0 by instances[0]"
+        );
+        let zero = format!("{BASE}track_scripts:\n  - {{name: t, script: [/bin/true], rise: 0}}\n");
+        let e = crate::parse_vrrp(&zero, Path::new("v.yaml")).expect_err("rise 0");
+        assert!(
+            e.diagnostics()
+                .iter()
+                .any(|d| d.path == "track_scripts[0].rise"
+                    && d.message.starts_with("rise must be 1..2147483647, not 0")),
+            "{e}"
+        );
     }
 }
