@@ -131,7 +131,7 @@ pub const DEFAULT_ADMIN_VRRP: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9101));
 pub const DEFAULT_ADMIN_PROXY: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9102));
-pub const NOTIFY_HOOK: &str = "/etc/hadeploy/notify.sh";
+pub use hadeploy_config::paths::NOTIFY_HOOK;
 pub const TMPFILES: &str = "/etc/tmpfiles.d/hadeploy.conf";
 
 /// Holds the node and its facts, not the inventory: templates get
@@ -542,7 +542,7 @@ fn proxy_config(h: &Host, lb: &[&Cluster], backends: &[&Cluster]) -> Result<Prox
                 default_server: true,
                 root: Some(b.root.clone()),
                 access_log: Some(AccessLog {
-                    path: PathBuf::from("/var/log/hadeploy/backend.access.log"),
+                    path: PathBuf::from(paths::BACKEND_ACCESS_LOG),
                     format: LogFormat::Combined,
                 }),
                 ..Site::new(
@@ -569,7 +569,7 @@ fn proxy_config(h: &Host, lb: &[&Cluster], backends: &[&Cluster]) -> Result<Prox
 
 fn log_dirs(cfg: &ProxyConfig) -> Vec<String> {
     let mut dirs: BTreeSet<String> = BTreeSet::new();
-    dirs.insert("/var/log/hadeploy".to_string());
+    dirs.insert(paths::LOG_DIR.to_string());
     for s in &cfg.sites {
         if let Some(a) = &s.access_log
             && let Some(parent) = a.path.parent()

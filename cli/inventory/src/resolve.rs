@@ -547,7 +547,7 @@ fn resolve_vip(
     let advert_interval = ctx.duration(
         &ai_path,
         rv.advert_interval.as_ref().or(d.advert_interval.as_ref()),
-        Duration::from_secs(1),
+        cfg_vrrp::DEFAULT_ADVERT_INTERVAL,
     );
     if let Some(msg) = advert_interval_problem(version, advert_interval) {
         ctx.err(&ai_path, msg);

@@ -132,6 +132,7 @@ pub struct Instance {
     pub version: Version,
     /// 1..=254, or 255 for the address owner.
     pub priority: u8,
+    /// Required here; the inventory defaults it to [`DEFAULT_ADVERT_INTERVAL`].
     #[serde(with = "human")]
     pub advert_interval: Duration,
     /// `false` is keepalived's `nopreempt`.
@@ -218,60 +219,49 @@ pub struct Vip {
     pub label: Option<String>,
 }
 
-/// Gratuitous ARP schedule; defaults are keepalived's.
+/// Gratuitous ARP schedule; a key left out takes [`Garp::default`]'s value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Garp {
     /// `garp_master_delay`: second burst this long after becoming master.
-    #[serde(default = "five_s", with = "human")]
+    #[serde(with = "human")]
     pub master_delay: Duration,
     /// `garp_master_repeat`: GARPs per burst.
-    #[serde(default = "five")]
     pub master_repeat: u32,
     /// `garp_interval`: gap between GARPs of one burst. keepalived sends a
     /// burst at once (0); our default spreads it over 1.2 s because Linux
     /// ignores an ARP update for an entry changed less than `locktime` (1 s)
     /// ago, so after a split brain heals a burst sent at once can be lost
     /// entirely and clients keep the loser's MAC.
-    #[serde(default = "garp_interval", with = "human")]
+    #[serde(with = "human")]
     pub interval: Duration,
     /// `garp_master_refresh`: periodic refresh while master; off when absent.
-    #[serde(default, with = "human_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "human_opt", skip_serializing_if = "Option::is_none")]
     pub master_refresh: Option<Duration>,
     /// `garp_master_refresh_repeat`.
-    #[serde(default = "one")]
     pub master_refresh_repeat: u32,
     /// Re-announce (advert + GARP) on hearing a lower-priority master, so a
     /// healed split brain leaves no client with a stale ARP entry.
-    #[serde(default = "yes")]
     pub lower_prio_announce: bool,
 }
 
+/// hadeploy's `garp_interval` default (see [`Garp::interval`]).
+pub const DEFAULT_GARP_INTERVAL: Duration = Duration::from_millis(300);
+
+/// keepalived's defaults, which the protocol crate's `GarpParams` holds,
+/// and [`DEFAULT_GARP_INTERVAL`].
 impl Default for Garp {
     fn default() -> Self {
+        let g = hadeploy_vrrp::GarpParams::default();
         Garp {
-            master_delay: five_s(),
-            master_repeat: five(),
-            interval: garp_interval(),
-            master_refresh: None,
-            master_refresh_repeat: one(),
-            lower_prio_announce: true,
+            master_delay: g.master_delay,
+            master_repeat: g.master_repeat,
+            interval: DEFAULT_GARP_INTERVAL,
+            master_refresh: g.master_refresh,
+            master_refresh_repeat: g.master_refresh_repeat,
+            lower_prio_announce: g.lower_prio_announce,
         }
     }
-}
-
-fn garp_interval() -> Duration {
-    Duration::from_millis(300)
-}
-
-fn five_s() -> Duration {
-    Duration::from_secs(5)
-}
-fn five() -> u32 {
-    5
-}
-fn one() -> u32 {
-    1
 }
 
 /// Hooks: argv vectors, run without a shell; the first element is absolute.
@@ -350,6 +340,9 @@ pub struct TrackScriptRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
 }
+
+/// keepalived's `advert_int` default.
+pub const DEFAULT_ADVERT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The advert interval limits of a version: v2 whole seconds 1..=255,
 /// v3 centiseconds 1..=4095.
@@ -801,5 +794,22 @@ instances:
                     && d.message.starts_with("rise must be 1..2147483647, not 0")),
             "{e}"
         );
+    }
+
+    /// A partial `garp` keeps keepalived's other defaults (the protocol
+    /// crate's `GarpParams`) and hadeploy's 300 ms interval.
+    #[test]
+    fn partial_garp_takes_the_other_defaults() {
+        let (cfg, _) = crate::parse_vrrp(
+            &format!("{BASE}    peers: []\n    garp: {{master_repeat: 3}}\n"),
+            Path::new("v.yaml"),
+        )
+        .expect("valid");
+        let g = &cfg.instances[0].garp;
+        assert_eq!(g.master_repeat, 3);
+        assert_eq!(g.master_delay, Duration::from_secs(5));
+        assert_eq!(g.interval, Duration::from_millis(300));
+        assert_eq!(g.master_refresh_repeat, 1);
+        assert!(g.lower_prio_announce && g.master_refresh.is_none());
     }
 }
