@@ -487,6 +487,20 @@ fn origin(p: &str, dp: &str, key: &str, here: bool, there: bool) -> String {
     }
 }
 
+/// A duration the VIP sets or inherits from the cluster's `vrrp` defaults
+/// (`here`, `there`), and the path to report it at: (VIP path, defaults
+/// path, key).
+fn inherited_duration(
+    ctx: &mut Ctx<'_>,
+    (p, dp, key): (&str, &str, &str),
+    (here, there): (&Option<String>, &Option<String>),
+    default: Duration,
+) -> (Duration, String) {
+    let path = origin(p, dp, key, here.is_some(), there.is_some());
+    let v = ctx.duration(&path, here.as_ref().or(there.as_ref()), default);
+    (v, path)
+}
+
 fn resolve_vip(
     rv: &RawVip,
     p: &str,
@@ -537,16 +551,10 @@ fn resolve_vip(
             Version::V2
         }
     };
-    let ai_path = origin(
-        p,
-        dp,
-        "advert_interval",
-        rv.advert_interval.is_some(),
-        d.advert_interval.is_some(),
-    );
-    let advert_interval = ctx.duration(
-        &ai_path,
-        rv.advert_interval.as_ref().or(d.advert_interval.as_ref()),
+    let (advert_interval, ai_path) = inherited_duration(
+        ctx,
+        (p, dp, "advert_interval"),
+        (&rv.advert_interval, &d.advert_interval),
         cfg_vrrp::DEFAULT_ADVERT_INTERVAL,
     );
     if let Some(msg) = advert_interval_problem(version, advert_interval) {
@@ -577,16 +585,10 @@ fn resolve_vip(
         }
     };
     let preempt = rv.preempt.or(d.preempt).unwrap_or(true);
-    let pd_path = origin(
-        p,
-        dp,
-        "preempt_delay",
-        rv.preempt_delay.is_some(),
-        d.preempt_delay.is_some(),
-    );
-    let preempt_delay = ctx.duration(
-        &pd_path,
-        rv.preempt_delay.as_ref().or(d.preempt_delay.as_ref()),
+    let (preempt_delay, pd_path) = inherited_duration(
+        ctx,
+        (p, dp, "preempt_delay"),
+        (&rv.preempt_delay, &d.preempt_delay),
         Duration::ZERO,
     );
     if !preempt && !preempt_delay.is_zero() {

@@ -755,12 +755,12 @@ instances:
         assert!(vrid_problem(255).is_none() && vrid_problem(1).is_none());
         assert!(
             priority_problem("priority", 256)
-                .unwrap()
+                .expect("256 is out of range")
                 .starts_with("priority must be 1..255, not 256 (255 only for")
         );
         assert!(
             rise_fall_problem("fall", 0)
-                .unwrap()
+                .expect("0 is out of range")
                 .starts_with("fall must be 1..2147483647")
         );
         assert!(rise_fall_problem("rise", i64::from(i32::MAX)).is_none());
