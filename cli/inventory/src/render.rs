@@ -18,6 +18,7 @@ use hadeploy_config::vrrp::{
     DEFAULT_MULTICAST_GROUP, DEFAULT_SCRIPT_TIMEOUT, Instance, Notify, TrackScriptRef, Unicast,
     Vip, VrrpConfig,
 };
+use hadeploy_config::status::VrrpState;
 use hadeploy_config::{ConfigError, Diagnostic, Unit, WriteError};
 use minijinja::Environment;
 use serde::Serialize;
@@ -149,8 +150,7 @@ pub const DEFAULT_ADMIN_VRRP: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9101));
 pub const DEFAULT_ADMIN_PROXY: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9102));
-pub const NOTIFY_HOOK: &str = "/etc/hadeploy/notify.sh";
-pub const TMPFILES: &str = "/etc/tmpfiles.d/hadeploy.conf";
+pub use hadeploy_config::paths::NOTIFY_HOOK;
 
 /// Holds the node and its facts, not the inventory: templates get
 /// `base_ctx`, runtime configs are typed values, so nothing about the
@@ -209,7 +209,7 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
         )?;
         r.template_file(
             "sysctl/90-hadeploy.conf.j2",
-            "/etc/sysctl.d/90-hadeploy.conf",
+            paths::SYSCTL,
             0o644,
             Handler::Sysctl,
             minijinja::context! {},
@@ -238,7 +238,7 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
         r.unit(Unit::Proxy, &log_dirs)?;
         r.template_file(
             "tmpfiles/hadeploy.conf.j2",
-            TMPFILES,
+            paths::TMPFILES,
             0o644,
             Handler::Tmpfiles,
             minijinja::context! { dirs => log_dirs },
@@ -252,7 +252,7 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
         if !log_files.is_empty() {
             r.template_file(
                 "logrotate/hadeploy.j2",
-                "/etc/logrotate.d/hadeploy",
+                paths::LOGROTATE,
                 0o644,
                 Handler::None,
                 minijinja::context! { log_files => log_files },
@@ -285,7 +285,7 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
         }
         r.template_file(
             "firewalld/hadeploy.xml.j2",
-            "/etc/firewalld/services/hadeploy.xml",
+            paths::FIREWALLD_SERVICE,
             0o644,
             Handler::Firewalld,
             minijinja::context! { ports => ports, vrrp => vrrp.is_some() },
@@ -454,11 +454,17 @@ fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
                 Transport::Multicast(g) => *g,
                 _ => DEFAULT_MULTICAST_GROUP,
             };
-            let hook = |state: &str, explicit: &Option<Vec<String>>| {
+            // The built-in hook takes keepalived's notify word in lower case
+            // (`notify.sh master|backup|fault|stop INSTANCE`).
+            let hook = |state: VrrpState, explicit: &Option<Vec<String>>| {
                 explicit.clone().or_else(|| {
-                    v.notify
-                        .builtin
-                        .then(|| vec![NOTIFY_HOOK.to_string(), state.to_string(), v.name.clone()])
+                    v.notify.builtin.then(|| {
+                        vec![
+                            NOTIFY_HOOK.to_string(),
+                            state.notify_word().to_ascii_lowercase(),
+                            v.name.clone(),
+                        ]
+                    })
                 })
             };
             for name in v.track_script.iter().map(|(n, _)| n) {
@@ -507,10 +513,10 @@ fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
                 garp: v.garp.clone(),
                 v3_checksum: v.v3_checksum,
                 notify: Notify {
-                    master: hook("master", &v.notify.master),
-                    backup: hook("backup", &v.notify.backup),
-                    fault: hook("fault", &v.notify.fault),
-                    stop: hook("stop", &v.notify.stop),
+                    master: hook(VrrpState::Master, &v.notify.master),
+                    backup: hook(VrrpState::Backup, &v.notify.backup),
+                    fault: hook(VrrpState::Fault, &v.notify.fault),
+                    stop: hook(VrrpState::Stopped, &v.notify.stop),
                     generic: v.notify.generic.clone(),
                 },
             });
@@ -554,7 +560,7 @@ fn proxy_config(h: &Host, lb: &[&Cluster], backends: &[&Cluster]) -> Result<Prox
                 default_server: true,
                 root: Some(b.root.clone()),
                 access_log: Some(AccessLog {
-                    path: PathBuf::from("/var/log/hadeploy/backend.access.log"),
+                    path: PathBuf::from(paths::BACKEND_ACCESS_LOG),
                     format: LogFormat::Combined,
                 }),
                 ..Site::new(
@@ -581,7 +587,7 @@ fn proxy_config(h: &Host, lb: &[&Cluster], backends: &[&Cluster]) -> Result<Prox
 
 fn log_dirs(cfg: &ProxyConfig) -> Vec<String> {
     let mut dirs: BTreeSet<String> = BTreeSet::new();
-    dirs.insert("/var/log/hadeploy".to_string());
+    dirs.insert(paths::LOG_DIR.to_string());
     for s in &cfg.sites {
         if let Some(a) = &s.access_log
             && let Some(parent) = a.path.parent()

@@ -45,6 +45,20 @@ impl Ctx<'_> {
         }
     }
 
+    /// `v` as a `T`, or `None` after reporting the shared rule's `problem`.
+    fn checked<T: TryFrom<i64>>(
+        &mut self,
+        path: &str,
+        v: i64,
+        problem: Option<String>,
+    ) -> Option<T> {
+        if let Some(why) = problem {
+            self.err(path, why);
+            return None;
+        }
+        T::try_from(v).ok()
+    }
+
     fn ranged<T: TryFrom<i64>>(
         &mut self,
         path: &str,
@@ -150,7 +164,11 @@ fn resolve_host(name: &str, m: vars::Merged, ctx: &mut Ctx<'_>) -> Option<Host> 
     };
     let vrrp_priority = match v.vrrp_priority {
         None => None,
-        Some(pr) => ctx.ranged(&format!("{p}.vrrp_priority"), pr, 1, 255, "vrrp_priority"),
+        Some(pr) => ctx.checked(
+            &format!("{p}.vrrp_priority"),
+            pr,
+            cfg_vrrp::priority_problem("vrrp_priority", pr),
+        ),
     };
     let vrrp_interface = v.vrrp_interface.unwrap_or_else(|| "eth0".to_string());
     check_ifname(ctx, &format!("{p}.vrrp_interface"), &vrrp_interface);
@@ -411,12 +429,14 @@ fn collect_track_scripts(rc: &RawCluster, p: &str, ctx: &mut Ctx<'_>) -> Vec<Tra
             let weight = ctx
                 .ranged::<i32>(&format!("{sp}.weight"), s.weight, -253, 253, "weight")
                 .unwrap_or(0);
-            let rise = s.rise.map_or(Some(1), |r| {
-                ctx.ranged(&format!("{sp}.rise"), r, 1, 1000, "rise")
-            });
-            let fall = s.fall.map_or(Some(1), |r| {
-                ctx.ranged(&format!("{sp}.fall"), r, 1, 1000, "fall")
-            });
+            let mut count = |key: &str, n: Option<i64>| {
+                n.and_then(|n| {
+                    let why = cfg_vrrp::rise_fall_problem(key, n);
+                    ctx.checked(&format!("{sp}.{key}"), n, why)
+                })
+                .unwrap_or(cfg_vrrp::DEFAULT_RISE_FALL)
+            };
+            let (rise, fall) = (count("rise", s.rise), count("fall", s.fall));
             let ts = TrackScript {
                 name: s.name.clone(),
                 script: argv,
@@ -431,8 +451,8 @@ fn collect_track_scripts(rc: &RawCluster, p: &str, ctx: &mut Ctx<'_>) -> Vec<Tra
                     cfg_vrrp::DEFAULT_TRACK_TIMEOUT,
                 ),
                 weight,
-                rise: rise.unwrap_or(1),
-                fall: fall.unwrap_or(1),
+                rise,
+                fall,
             };
             match out.iter().find(|o| o.name == ts.name) {
                 Some(prev) if *prev != ts => ctx.err(
@@ -467,6 +487,20 @@ fn origin(p: &str, dp: &str, key: &str, here: bool, there: bool) -> String {
     }
 }
 
+/// A duration the VIP sets or inherits from the cluster's `vrrp` defaults
+/// (`here`, `there`), and the path to report it at: (VIP path, defaults
+/// path, key).
+fn inherited_duration(
+    ctx: &mut Ctx<'_>,
+    (p, dp, key): (&str, &str, &str),
+    (here, there): (&Option<String>, &Option<String>),
+    default: Duration,
+) -> (Duration, String) {
+    let path = origin(p, dp, key, here.is_some(), there.is_some());
+    let v = ctx.duration(&path, here.as_ref().or(there.as_ref()), default);
+    (v, path)
+}
+
 fn resolve_vip(
     rv: &RawVip,
     p: &str,
@@ -476,12 +510,10 @@ fn resolve_vip(
     hosts: &BTreeMap<String, Host>,
     ctx: &mut Ctx<'_>,
 ) -> Option<VipGroup> {
-    let vrid = ctx.ranged::<u8>(
+    let vrid = ctx.checked::<u8>(
         &format!("{p}.virtual_router_id"),
         rv.virtual_router_id,
-        1,
-        255,
-        "virtual_router_id",
+        cfg_vrrp::vrid_problem(rv.virtual_router_id),
     );
     let mut addresses = Vec::new();
     for (i, t) in std::iter::once(&rv.address)
@@ -519,17 +551,11 @@ fn resolve_vip(
             Version::V2
         }
     };
-    let ai_path = origin(
-        p,
-        dp,
-        "advert_interval",
-        rv.advert_interval.is_some(),
-        d.advert_interval.is_some(),
-    );
-    let advert_interval = ctx.duration(
-        &ai_path,
-        rv.advert_interval.as_ref().or(d.advert_interval.as_ref()),
-        Duration::from_secs(1),
+    let (advert_interval, ai_path) = inherited_duration(
+        ctx,
+        (p, dp, "advert_interval"),
+        (&rv.advert_interval, &d.advert_interval),
+        cfg_vrrp::DEFAULT_ADVERT_INTERVAL,
     );
     if let Some(msg) = advert_interval_problem(version, advert_interval) {
         ctx.err(&ai_path, msg);
@@ -559,16 +585,10 @@ fn resolve_vip(
         }
     };
     let preempt = rv.preempt.or(d.preempt).unwrap_or(true);
-    let pd_path = origin(
-        p,
-        dp,
-        "preempt_delay",
-        rv.preempt_delay.is_some(),
-        d.preempt_delay.is_some(),
-    );
-    let preempt_delay = ctx.duration(
-        &pd_path,
-        rv.preempt_delay.as_ref().or(d.preempt_delay.as_ref()),
+    let (preempt_delay, pd_path) = inherited_duration(
+        ctx,
+        (p, dp, "preempt_delay"),
+        (&rv.preempt_delay, &d.preempt_delay),
         Duration::ZERO,
     );
     if !preempt && !preempt_delay.is_zero() {
@@ -590,10 +610,11 @@ fn resolve_vip(
     for h in lbs {
         let Some(host) = hosts.get(h) else { continue };
         let (prio, pp) = match rv.priorities.get(h) {
-            Some(pr) => (
-                ctx.ranged::<u8>(&format!("{p}.priorities.{h}"), *pr, 1, 255, "priority"),
-                format!("{p}.priorities.{h}"),
-            ),
+            Some(&pr) => {
+                let pp = format!("{p}.priorities.{h}");
+                let why = cfg_vrrp::priority_problem("priority", pr);
+                (ctx.checked::<u8>(&pp, pr, why), pp)
+            }
             None => match host.vrrp_priority {
                 Some(pr) => (Some(pr), format!("{}.vrrp_priority", host.path)),
                 None => {
@@ -896,7 +917,7 @@ fn resolve_upstream(ru: &RawUpstream, p: &str, ctx: &mut Ctx<'_>) -> Upstream {
             }
         };
         let weight = s.weight.map_or(Some(cfg_proxy::DEFAULT_WEIGHT), |w| {
-            ctx.ranged(&format!("{sp}.weight"), w, 1, 1000, "weight")
+            ctx.checked(&format!("{sp}.weight"), w, cfg_proxy::weight_problem(w))
         });
         let max_fails = s.max_fails.map_or(Some(cfg_proxy::DEFAULT_MAX_FAILS), |w| {
             ctx.ranged(&format!("{sp}.max_fails"), w, 0, 1000, "max_fails")
@@ -1046,31 +1067,28 @@ fn resolve_site(rs: &RawSite, p: &str, vips: &[Ipv4Addr], ctx: &mut Ctx<'_>) -> 
     }
 }
 
-/// Checks that span clusters: VRID per (host, interface), duplicate VIPs,
-/// VRID collisions on a shared subnet.
+/// Checks that span clusters: the runtime's per-node VRID rule applied to
+/// each host over all its clusters, duplicate VIPs, duplicate VIP group names.
 fn cross_checks(inv: &Inventory, raw: &RawInventory, ctx: &mut Ctx<'_>) {
-    let mut vrid_use: BTreeMap<(String, String, u8), String> = BTreeMap::new();
+    // Per host: (interface, VRID, `cluster/vip`, YAML path of the VIP group).
+    let mut per_host: BTreeMap<&str, Vec<(&str, u8, String, String)>> = BTreeMap::new();
     let mut vip_use: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
     for c in &inv.clusters {
         let rc = &raw.clusters[&c.name];
         for v in &c.vips {
             let idx = rc.vips.iter().position(|r| r.name == v.name).unwrap_or(0);
             let p = format!("clusters.{}.vips[{idx}]", c.name);
+            let here = format!("{}/{}", c.name, v.name);
             for m in &v.members {
-                let key = (m.host.clone(), m.interface.clone(), v.vrid);
-                let here = format!("{}/{}", c.name, v.name);
-                if let Some(prev) = vrid_use.insert(key, here) {
-                    ctx.err(
-                        format!("{p}.virtual_router_id"),
-                        format!(
-                            "virtual_router_id {} is already used by {prev} on {} of `{}`",
-                            v.vrid, m.interface, m.host
-                        ),
-                    );
-                }
+                per_host.entry(&m.host).or_default().push((
+                    &m.interface,
+                    v.vrid,
+                    here.clone(),
+                    p.clone(),
+                ));
             }
             for a in &v.addresses {
-                if let Some(prev) = vip_use.insert(a.addr(), format!("{}/{}", c.name, v.name)) {
+                if let Some(prev) = vip_use.insert(a.addr(), here.clone()) {
                     ctx.err(
                         format!("{p}.address"),
                         format!("VIP {} is already managed by {prev}", a.addr()),
@@ -1086,6 +1104,16 @@ fn cross_checks(inv: &Inventory, raw: &RawInventory, ctx: &mut Ctx<'_>) {
                     format!("VIP group name `{}` is used twice", v.name),
                 );
             }
+        }
+    }
+    for (host, uses) in &per_host {
+        for (i, prev) in cfg_vrrp::vrid_reuse(uses.iter().map(|u| (u.0, u.1))) {
+            let (interface, vrid, _, p) = &uses[i];
+            let why = cfg_vrrp::vrid_reuse_message(*vrid, interface, &uses[prev].2);
+            ctx.err(
+                format!("{p}.virtual_router_id"),
+                format!("{why} (host `{host}`)"),
+            );
         }
     }
 }

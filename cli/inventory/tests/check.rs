@@ -146,7 +146,7 @@ fn vrid_reused_on_same_interface() {
         &t,
         22,
         9,
-        "virtual_router_id 1 is already used by c/V on eth0",
+        "virtual_router_id 1 is already used on eth0 by c/V (host `lb1`)",
     );
 }
 
@@ -328,7 +328,7 @@ fn upstream_weight_zero() {
         &replaced("weight: 1", "weight: 0"),
         24,
         13,
-        "weight must be 1..1000, not 0",
+        "weight must be 1..4294967295, not 0",
     );
 }
 
@@ -443,6 +443,25 @@ fn track_script_path_not_absolute() {
         "        auth_pass: secret\n        track_script:\n          - name: chk\n            script: curl -f http://127.0.0.1/\n",
     );
     assert_error(&t, 22, 13, "`curl` must be an absolute path");
+}
+
+/// keepalived's rise/fall range, the runtime's rule (`rise_fall_problem`).
+#[test]
+fn track_script_fall_zero() {
+    let t = replaced(
+        "        auth_pass: secret\n",
+        "        auth_pass: secret\n        track_script:\n          - name: chk\n            script: /bin/true\n            fall: 0\n",
+    );
+    assert_error(&t, 23, 13, "fall must be 1..2147483647, not 0");
+}
+
+/// nginx takes any positive weight and so does the runtime; the inventory
+/// no longer has a bound of its own.
+#[test]
+fn upstream_weight_above_a_thousand_is_accepted() {
+    let t = replaced("weight: 1", "weight: 5000");
+    let (inv, _) = hadeploy_inventory::parse(&t, Path::new("inv.yaml")).expect("valid");
+    assert_eq!(inv.clusters[0].upstreams["u"].servers[0].weight, 5000);
 }
 
 #[test]

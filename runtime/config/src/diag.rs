@@ -105,3 +105,10 @@ fn render_all(diags: &[Diagnostic]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// `{key} must be {lo}..{hi}, not {v}`: the wording of every range rule,
+/// so the runtime and the inventory (which adds file:line) say the same.
+pub fn range_problem(key: &str, v: i64, range: std::ops::RangeInclusive<i64>) -> Option<String> {
+    (!range.contains(&v))
+        .then(|| format!("{key} must be {}..{}, not {v}", range.start(), range.end()))
+}

@@ -39,13 +39,30 @@ macro_rules! runtime_bin {
 
 /// Where the runtime looks for its files on a node; the CLI renders to these.
 pub mod paths {
-    pub const CONFIG_DIR: &str = "/etc/hadeploy";
-    pub const VRRP_CONFIG: &str = "/etc/hadeploy/vrrp.yaml";
-    pub const PROXY_CONFIG: &str = "/etc/hadeploy/proxy.yaml";
+    /// The directory, spelled once; `concat!` needs a literal, hence a macro.
+    macro_rules! config_dir {
+        () => {
+            "/etc/hadeploy"
+        };
+    }
+    /// Likewise for the log directory.
+    macro_rules! log_dir {
+        () => {
+            "/var/log/hadeploy"
+        };
+    }
+
+    pub const CONFIG_DIR: &str = config_dir!();
+    pub const VRRP_CONFIG: &str = concat!(config_dir!(), "/vrrp.yaml");
+    pub const PROXY_CONFIG: &str = concat!(config_dir!(), "/proxy.yaml");
+    /// The notify hook hadeploy installs beside the configs.
+    pub const NOTIFY_HOOK: &str = concat!(config_dir!(), "/notify.sh");
+    /// Where rendered access logs go unless a site names another file.
+    pub const LOG_DIR: &str = log_dir!();
+    /// The access log of the backend site hadeploy renders on a backend.
+    pub const BACKEND_ACCESS_LOG: &str = concat!(log_dir!(), "/backend.access.log");
     pub const RUNTIME_BIN: &str = crate::runtime_bin!();
     pub const STATE_DIR: &str = "/run/hadeploy";
-    /// The built-in notify hook (`notify: builtin`).
-    pub const NOTIFY_HOOK: &str = "/etc/hadeploy/notify.sh";
     pub const SYSCTL: &str = "/etc/sysctl.d/90-hadeploy.conf";
     /// Directories the units need (log directories).
     pub const TMPFILES: &str = "/etc/tmpfiles.d/hadeploy.conf";

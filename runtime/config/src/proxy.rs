@@ -421,6 +421,15 @@ pub fn error_status_problem(code: i64) -> Option<String> {
         .then(|| format!("error page status must be 300..599, not {code}"))
 }
 
+/// nginx takes any positive `weight`; the balancer sums them in i64, so
+/// every u32 is safe and the only bound is the field's type.
+pub const WEIGHT_RANGE: std::ops::RangeInclusive<i64> = 1..=u32::MAX as i64;
+
+/// Why an upstream server's weight cannot be used, if it cannot.
+pub fn weight_problem(weight: i64) -> Option<String> {
+    crate::diag::range_problem("weight", weight, WEIGHT_RANGE)
+}
+
 /// The rules of one upstream, its keys under `p` (`upstreams.NAME` in a
 /// proxy config, `clusters.C.upstreams.NAME` in an inventory).
 pub fn check_upstream(p: &str, up: &Upstream, out: &mut Vec<Diagnostic>) {
@@ -432,11 +441,8 @@ pub fn check_upstream(p: &str, up: &Upstream, out: &mut Vec<Diagnostic>) {
     }
     let mut seen = BTreeSet::new();
     for (i, s) in up.servers.iter().enumerate() {
-        if s.weight == 0 {
-            out.push(Diagnostic::error(
-                format!("{p}.servers[{i}].weight"),
-                "weight must be at least 1",
-            ));
+        if let Some(why) = weight_problem(s.weight.into()) {
+            out.push(Diagnostic::error(format!("{p}.servers[{i}].weight"), why));
         }
         if s.address.port() == 0 {
             out.push(Diagnostic::error(

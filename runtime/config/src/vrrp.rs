@@ -5,12 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, range_problem};
 use crate::duration::{human, human_opt};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +132,7 @@ pub struct Instance {
     pub version: Version,
     /// 1..=254, or 255 for the address owner.
     pub priority: u8,
+    /// Required here; the inventory defaults it to [`DEFAULT_ADVERT_INTERVAL`].
     #[serde(with = "human")]
     pub advert_interval: Duration,
     /// `false` is keepalived's `nopreempt`.
@@ -189,9 +191,9 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// The IANA VRRP group (RFC 5798 5.1.1.2), keepalived's
-/// `vrrp_mcast_group4` default.
-pub const DEFAULT_MULTICAST_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+/// keepalived's `vrrp_mcast_group4` default: the IANA VRRP group (RFC 5798
+/// 5.1.1.2), which the protocol crate owns.
+pub const DEFAULT_MULTICAST_GROUP: Ipv4Addr = hadeploy_vrrp::VRRP_MULTICAST_V4;
 
 fn default_group() -> Ipv4Addr {
     DEFAULT_MULTICAST_GROUP
@@ -217,60 +219,49 @@ pub struct Vip {
     pub label: Option<String>,
 }
 
-/// Gratuitous ARP schedule; defaults are keepalived's.
+/// Gratuitous ARP schedule; a key left out takes [`Garp::default`]'s value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Garp {
     /// `garp_master_delay`: second burst this long after becoming master.
-    #[serde(default = "five_s", with = "human")]
+    #[serde(with = "human")]
     pub master_delay: Duration,
     /// `garp_master_repeat`: GARPs per burst.
-    #[serde(default = "five")]
     pub master_repeat: u32,
     /// `garp_interval`: gap between GARPs of one burst. keepalived sends a
     /// burst at once (0); our default spreads it over 1.2 s because Linux
     /// ignores an ARP update for an entry changed less than `locktime` (1 s)
     /// ago, so after a split brain heals a burst sent at once can be lost
     /// entirely and clients keep the loser's MAC.
-    #[serde(default = "garp_interval", with = "human")]
+    #[serde(with = "human")]
     pub interval: Duration,
     /// `garp_master_refresh`: periodic refresh while master; off when absent.
-    #[serde(default, with = "human_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "human_opt", skip_serializing_if = "Option::is_none")]
     pub master_refresh: Option<Duration>,
     /// `garp_master_refresh_repeat`.
-    #[serde(default = "one")]
     pub master_refresh_repeat: u32,
     /// Re-announce (advert + GARP) on hearing a lower-priority master, so a
     /// healed split brain leaves no client with a stale ARP entry.
-    #[serde(default = "yes")]
     pub lower_prio_announce: bool,
 }
 
+/// hadeploy's `garp_interval` default (see [`Garp::interval`]).
+pub const DEFAULT_GARP_INTERVAL: Duration = Duration::from_millis(300);
+
+/// keepalived's defaults, which the protocol crate's `GarpParams` holds,
+/// and [`DEFAULT_GARP_INTERVAL`].
 impl Default for Garp {
     fn default() -> Self {
+        let g = hadeploy_vrrp::GarpParams::default();
         Garp {
-            master_delay: five_s(),
-            master_repeat: five(),
-            interval: garp_interval(),
-            master_refresh: None,
-            master_refresh_repeat: one(),
-            lower_prio_announce: true,
+            master_delay: g.master_delay,
+            master_repeat: g.master_repeat,
+            interval: DEFAULT_GARP_INTERVAL,
+            master_refresh: g.master_refresh,
+            master_refresh_repeat: g.master_refresh_repeat,
+            lower_prio_announce: g.lower_prio_announce,
         }
     }
-}
-
-fn garp_interval() -> Duration {
-    Duration::from_millis(300)
-}
-
-fn five_s() -> Duration {
-    Duration::from_secs(5)
-}
-fn five() -> u32 {
-    5
-}
-fn one() -> u32 {
-    1
 }
 
 /// Hooks: argv vectors, run without a shell; the first element is absolute.
@@ -318,10 +309,17 @@ pub struct TrackScript {
     /// while it fails (< 0); 0 means failure puts the instance in Fault.
     #[serde(default)]
     pub weight: i32,
-    #[serde(default = "one")]
+    #[serde(default = "default_rise_fall")]
     pub rise: u32,
-    #[serde(default = "one")]
+    #[serde(default = "default_rise_fall")]
     pub fall: u32,
+}
+
+/// keepalived's `vrrp_script` `rise` and `fall` default.
+pub const DEFAULT_RISE_FALL: u32 = 1;
+
+fn default_rise_fall() -> u32 {
+    DEFAULT_RISE_FALL
 }
 
 /// keepalived's `vrrp_script` defaults: run every second, 2 s to finish.
@@ -342,6 +340,9 @@ pub struct TrackScriptRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
 }
+
+/// keepalived's `advert_int` default.
+pub const DEFAULT_ADVERT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The advert interval limits of a version: v2 whole seconds 1..=255,
 /// v3 centiseconds 1..=4095.
@@ -369,6 +370,52 @@ pub fn advert_interval_problem(version: Version, interval: Duration) -> Option<S
             })
         }
     }
+}
+
+/// keepalived's `virtual_router_id` range (RFC 5798 5.2.3).
+pub const VRID_RANGE: RangeInclusive<i64> = 1..=255;
+
+/// Why a virtual router ID cannot be used, if it cannot.
+pub fn vrid_problem(vrid: i64) -> Option<String> {
+    range_problem("virtual_router_id", vrid, VRID_RANGE)
+}
+
+/// Why a priority cannot be used, if it cannot; `key` is the setting's name
+/// (`priority`, or the inventory's `vrrp_priority`).
+pub fn priority_problem(key: &str, priority: i64) -> Option<String> {
+    range_problem(key, priority, 1..=255).map(|why| {
+        format!("{why} (255 only for the address owner; 0 is reserved for a master that stops)")
+    })
+}
+
+/// keepalived's `vrrp_script` `rise` / `fall` range: 1..INT_MAX.
+pub const RISE_FALL_RANGE: RangeInclusive<i64> = 1..=i32::MAX as i64;
+
+/// Why a track script's `rise` or `fall` (`key`) cannot be used, if it cannot.
+pub fn rise_fall_problem(key: &str, n: i64) -> Option<String> {
+    range_problem(key, n, RISE_FALL_RANGE)
+}
+
+/// The per-node VRID rule: one virtual router per (interface, VRID). Given
+/// the node's instances as (interface, VRID), yields (index, index of the
+/// earlier instance) for each reuse. The runtime checks a config with it;
+/// the inventory checks each host with it, across clusters.
+pub fn vrid_reuse<'a>(uses: impl IntoIterator<Item = (&'a str, u8)>) -> Vec<(usize, usize)> {
+    let mut first: BTreeMap<(&str, u8), usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, key) in uses.into_iter().enumerate() {
+        if let Some(&prev) = first.get(&key) {
+            out.push((i, prev));
+        } else {
+            first.insert(key, i);
+        }
+    }
+    out
+}
+
+/// The message of a [`vrid_reuse`] finding; `prev` names the earlier user.
+pub fn vrid_reuse_message(vrid: u8, interface: &str, prev: &str) -> String {
+    format!("virtual_router_id {vrid} is already used on {interface} by {prev}")
 }
 
 /// Why a hook or track script argv cannot run, if it cannot. Shared with
@@ -494,7 +541,6 @@ impl VrrpConfig {
             ));
         }
         let mut names = BTreeSet::new();
-        let mut vrids: BTreeMap<(&str, u8), usize> = BTreeMap::new();
         let scripts: BTreeSet<&str> = self.track_scripts.iter().map(|s| s.name.as_str()).collect();
         for (i, inst) in self.instances.iter().enumerate() {
             let p = format!("instances[{i}]");
@@ -504,26 +550,11 @@ impl VrrpConfig {
                     format!("instance name `{}` is used twice", inst.name),
                 ));
             }
-            if inst.virtual_router_id == 0 {
-                out.push(Diagnostic::error(
-                    format!("{p}.virtual_router_id"),
-                    "virtual_router_id must be 1..255",
-                ));
+            if let Some(why) = vrid_problem(inst.virtual_router_id.into()) {
+                out.push(Diagnostic::error(format!("{p}.virtual_router_id"), why));
             }
-            if let Some(prev) = vrids.insert((inst.interface.as_str(), inst.virtual_router_id), i) {
-                out.push(Diagnostic::error(
-                    format!("{p}.virtual_router_id"),
-                    format!(
-                        "virtual_router_id {} is already used on {} by instances[{prev}]",
-                        inst.virtual_router_id, inst.interface
-                    ),
-                ));
-            }
-            if inst.priority == 0 {
-                out.push(Diagnostic::error(
-                    format!("{p}.priority"),
-                    "priority must be 1..254 (255 for the address owner); 0 is reserved for a master that stops",
-                ));
+            if let Some(why) = priority_problem("priority", inst.priority.into()) {
+                out.push(Diagnostic::error(format!("{p}.priority"), why));
             }
             if let Some(msg) = advert_interval_problem(inst.version, inst.advert_interval) {
                 out.push(Diagnostic::error(format!("{p}.advert_interval"), msg));
@@ -572,16 +603,27 @@ impl VrrpConfig {
                 check_argv(&format!("{p}.notify.{k}"), argv, &mut out);
             }
         }
+        let uses = (self.instances.iter()).map(|i| (i.interface.as_str(), i.virtual_router_id));
+        for (i, prev) in vrid_reuse(uses) {
+            let inst = &self.instances[i];
+            out.push(Diagnostic::error(
+                format!("instances[{i}].virtual_router_id"),
+                vrid_reuse_message(
+                    inst.virtual_router_id,
+                    &inst.interface,
+                    &format!("instances[{prev}]"),
+                ),
+            ));
+        }
         if let Some((key, why)) = realtime_problem(&self.realtime) {
             out.push(Diagnostic::error(format!("realtime.{key}"), why));
         }
         for (i, s) in self.track_scripts.iter().enumerate() {
             check_argv(&format!("track_scripts[{i}].script"), &s.script, &mut out);
-            if s.rise == 0 || s.fall == 0 {
-                out.push(Diagnostic::error(
-                    format!("track_scripts[{i}]"),
-                    "rise and fall must be at least 1",
-                ));
+            for (key, n) in [("rise", s.rise), ("fall", s.fall)] {
+                if let Some(why) = rise_fall_problem(key, n.into()) {
+                    out.push(Diagnostic::error(format!("track_scripts[{i}].{key}"), why));
+                }
             }
         }
         out
@@ -592,6 +634,7 @@ impl VrrpConfig {
 mod tests {
     use std::path::Path;
 
+    use super::*;
     use crate::diag::{ConfigError, Severity};
 
     const BASE: &str = "node: n
@@ -699,5 +742,74 @@ instances:
         )
         .expect("valid");
         assert!(!cfg.realtime.enabled && cfg.realtime.lock_memory);
+    }
+
+    /// The rules `hadeploy check` shares (cli/inventory tests/check.rs
+    /// gives the same wording with file:line).
+    #[test]
+    fn shared_range_rules_and_vrid_reuse() {
+        assert_eq!(
+            vrid_problem(0).as_deref(),
+            Some("virtual_router_id must be 1..255, not 0")
+        );
+        assert!(vrid_problem(255).is_none() && vrid_problem(1).is_none());
+        assert!(
+            priority_problem("priority", 256)
+                .expect("256 is out of range")
+                .starts_with("priority must be 1..255, not 256 (255 only for")
+        );
+        assert!(
+            rise_fall_problem("fall", 0)
+                .expect("0 is out of range")
+                .starts_with("fall must be 1..2147483647")
+        );
+        assert!(rise_fall_problem("rise", i64::from(i32::MAX)).is_none());
+        let uses = [
+            ("eth0", 1),
+            ("eth1", 1),
+            ("eth0", 2),
+            ("eth0", 1),
+            ("eth1", 1),
+        ];
+        assert_eq!(vrid_reuse(uses), vec![(3, 0), (4, 1)]);
+
+        let twice = format!(
+            "{BASE}  - name: W\n    interface: eth0\n    virtual_router_id: 51\n    version: 3\n    \
+             priority: 90\n    advert_interval: 20ms\n    peers: []\n    \
+             virtual_ipaddress: [{{address: 10.0.0.101/24}}]\n"
+        );
+        let e = crate::parse_vrrp(&twice, Path::new("v.yaml")).expect_err("VRID reused");
+        let d = &e.diagnostics()[0];
+        assert_eq!(d.path, "instances[1].virtual_router_id", "{d}");
+        assert_eq!(
+            d.message,
+            "virtual_router_id 51 is already used on eth0 by instances[0]"
+        );
+        let zero = format!("{BASE}track_scripts:\n  - {{name: t, script: [/bin/true], rise: 0}}\n");
+        let e = crate::parse_vrrp(&zero, Path::new("v.yaml")).expect_err("rise 0");
+        assert!(
+            e.diagnostics()
+                .iter()
+                .any(|d| d.path == "track_scripts[0].rise"
+                    && d.message.starts_with("rise must be 1..2147483647, not 0")),
+            "{e}"
+        );
+    }
+
+    /// A partial `garp` keeps keepalived's other defaults (the protocol
+    /// crate's `GarpParams`) and hadeploy's 300 ms interval.
+    #[test]
+    fn partial_garp_takes_the_other_defaults() {
+        let (cfg, _) = crate::parse_vrrp(
+            &format!("{BASE}    peers: []\n    garp: {{master_repeat: 3}}\n"),
+            Path::new("v.yaml"),
+        )
+        .expect("valid");
+        let g = &cfg.instances[0].garp;
+        assert_eq!(g.master_repeat, 3);
+        assert_eq!(g.master_delay, Duration::from_secs(5));
+        assert_eq!(g.interval, Duration::from_millis(300));
+        assert_eq!(g.master_refresh_repeat, 1);
+        assert!(g.lower_prio_announce && g.master_refresh.is_none());
     }
 }

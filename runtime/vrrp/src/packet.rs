@@ -28,7 +28,8 @@ use crate::discard::Discard;
 pub const IPPROTO_VRRP: u8 = 112;
 /// The TTL every VRRP packet is sent with and must arrive with.
 pub const VRRP_TTL: u8 = 255;
-/// The IPv4 multicast group adverts go to unless unicast peers are set.
+/// The IANA VRRP group (RFC 5798 5.1.1.2): where adverts go unless unicast
+/// peers are set. The one spelling of it; hadeploy-config's default is this.
 pub const VRRP_MULTICAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 
 const TYPE_ADVERTISEMENT: u8 = 1;

@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn build_then_parse_round_trips() {
         let src = Ipv4Addr::new(10, 0, 0, 1);
-        let dst = Ipv4Addr::new(224, 0, 0, 18);
+        let dst = hadeploy_vrrp::VRRP_MULTICAST_V4;
         let vrrp = [0x31, 7, 100, 1, 0, 100, 0, 0, 10, 0, 0, 100];
         let d = build_ipv4(src, dst, &vrrp);
         assert_eq!(d.len(), 32);
