@@ -3,6 +3,8 @@
 //! same routing and the same upstream exchange (upstreams speak HTTP/1.1),
 //! and the upstream response is handed back to hyper as a streamed body.
 
+mod io;
+
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,15 +26,16 @@ use tokio::sync::Notify;
 
 use crate::body::{Finish, IdleTimeoutBody, ProxyBody, TrackedBody};
 use crate::clock::Clock;
-use crate::conn::{ClientIo, ConnInfo, Timer};
+use crate::conn::{ConnInfo, Timer};
 use crate::exchange::{self, Action};
-use crate::h1::head::{self, RequestHead};
 use crate::h1::write;
 use crate::headers;
+use crate::message::{self, RequestHead};
 use crate::metrics::Metrics;
 use crate::server::Shared;
 use crate::state::State;
 use crate::upstream::{self, BodySource, Failure, OutBody, Outgoing, UpResponse};
+use io::ClientIo;
 
 /// Serves an HTTP/2 connection whose first bytes (the preface) were
 /// already read into `prefix`.
@@ -197,7 +200,7 @@ async fn handle(
     // RFC 9113 8.3.1: a `host` field that names another authority than
     // `:authority` makes the request malformed (routed by one name, read
     // by the backend under the other).
-    let mut malformed = !head::valid_method(parts.method.as_str());
+    let mut malformed = !message::valid_method(parts.method.as_str());
     match (parts.headers.get(header::HOST), parts.uri.authority()) {
         (Some(h), Some(a)) => {
             malformed |= !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes());

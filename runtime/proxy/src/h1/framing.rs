@@ -7,7 +7,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 
-use super::head::{HeaderList, RequestHead, ResponseHead, names, trim};
+use crate::message::{HeaderList, RequestHead, ResponseHead, names, trim};
 
 /// How a body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

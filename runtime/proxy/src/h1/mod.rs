@@ -5,6 +5,7 @@
 //! clients are served by hyper (`crate::h2`) on top of the same pieces.
 
 pub(crate) mod body;
+pub(crate) mod client;
 pub(crate) mod framing;
 pub(crate) mod head;
 pub(crate) mod server;
