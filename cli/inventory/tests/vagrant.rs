@@ -129,9 +129,51 @@ fn virtualbox_ssh_config() {
     }
     assert_cluster(&inv);
     assert!(text.contains("--trust-new-host-keys"), "{text}");
-    assert!(text.contains(r#"- { address: "192.168.56.21:8080", weight: 5 }"#));
-    assert!(text.contains(r#"- { address: "192.168.56.22:8080", weight: 1 }"#));
+    let servers: Vec<_> = inv.clusters[0].upstreams["backend"]
+        .servers
+        .iter()
+        .map(|s| (s.address.to_string(), s.weight))
+        .collect();
+    assert_eq!(
+        servers,
+        [
+            ("192.168.56.21:8080".to_string(), 5),
+            ("192.168.56.22:8080".to_string(), 1)
+        ]
+    );
     assert!(text.contains("listen: 80"), "{text}");
+}
+
+/// Regression: values were written into the YAML text unescaped, so a key
+/// path or password with `: `, ` #` or a quote changed the document or
+/// did not load. Now each one loads back as it was given.
+#[test]
+fn values_that_need_quoting_round_trip() {
+    let odd = "/home/al'ice/My \"Projects\"/ha: deploy #1";
+    let text = virtualbox().replace(
+        &format!("IdentityFile {DIR}/lb2/"),
+        &format!("IdentityFile {odd}/lb2/"),
+    );
+    let opts = VagrantOptions {
+        auth_pass: "p: #'\"x".into(),
+        ..VagrantOptions::default()
+    };
+    let out = inventory_from_ssh_config(&text, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let (inv, diags) = hadeploy_inventory::parse(&out, Path::new("v.yaml"))
+        .unwrap_or_else(|e| panic!("{e}\n{out}"));
+    assert!(diags.is_empty(), "{diags:?}\n{out}");
+    assert_eq!(
+        inv.hosts["lb2"].ssh.key,
+        Some(PathBuf::from(format!("{odd}/lb2/virtualbox/private_key"))),
+        "{out}"
+    );
+    let pass = inv.clusters[0].vips[0]
+        .auth_pass
+        .as_ref()
+        .expect("auth_pass");
+    assert_eq!(pass.expose(), "p: #'\"x", "{out}");
+    hadeploy_inventory::render::render_all(&inv, |h| (&h.assumed).into())
+        .unwrap_or_else(|e| panic!("{e}\n{out}"));
 }
 
 #[test]
