@@ -473,12 +473,7 @@ impl ResponseHead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::h1::head::{parse_request, request_from};
-
-    fn req(raw: &[u8]) -> RequestHead {
-        let (len, parts) = parse_request(raw).expect("valid").expect("complete");
-        request_from(Bytes::copy_from_slice(&raw[..len]), parts)
-    }
+    use crate::h1::head::tests::req;
 
     #[test]
     fn copy_lines_raw_and_normalized() {

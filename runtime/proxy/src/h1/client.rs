@@ -378,7 +378,6 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::h1::head::{parse_request, request_from};
     use crate::headers::ClientIdentity;
     use crate::message::RequestHead;
 
@@ -393,10 +392,7 @@ mod tests {
     }
 
     fn req(raw: &str) -> RequestHead {
-        let (len, p) = parse_request(raw.as_bytes())
-            .expect("ok")
-            .expect("complete");
-        request_from(Bytes::copy_from_slice(&raw.as_bytes()[..len]), p)
+        crate::h1::head::tests::req(raw.as_bytes())
     }
 
     #[test]

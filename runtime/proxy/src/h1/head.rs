@@ -183,11 +183,12 @@ pub(crate) fn response_from(bytes: Bytes, parts: ResponseParts) -> ResponseHead 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::message::{Name, names};
 
-    fn req(raw: &[u8]) -> RequestHead {
+    /// A parsed request head (for tests here and in `crate::message`).
+    pub(crate) fn req(raw: &[u8]) -> RequestHead {
         let (len, parts) = parse_request(raw).expect("valid").expect("complete");
         request_from(Bytes::copy_from_slice(&raw[..len]), parts)
     }
