@@ -1,5 +1,5 @@
 //! The HTTP/2 client socket: reads feed the connection's header clock
-//! (`ConnInfo`), and a write that makes no progress for io_timeout fails
+//! (`super::timers`), and a write that makes no progress for io_timeout fails
 //! the connection (nginx's send_timeout).
 
 use std::future::Future;
@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::conn::ConnInfo;
+use super::timers::ConnTimers;
 
 /// The client socket. Reads feed the header clock; a write that cannot
 /// make progress for `gap` (the client stopped reading) fails the
@@ -24,7 +24,7 @@ pub(crate) struct ClientIo {
     /// Bytes already read off the socket (the HTTP/2 preface the HTTP/1
     /// engine saw), returned before anything else.
     prefix: Bytes,
-    info: Arc<ConnInfo>,
+    timers: Arc<ConnTimers>,
     gap: Duration,
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -32,14 +32,14 @@ pub(crate) struct ClientIo {
 impl ClientIo {
     pub(crate) fn new(
         inner: TcpStream,
-        info: Arc<ConnInfo>,
+        timers: Arc<ConnTimers>,
         gap: Duration,
         prefix: Bytes,
     ) -> ClientIo {
         ClientIo {
             inner,
             prefix,
-            info,
+            timers,
             gap,
             stalled: None,
         }
@@ -78,13 +78,13 @@ impl AsyncRead for ClientIo {
             let n = self.prefix.len().min(buf.remaining());
             let head = self.prefix.split_to(n);
             buf.put_slice(&head);
-            self.info.bytes_read();
+            self.timers.bytes_read();
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.info.bytes_read();
+            self.timers.bytes_read();
         }
         r
     }
