@@ -25,6 +25,7 @@ mkdir -p "$OUT"
 [ "$(id -u)" -eq 0 ] || { echo "run as root (the lab needs it)" >&2; exit 2; }
 [ -x "$HADEPLOY" ] || { echo "no hadeploy CLI at $HADEPLOY (set HADEPLOY)" >&2; exit 2; }
 command -v jq >/dev/null || { echo "needs jq" >&2; exit 2; }
+command -v yq >/dev/null || { echo "needs yq (jq for YAML: apt install yq)" >&2; exit 2; }
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 state_dir=/var/lib/hadeploy/lab/$LAB
@@ -50,16 +51,23 @@ trap 'exit 143' TERM
 trap 'exit 129' HUP
 
 # --- the inventory the lab generated -------------------------------------
+# Read as data (yq turns the YAML into JSON, jq picks the values), not by
+# the layout of its lines: LBs by priority (highest first, the seed's
+# MASTER), the first VIP group, and the upstream servers with weights.
 read_inventory() {
+    local inv
+    inv=$(yq -c . "$INV")
     LBS=()
     PRIOS=()
-    while read -r h p; do LBS+=("$h"); PRIOS+=("$p"); done < <(
-        sed -nE 's/^\s+(\S+): \{ address: [0-9.]+\/[0-9]+, vrrp_priority: ([0-9]+) \}$/\1 \2/p' "$INV")
-    VIP=$(grep -m1 -oP '^\s+address: \K[0-9.]+/[0-9]+$' "$INV")
-    VRID=$(grep -m1 -oP 'virtual_router_id: \K[0-9]+' "$INV")
-    AUTH_PASS=$(grep -m1 -oP 'auth_pass: "\K[^"]*' "$INV" || true)
-    SERVERS=$(grep -oP '\{ address: "\K[0-9.:]+", weight: [0-9]+' "$INV" |
-        sed -E 's/^([0-9.:]+)", weight: ([0-9]+)$/        server \1 weight=\2;/')
+    while read -r h p; do LBS+=("$h"); PRIOS+=("$p"); done < <(jq -r '
+        (.clusters | to_entries[0].value.load_balancers) as $g |
+        .all.children[$g].hosts | to_entries | sort_by(-.value.vrrp_priority) | .[] |
+        "\(.key) \(.value.vrrp_priority)"' <<<"$inv")
+    VIP=$(jq -r '.clusters | to_entries[0].value.vips[0].address // empty' <<<"$inv")
+    VRID=$(jq -r '.clusters | to_entries[0].value.vips[0].virtual_router_id // empty' <<<"$inv")
+    AUTH_PASS=$(jq -r '.clusters | to_entries[0].value.vrrp.auth_pass // empty' <<<"$inv")
+    SERVERS=$(jq -r '.clusters | to_entries[0].value.upstreams[].servers[] |
+        "        server \(.address) weight=\(.weight // 1);"' <<<"$inv")
     [ "${#LBS[@]}" -ge 2 ] && [ -n "$VIP" ] && [ -n "$VRID" ] && [ -n "$SERVERS" ] || {
         echo "could not read LBs/VIP/VRID/upstream from $INV" >&2
         exit 1

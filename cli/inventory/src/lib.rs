@@ -6,6 +6,7 @@
 //! the model plus each node's facts into a [`render::NodeTree`].
 
 pub mod facts;
+pub mod generated;
 pub mod model;
 pub mod raw;
 pub mod render;

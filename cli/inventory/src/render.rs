@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 
 use hadeploy_config::paths;
 use hadeploy_config::proxy::{AccessLog, LogFormat, ProxyConfig, Site};
+use hadeploy_config::status::VrrpState;
 use hadeploy_config::vrrp::{
     DEFAULT_MULTICAST_GROUP, DEFAULT_SCRIPT_TIMEOUT, Instance, Notify, TrackScriptRef, Unicast,
     Vip, VrrpConfig,
 };
-use hadeploy_config::status::VrrpState;
 use hadeploy_config::{ConfigError, Diagnostic, Unit, WriteError};
 use minijinja::Environment;
 use serde::Serialize;

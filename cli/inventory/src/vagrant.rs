@@ -8,11 +8,14 @@
 //! not in it: they are the Vagrantfile's private network, given here by
 //! [`VagrantOptions::addresses`].
 
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::time::Duration;
 
 use ipnet::Ipv4Net;
+
+use crate::generated;
+use crate::raw::{HostVars, RawInventory};
 
 /// The topology of the Vagrantfile the ssh-config came from. The
 /// [`Default`] is `vagrant/Vagrantfile` of this repository.
@@ -116,6 +119,8 @@ pub enum VagrantError {
     /// other, e.g. the VIP outside the machines' subnet).
     #[error("the generated inventory does not load:\n{0}")]
     Generated(#[source] hadeploy_config::ConfigError),
+    #[error("cannot write the inventory as YAML: {0}")]
+    Serialize(#[source] yaml_serde::Error),
 }
 
 /// One `Host` block of `vagrant ssh-config`.
@@ -263,26 +268,6 @@ fn first_word(value: &str) -> Option<String> {
     (!word.is_empty()).then(|| word.to_string())
 }
 
-/// A YAML scalar: plain when unambiguous, else double-quoted (a JSON string
-/// is a valid YAML double-quoted scalar).
-fn yaml_str(s: &str) -> String {
-    let plain = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '/')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-        && !matches!(
-            s.to_ascii_lowercase().as_str(),
-            "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | "null"
-        );
-    if plain {
-        s.to_string()
-    } else {
-        serde_json::Value::String(s.to_string()).to_string()
-    }
-}
-
 fn valid_host_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -329,22 +314,14 @@ pub fn inventory_from_ssh_config(
         return Err(VagrantError::NoBackends(opts.backend_prefix.clone()));
     }
 
-    let text = render_yaml(opts, &lbs, &backends);
+    let text = render_yaml(opts, &lbs, &backends)?;
     crate::parse(&text, Path::new("vagrant.yaml")).map_err(VagrantError::Generated)?;
     Ok(text)
 }
 
-fn render_yaml(
-    opts: &VagrantOptions,
-    lbs: &[(&SshHost, Ipv4Net)],
-    backends: &[(&SshHost, Ipv4Net)],
-) -> String {
-    let ifname = yaml_str(&opts.vrrp_interface);
-    let mut y = String::new();
-    // `write!` to a String cannot fail; results are ignored on purpose.
-    let _ = write!(
-        y,
-        "\
+/// What the written file says before its YAML: how it was made and how
+/// to use it.
+const HEADER: &str = "\
 # hadeploy inventory for the Vagrant lab (vagrant/Vagrantfile), written by
 # `hadeploy inventory from-vagrant` from `vagrant ssh-config`.
 #
@@ -358,96 +335,66 @@ fn render_yaml(
 # and a forwarded port; libvirt: the management network, port 22); address
 # is the private network, which carries VRRP, the VIP and the proxy traffic.
 # Facts (CentOS 7, systemd 219, firewalld) are gathered by apply.
-all:
-  vars:
-    vrrp_interface: {ifname}
-  children:
-"
-    );
-    let groups = [
-        (&opts.lb_group, lbs, true),
-        (&opts.backend_group, backends, false),
-    ];
-    for (group, members, is_lb) in groups {
-        let _ = writeln!(y, "    {}:\n      hosts:", yaml_str(group));
-        for (i, (h, address)) in members.iter().enumerate() {
-            let _ = writeln!(y, "        {}:", yaml_str(&h.name));
-            let _ = writeln!(y, "          ssh_host: {}", yaml_str(&h.host_name));
-            let _ = writeln!(y, "          ssh_port: {}", h.port);
-            let _ = writeln!(y, "          ssh_user: {}", yaml_str(&h.user));
-            if let Some(key) = &h.identity_file {
-                let _ = writeln!(y, "          ssh_key: {}", yaml_str(key));
-            }
-            if h.user != "root" {
-                let _ = writeln!(y, "          become_root: true");
-            }
-            let _ = writeln!(y, "          address: {address}");
-            if is_lb {
-                let _ = writeln!(y, "          vrrp_priority: {}", lb_priority(i));
-            }
-        }
-    }
+";
 
-    let _ = write!(
-        y,
-        "
-clusters:
-  {cluster}:
-    load_balancers: {lb_group}
-    backends:
-      hosts: {backend_group}
-      port: {backend_port}
-    vrrp:
-      version: 2
-      advert_interval: 1s
-      auth_pass: {auth_pass}
-    vips:
-      - name: VI_1
-        address: {vip}
-        label: {label}
-        virtual_router_id: {vrid}
-        track_interface: [{ifname}]
-    upstreams:
-      backend:
-        servers:
-",
-        cluster = yaml_str(&opts.cluster),
-        lb_group = yaml_str(&opts.lb_group),
-        backend_group = yaml_str(&opts.backend_group),
-        backend_port = opts.backend_port,
-        auth_pass = yaml_str(&opts.auth_pass),
-        vip = opts.vip,
-        label = yaml_str(&format!("{}:1", opts.vrrp_interface)),
-        vrid = opts.virtual_router_id,
+fn render_yaml(
+    opts: &VagrantOptions,
+    lbs: &[(&SshHost, Ipv4Net)],
+    backends: &[(&SshHost, Ipv4Net)],
+) -> Result<String, VagrantError> {
+    generated::to_yaml(HEADER, &raw_inventory(opts, lbs, backends)).map_err(VagrantError::Serialize)
+}
+
+/// The inventory as the loader's own types, so every value is quoted as
+/// YAML needs it (a key path with spaces, a `#` or a `:`).
+fn raw_inventory(
+    opts: &VagrantOptions,
+    lbs: &[(&SshHost, Ipv4Net)],
+    backends: &[(&SshHost, Ipv4Net)],
+) -> RawInventory {
+    let group = |members: &[(&SshHost, Ipv4Net)], is_lb: bool| {
+        generated::group(members.iter().enumerate().map(|(i, (h, address))| {
+            let vars = HostVars {
+                ssh_host: Some(h.host_name.clone()),
+                ssh_port: Some(i64::from(h.port)),
+                ssh_user: Some(h.user.clone()),
+                ssh_key: h.identity_file.clone(),
+                become_root: (h.user != "root").then_some(true),
+                address: Some(address.to_string()),
+                vrrp_priority: is_lb.then(|| i64::from(lb_priority(i))),
+                ..HostVars::default()
+            };
+            (h.name.clone(), vars)
+        }))
+    };
+    let vars = HostVars {
+        vrrp_interface: Some(opts.vrrp_interface.clone()),
+        ..HostVars::default()
+    };
+    let mut cluster = generated::cluster(&opts.lb_group);
+    cluster.backends = Some(generated::backends(&opts.backend_group, opts.backend_port));
+    cluster.vrrp = generated::vrrp(2, "1s", Some(&opts.auth_pass));
+    let vip = generated::vip(
+        "VI_1".into(),
+        opts.vip.to_string(),
+        opts.virtual_router_id,
+        &opts.vrrp_interface,
+        1,
     );
-    // Unequal weights, as in the lab, so the distribution is visible.
-    for (i, (_, address)) in backends.iter().enumerate() {
-        let weight = if i == 0 { 5 } else { 1 };
-        let _ = writeln!(
-            y,
-            "          - {{ address: \"{}:{}\", weight: {weight} }}",
-            address.addr(),
-            opts.backend_port
-        );
-    }
-    let site = yaml_str(&opts.site_name);
-    let _ = write!(
-        y,
-        "        health_check: {{ interval: 1s, path: /, rise: 2, fall: 2 }}
-        connect_timeout: 1s
-        read_timeout: 5s
-    sites:
-      - name: {site}
-        listen: {port}
-        server_names: [{site}]
-        default_server: true
-        locations:
-          - path: /
-            proxy: {{ upstream: backend, uri: / }}
-",
-        port = opts.site_port,
-    );
-    y
+    cluster.vips = vec![vip];
+    let servers = backends
+        .iter()
+        .map(|(_, a)| format!("{}:{}", a.addr(), opts.backend_port));
+    let upstream = generated::weighted_upstream(servers.collect(), Duration::from_secs(2));
+    cluster
+        .upstreams
+        .insert(generated::UPSTREAM.into(), upstream);
+    cluster.sites = vec![generated::site(&opts.site_name, opts.site_port, None, None)];
+    let groups = [
+        (opts.lb_group.clone(), group(lbs, true)),
+        (opts.backend_group.clone(), group(backends, false)),
+    ];
+    generated::inventory(vars, groups, &opts.cluster, cluster)
 }
 
 /// 150 for the first load balancer (the preferred master), then 100, 90, ...

@@ -12,8 +12,8 @@ use std::time::SystemTime;
 use hadeploy_config::proxy::LogFormat;
 
 use crate::error::ProxyError;
-use crate::h1::head::{Name, RequestHead, names};
 use crate::h1::write;
+use crate::message::{Name, RequestHead, names};
 
 /// One open log file. Writes go to a 64 KiB buffer; a background task
 /// flushes it every second, so a line reaches disk within ~1 s.

@@ -16,7 +16,7 @@ use http::{Response, StatusCode};
 use crate::access_log::{self, Fields};
 use crate::body::{ProxyBody, full};
 use crate::conn::ConnInfo;
-use crate::h1::head::{RequestHead, names};
+use crate::message::{RequestHead, names};
 use crate::metrics::Metrics;
 use crate::state::{SiteRt, State};
 use crate::static_files::{self, StaticRequest};

@@ -3,6 +3,9 @@
 //! same routing and the same upstream exchange (upstreams speak HTTP/1.1),
 //! and the upstream response is handed back to hyper as a streamed body.
 
+mod io;
+mod timers;
+
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,15 +27,17 @@ use tokio::sync::Notify;
 
 use crate::body::{Finish, IdleTimeoutBody, ProxyBody, TrackedBody};
 use crate::clock::Clock;
-use crate::conn::{ClientIo, ConnInfo, Timer};
+use crate::conn::ConnInfo;
 use crate::exchange::{self, Action};
-use crate::h1::head::{self, RequestHead};
 use crate::h1::write;
 use crate::headers;
+use crate::message::{self, RequestHead};
 use crate::metrics::Metrics;
 use crate::server::Shared;
 use crate::state::State;
 use crate::upstream::{self, BodySource, Failure, OutBody, Outgoing, UpResponse};
+use io::ClientIo;
+use timers::{ConnTimers, Timer};
 
 /// Serves an HTTP/2 connection whose first bytes (the preface) were
 /// already read into `prefix`.
@@ -50,7 +55,9 @@ pub(crate) async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let svc_shared = shared.clone();
+    let timers = Arc::new(ConnTimers::new(info.started));
     let svc_info = info.clone();
+    let svc_timers = timers.clone();
     // nginx's keepalive_requests: after that many streams, a GOAWAY (the
     // streams already open are finished).
     let max_streams = limits.keepalive_requests.max(1);
@@ -64,9 +71,10 @@ pub(crate) async fn serve(
         let state = svc_shared.state.load_full();
         let metrics = svc_shared.metrics.clone();
         let info = svc_info.clone();
-        async move { Ok::<_, Infallible>(handle(state, metrics, info, req).await) }
+        let timers = svc_timers.clone();
+        async move { Ok::<_, Infallible>(handle(state, metrics, info, timers, req).await) }
     });
-    let io = ClientIo::new(stream, info.clone(), limits.io_timeout, prefix.freeze());
+    let io = ClientIo::new(stream, timers.clone(), limits.io_timeout, prefix.freeze());
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let mut shutdown = shared.shutdown.subscribe();
@@ -76,14 +84,14 @@ pub(crate) async fn serve(
         closing = true;
     }
     // One timer for the connection's life, looked at every `step`: see
-    // `ConnInfo::next_timer`.
+    // `ConnTimers::next_timer`.
     let step = if ka.is_zero() {
         header_timeout
     } else {
         header_timeout.min(ka)
     }
     .max(std::time::Duration::from_millis(1));
-    let (first, _) = info.next_timer(header_timeout, ka);
+    let (first, _) = timers.next_timer(header_timeout, ka);
     let first = first.min(Instant::now() + step);
     let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(first));
     tokio::pin!(sleep);
@@ -114,7 +122,7 @@ pub(crate) async fn serve(
             }
             _ = sleep.as_mut(), if !closing => {
                 let now = Instant::now();
-                let (deadline, timer) = info.next_timer(header_timeout, ka);
+                let (deadline, timer) = timers.next_timer(header_timeout, ka);
                 match timer {
                     Timer::Header if deadline <= now => break,
                     Timer::Idle if deadline <= now => {
@@ -143,6 +151,7 @@ struct RequestLog {
     start: Instant,
     metrics: Arc<Metrics>,
     conn: Arc<ConnInfo>,
+    timers: Arc<ConnTimers>,
     status: u16,
     written: bool,
 }
@@ -177,7 +186,7 @@ impl Drop for RequestLog {
         if !self.written {
             self.write(499, 0);
         }
-        self.conn.request_done();
+        self.timers.request_done();
     }
 }
 
@@ -185,10 +194,11 @@ async fn handle(
     state: Arc<State>,
     metrics: Arc<Metrics>,
     conn: Arc<ConnInfo>,
+    timers: Arc<ConnTimers>,
     req: Request<Incoming>,
 ) -> Response<TrackedBody> {
     let start = Instant::now();
-    conn.request_started();
+    timers.request_started();
     let (mut parts, body) = req.into_parts();
     let target = parts
         .uri
@@ -197,7 +207,7 @@ async fn handle(
     // RFC 9113 8.3.1: a `host` field that names another authority than
     // `:authority` makes the request malformed (routed by one name, read
     // by the backend under the other).
-    let mut malformed = !head::valid_method(parts.method.as_str());
+    let mut malformed = !message::valid_method(parts.method.as_str());
     match (parts.headers.get(header::HOST), parts.uri.authority()) {
         (Some(h), Some(a)) => {
             malformed |= !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes());
@@ -224,6 +234,7 @@ async fn handle(
         start,
         metrics,
         conn,
+        timers,
         written: false,
     });
     let refuse = malformed.then_some(StatusCode::BAD_REQUEST);

@@ -27,6 +27,7 @@ mod h1;
 mod h2;
 mod headers;
 mod health;
+mod message;
 mod metrics;
 mod pool;
 mod router;

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use tokio::io::AsyncSeekExt;
 
 use crate::body::{FileBody, ProxyBody, empty};
-use crate::h1::head::{HeaderList, names};
+use crate::message::{HeaderList, names};
 use crate::{router, uri};
 
 /// nginx's ETag: hex mtime seconds and hex size.

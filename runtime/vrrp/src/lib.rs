@@ -14,8 +14,8 @@
 //! netlink calls) are avoided by construction: the machine never blocks,
 //! never sleeps, and tells the adapter what to do instead of doing it.
 //!
-//! The adapter (in the runtime crate) owns the raw socket, netlink, GARP
-//! sending, hook processes, and one timer per instance.
+//! The adapter (`hadeploy-vrrpd`, runtime/vrrpd) owns the raw socket,
+//! netlink, GARP sending, hook processes, and one timer per instance.
 //!
 //! # Event loop
 //!

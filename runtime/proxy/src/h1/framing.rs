@@ -7,7 +7,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, StatusCode, Version};
 
-use super::head::{HeaderList, RequestHead, ResponseHead, names, trim};
+use crate::message::{HeaderList, RequestHead, ResponseHead, names, trim};
 
 /// How a body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,14 +282,11 @@ pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
 mod tests {
-    use super::super::head::{parse_request, parse_response, request_from, response_from};
+    use super::super::head::{parse_response, response_from};
     use super::*;
 
     fn req(raw: &str) -> RequestHead {
-        let (len, p) = parse_request(raw.as_bytes())
-            .expect("ok")
-            .expect("complete");
-        request_from(Bytes::copy_from_slice(&raw.as_bytes()[..len]), p)
+        crate::h1::head::tests::req(raw.as_bytes())
     }
 
     fn resp(raw: &str) -> ResponseHead {

@@ -31,13 +31,14 @@ use tokio::time::Instant;
 
 use super::body::{self, BodyReader};
 use super::framing::{self, Framing};
-use super::head::{self, HeadError, RequestHead, names};
+use super::head::{self, HeadError};
 use super::write::{self, Delimit};
 use crate::body::ProxyBody;
 use crate::clock::Clock;
 use crate::conn::ConnInfo;
 use crate::exchange::{self, Action, Routed};
 use crate::headers::{self, ClientIdentity};
+use crate::message::{RequestHead, names};
 use crate::server::Shared;
 use crate::state::State;
 use crate::upstream::{self, BodySource, Failure, OutBody, Outgoing, UpResponse, UpstreamRt};

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::framing::Framing;
-use super::head::{HeaderList, ResponseHead, names};
+use crate::message::{HeaderList, ResponseHead, names};
 
 /// Hop-by-hop headers (RFC 9110 7.6.1, plus the legacy ones nginx drops).
 pub(crate) const HOP_BY_HOP: [&str; 9] = [
