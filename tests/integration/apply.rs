@@ -144,11 +144,33 @@ impl Env {
         std::fs::read_to_string(&self.inv).expect("inventory")
     }
 
-    /// Rewrites the inventory; `from` must occur.
-    fn edit(&self, from: &str, to: &str) {
+    /// Rewrites the inventory as data (the generated file is serialized, so
+    /// its layout is not a contract): sets the value at a JSON pointer,
+    /// which must name an existing key's parent.
+    fn set(&self, pointer: &str, value: serde_json::Value) {
         let text = self.inventory();
-        assert!(text.contains(from), "{from:?} not in inventory:\n{text}");
-        std::fs::write(&self.inv, text.replacen(from, to, 1)).expect("write inventory");
+        let mut doc: serde_json::Value = yaml_serde::from_str(&text).expect("inventory parses");
+        let (parent, key) = pointer.rsplit_once('/').expect("pointer has a key");
+        let slot = doc
+            .pointer_mut(parent)
+            .unwrap_or_else(|| panic!("{parent} not in inventory:\n{text}"));
+        match slot {
+            serde_json::Value::Object(m) => {
+                m.insert(key.to_string(), value);
+            }
+            serde_json::Value::Array(a) => {
+                let i: usize = key.parse().expect("array index");
+                a.insert(i, value);
+            }
+            other => panic!("{parent} is {other}, not a mapping or list"),
+        }
+        let out = yaml_serde::to_string(&doc).expect("serialize inventory");
+        std::fs::write(&self.inv, out).expect("write inventory");
+    }
+
+    /// The cluster's key path in the lab inventory.
+    fn cluster(&self) -> String {
+        format!("/clusters/{}", self.name)
     }
 
     fn command(&self, args: &[&str]) -> (Command, PathBuf, PathBuf) {
@@ -419,13 +441,9 @@ fn unreachable_host_stops_the_run_before_any_change() {
     let ghost = format!("{}-lb9", env.name);
     let ghost_addr = env.addr(19);
     // A second load balancer on an address of the lab nobody uses.
-    let lb1_line = format!(
-        "        {lb1}: {{ address: {}/24, vrrp_priority: 150 }}\n",
-        env.addr(11)
-    );
-    env.edit(
-        &lb1_line,
-        &format!("{lb1_line}        {ghost}: {{ address: {ghost_addr}/24, vrrp_priority: 120 }}\n"),
+    env.set(
+        &format!("/all/children/{}_lbs/hosts/{ghost}", env.name),
+        serde_json::json!({ "address": format!("{ghost_addr}/24"), "vrrp_priority": 120 }),
     );
     let r = env.apply(&[]);
     assert_eq!(r.code, Some(1), "{}", r.explain());
@@ -451,10 +469,7 @@ fn unauthorized_key_is_an_authentication_failure() {
     let env = setup("apf2", 1, 0);
     let lb1 = env.lb(1);
     let (key, _) = keygen(env.dir.path(), "stranger");
-    env.edit(
-        &format!("ssh_key: {}", env.lab.ssh_key.display()),
-        &format!("ssh_key: {}", key.display()),
-    );
+    env.set("/all/vars/ssh_key", key.display().to_string().into());
     let r = env.apply(&[]);
     assert_eq!(r.code, Some(1), "{}", r.explain());
     assert_eq!(r.host(&lb1)["unreachable"], true);
@@ -490,10 +505,7 @@ fn changed_host_key_is_refused_and_new_one_accepted_on_request() {
     let other_key: Vec<&str> = other.split_whitespace().take(2).collect();
     let kh = env.dir.path().join("known_hosts");
     std::fs::write(&kh, format!("{addr} {}\n", other_key.join(" "))).expect("known_hosts");
-    env.edit(
-        &format!("ssh_known_hosts: {}", env.lab.known_hosts.display()),
-        &format!("ssh_known_hosts: {}", kh.display()),
-    );
+    env.set("/all/vars/ssh_known_hosts", kh.display().to_string().into());
     // Strict, and accept-new alike: a changed key is never accepted.
     for args in [&[][..], &["--trust-new-host-keys"][..]] {
         let r = env.apply(args);
@@ -562,7 +574,7 @@ fn non_root_user_without_sudo_fails_preflight() {
              && ! command -v sudo",
         )
         .expect("user without sudo");
-    env.edit("ssh_user: root", "ssh_user: deployer");
+    env.set("/all/vars/ssh_user", "deployer".into());
     let r = env.apply(&[]);
     assert_eq!(r.code, Some(1), "{}", r.explain());
     assert_eq!(r.host(&lb1)["failed"], true);
@@ -578,10 +590,7 @@ fn non_root_user_without_sudo_fails_preflight() {
     env.assert_untouched(&lb1);
     // become_root with no sudo on the node: a preflight error too, not a
     // cryptic failure of the fact script.
-    env.edit(
-        "ssh_user: deployer",
-        "ssh_user: deployer\n    become_root: true",
-    );
+    env.set("/all/vars/become_root", true.into());
     let r = env.apply(&[]);
     assert_eq!(r.code, Some(1), "{}", r.explain());
     assert_eq!(r.host(&lb1)["failed"], true);
@@ -612,7 +621,10 @@ fn full_disk_fails_cleanly_and_rerun_converges() {
         )
         .expect("fill /etc/hadeploy");
     let before = env.installed(&lb1);
-    env.edit("advert_interval: 1s", "advert_interval: 2s");
+    env.set(
+        &format!("{}/vrrp/advert_interval", env.cluster()),
+        "2s".into(),
+    );
     let r = env.apply(&[]);
     assert_eq!(r.code, Some(1), "{}", r.explain());
     assert_eq!(r.host(&lb1)["failed"], true);
@@ -754,9 +766,9 @@ fn config_refused_by_the_node_keeps_the_old_one_serving() {
             "mkdir -p /srv/ro && mount -t tmpfs -o ro,size=64k,mode=0755 tmpfs /srv/ro",
         )
         .expect("read-only log dir");
-    env.edit(
-        "access_log: { path: /var/log/hadeploy/www.domain1.com.access.log",
-        "access_log: { path: /srv/ro/www.access.log",
+    env.set(
+        &format!("{}/sites/0/access_log/path", env.cluster()),
+        "/srv/ro/www.access.log".into(),
     );
     let r = env.apply(&[]);
     assert_eq!(r.code, Some(1), "{}", r.explain());
@@ -871,8 +883,14 @@ fn check_changes_nothing_and_diff_masks_auth_pass() {
     assert_eq!(r.code, Some(0), "{}", r.explain());
     assert_eq!(r.total_changed(), 0, "{}", r.explain());
     let before = env.installed(&lb1);
-    env.edit("auth_pass: \"labpass\"", "auth_pass: \"newpass1\"");
-    env.edit("advert_interval: 1s", "advert_interval: 3s");
+    env.set(
+        &format!("{}/vrrp/auth_pass", env.cluster()),
+        "newpass1".into(),
+    );
+    env.set(
+        &format!("{}/vrrp/advert_interval", env.cluster()),
+        "3s".into(),
+    );
     for args in [&["--check"][..], &["--check", "--diff"][..]] {
         let r = env.apply_ok(args);
         assert_eq!(r.total_changed(), 1, "{args:?}: {}", r.explain());
@@ -909,7 +927,10 @@ fn check_changes_nothing_and_diff_masks_auth_pass() {
     }
     // Only the password changed: masking both sides alike used to give no
     // hunk at all. The diff says a secret changed, never its value or hash.
-    env.edit("advert_interval: 3s", "advert_interval: 1s");
+    env.set(
+        &format!("{}/vrrp/advert_interval", env.cluster()),
+        "1s".into(),
+    );
     let r = env.apply_human(&["--check", "--diff"]);
     assert_eq!(r.code, Some(0), "{}", r.explain());
     assert_contains(
@@ -971,16 +992,21 @@ fn apply_ends_when_the_vip_is_served() {
     // A second site, chosen by its Host header only (the first is the
     // default server), proxying to an upstream nobody runs: it answers
     // 502/504 through the VIP, which still proves the VIP is served.
-    env.edit(
-        "    upstreams:\n",
-        &format!(
-            "    upstreams:\n      dead:\n        servers:\n          - {{ address: \"{}:8080\" }}\n        connect_timeout: 500ms\n",
-            env.addr(99)
-        ),
+    env.set(
+        &format!("{}/upstreams/dead", env.cluster()),
+        serde_json::json!({
+            "servers": [{ "address": format!("{}:8080", env.addr(99)) }],
+            "connect_timeout": "500ms",
+        }),
     );
-    env.edit(
-        "    sites:\n",
-        "    sites:\n      - name: api.domain1.com\n        listen: 80\n        server_names: [api.domain1.com]\n        locations:\n          - path: /\n            proxy: { upstream: dead }\n",
+    env.set(
+        &format!("{}/sites/0", env.cluster()),
+        serde_json::json!({
+            "name": "api.domain1.com",
+            "listen": 80,
+            "server_names": ["api.domain1.com"],
+            "locations": [{ "path": "/", "proxy": { "upstream": "dead" } }],
+        }),
     );
     // First apply: every daemon starts in BACKUP; apply returns only once
     // lb1 (highest priority) holds the VIP and both sites answer through it.
@@ -1102,12 +1128,9 @@ fn apply_fails_when_the_vip_is_not_served_within_the_vrrp_bound() {
     let vip = env.addr(100);
     // Adverts go to a peer that does not exist: neither load balancer hears
     // the other, both claim the VIP (split brain), and apply must say so.
-    env.edit(
-        "        track_interface: [host0]\n",
-        &format!(
-            "        track_interface: [host0]\n        unicast: {{ peers: [{}] }}\n",
-            env.addr(99)
-        ),
+    env.set(
+        &format!("{}/vips/0/unicast", env.cluster()),
+        serde_json::json!({ "peers": [env.addr(99)] }),
     );
     let t = Instant::now();
     let r = env.apply(&[]);
