@@ -250,7 +250,7 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
                 paths::LOGROTATE,
                 0o644,
                 Handler::None,
-                minijinja::context! { log_files => log_files },
+                minijinja::context! { log_files => log_files, proxy_service => Unit::Proxy.service() },
             )?;
         }
         for c in &backend_clusters {
