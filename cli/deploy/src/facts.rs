@@ -11,7 +11,8 @@ use hadeploy_inventory::facts::Facts;
 use crate::error::{DeployError, Step};
 use crate::ssh::Remote;
 
-pub const GATHER: &str = r#"
+pub const GATHER: &str = concat!(
+    r#"
 set -u
 echo "uid=$(id -u)"
 ( . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown}:${VERSION_ID:-0}" )
@@ -20,7 +21,11 @@ echo "arch=$(uname -m)"
 echo "firewalld=$(systemctl is-active firewalld 2>/dev/null || true)"
 echo "selinux=$(getenforce 2>/dev/null || echo Disabled)"
 echo "disk_kb=$(df -Pk /usr/local 2>/dev/null | awk 'NR==2{print $4}')"
-for u in nginx keepalived hadeploy-vrrp hadeploy-proxy; do echo "unit.$u=$(systemctl is-active $u 2>/dev/null || true)"; done
+for u in nginx keepalived "#,
+    hadeploy_config::vrrp_unit!(),
+    " ",
+    hadeploy_config::proxy_unit!(),
+    r#"; do echo "unit.$u=$(systemctl is-active $u 2>/dev/null || true)"; done
 ip -o link 2>/dev/null | awk '{sub(":","",$2); sub("@.*","",$2); up=($0 ~ /[<,]UP[,>]/ && $0 ~ /LOWER_UP/)?"up":"down"; print "link="$2" "up}'
 ip -o -4 addr 2>/dev/null | awk '{print "addr="$2" "$4}'
 ss -ltnp 2>/dev/null | awk 'NR>1{print "listen="$4" "$6}'
@@ -28,7 +33,8 @@ if [ -f /etc/hadeploy/.manifest ]; then sed 's/^/managed=/' /etc/hadeploy/.manif
 for f in "$@"; do
   if [ -f "$f" ]; then echo "hash=$(sha256sum "$f" | awk '{print $1}') $f"; else echo "hash=- $f"; fi
 done
-"#;
+"#
+);
 
 #[derive(Debug, Clone, Default)]
 pub struct RemoteFacts {

@@ -39,7 +39,8 @@ pub enum Finding {
         have: Vec<String>,
     },
     #[error(
-        "VIP {vip} is already configured on {dev} and hadeploy-vrrp is not running: another VRRP daemon or a static address holds it"
+        "VIP {vip} is already configured on {dev} and {} is not running: another VRRP daemon or a static address holds it",
+        hadeploy_config::Unit::Vrrp.name()
     )]
     VipHeld { vip: Ipv4Addr, dev: String },
     /// The stock service ours replaces is running.

@@ -578,7 +578,9 @@ fn ms(d: Duration) -> u64 {
 /// Per member: the VRRP unit, the daemon's status, the kernel's addresses.
 const POLL_SCRIPT: &str = concat!(
     r#"
-echo "unit $(systemctl is-active hadeploy-vrrp 2>/dev/null)"
+echo "unit $(systemctl is-active "#,
+    hadeploy_config::vrrp_unit!(),
+    r#" 2>/dev/null)"
 "#,
     runtime_status_json!(),
     r#"ip -4 -o addr show 2>/dev/null | sed 's/^/ip /'

@@ -11,10 +11,15 @@ use crate::error::{DeployError, RunError, Step};
 use crate::recap::{HostOutcome, HostResult, Recap};
 use crate::ssh::{self, ConnectOptions};
 
-const UNINSTALL: &str = r#"
+const UNINSTALL: &str = concat!(
+    r#"
 set -u
 changed=0
-for u in hadeploy-vrrp hadeploy-proxy; do
+for u in "#,
+    hadeploy_config::vrrp_unit!(),
+    " ",
+    hadeploy_config::proxy_unit!(),
+    r#"; do
   if systemctl is-enabled -q $u 2>/dev/null || systemctl is-active -q $u 2>/dev/null; then
     systemctl disable --now $u >/dev/null 2>&1 || { echo "cannot stop $u" >&2; exit 1; }
     changed=$((changed+1))
@@ -36,7 +41,8 @@ for vip in "$@"; do
   if ip -o -4 addr | awk '{print $4}' | grep -q "^$vip/"; then echo "VIP $vip is still configured" >&2; exit 2; fi
 done
 echo "changed=$changed"
-"#;
+"#
+);
 
 pub async fn uninstall(
     inv: &Inventory,

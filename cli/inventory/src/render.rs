@@ -220,12 +220,7 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
     let proxy = if lb_clusters.is_empty() && backend_clusters.is_empty() {
         None
     } else {
-        let cfg = proxy_config(h, &lb_clusters, &backend_clusters).map_err(|message| {
-            RenderError::Conflict {
-                host: host.to_string(),
-                message,
-            }
-        })?;
+        let cfg = proxy_config(h, &lb_clusters, &backend_clusters)?;
         r.check(paths::PROXY_CONFIG, cfg.validate())?;
         r.runtime_file(
             paths::PROXY_CONFIG,
@@ -255,7 +250,7 @@ pub fn render(inv: &Inventory, host: &str, facts: &Facts) -> Result<NodeTree, Re
                 paths::LOGROTATE,
                 0o644,
                 Handler::None,
-                minijinja::context! { log_files => log_files },
+                minijinja::context! { log_files => log_files, proxy_service => Unit::Proxy.service() },
             )?;
         }
         for c in &backend_clusters {
@@ -540,16 +535,23 @@ fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
     }
 }
 
-fn proxy_config(h: &Host, lb: &[&Cluster], backends: &[&Cluster]) -> Result<ProxyConfig, String> {
+fn proxy_config(
+    h: &Host,
+    lb: &[&Cluster],
+    backends: &[&Cluster],
+) -> Result<ProxyConfig, RenderError> {
     let mut upstreams = std::collections::BTreeMap::new();
     let mut sites = Vec::new();
     let first = lb.first().or(backends.first());
     for c in lb {
         for (name, u) in &c.upstreams {
             if upstreams.insert(name.clone(), u.clone()).is_some() {
-                return Err(format!(
-                    "upstream `{name}` is defined by two clusters this node serves; give them different names"
-                ));
+                return Err(RenderError::Conflict {
+                    host: h.name.clone(),
+                    message: format!(
+                        "upstream `{name}` is defined by two clusters this node serves; give them different names"
+                    ),
+                });
             }
         }
         sites.extend(c.sites.iter().cloned());

@@ -38,7 +38,7 @@ impl Ctx<'_> {
             Some(t) => match hadeploy_config::duration::parse(t) {
                 Ok(d) => d,
                 Err(why) => {
-                    self.err(path, why);
+                    self.err(path, why.to_string());
                     default
                 }
             },

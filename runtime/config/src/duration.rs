@@ -4,9 +4,20 @@ use std::time::Duration;
 
 /// Parses a humantime duration, with the one message both `hadeploy check`
 /// (inventory keys) and `hadeploy-runtime check` (config keys) give.
-pub fn parse(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 1s, 500ms, 2m"))
+pub fn parse(text: &str) -> Result<Duration, NotADuration> {
+    humantime::parse_duration(text).map_err(|e| NotADuration {
+        text: text.to_string(),
+        reason: e,
+    })
+}
+
+/// A value that is not a humantime duration.
+#[derive(Debug, thiserror::Error)]
+#[error("`{text}` is not a duration ({reason}); write e.g. 1s, 500ms, 2m")]
+pub struct NotADuration {
+    pub text: String,
+    #[source]
+    pub reason: humantime::DurationError,
 }
 
 /// Reads a duration inside the deserializer (an error raised after it

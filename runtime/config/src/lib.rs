@@ -37,6 +37,23 @@ macro_rules! runtime_bin {
     };
 }
 
+/// The VRRP unit's systemd name as a literal (for `concat!` into shell
+/// scripts); [`Unit::name`] everywhere else.
+#[macro_export]
+macro_rules! vrrp_unit {
+    () => {
+        "hadeploy-vrrp"
+    };
+}
+
+/// The proxy unit's systemd name as a literal; [`Unit::name`] elsewhere.
+#[macro_export]
+macro_rules! proxy_unit {
+    () => {
+        "hadeploy-proxy"
+    };
+}
+
 /// Where the runtime looks for its files on a node; the CLI renders to these.
 pub mod paths {
     /// The directory, spelled once; `concat!` needs a literal, hence a macro.

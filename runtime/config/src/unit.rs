@@ -31,32 +31,32 @@ impl Unit {
     /// The systemd service name, e.g. `hadeploy-vrrp.service`.
     pub fn service(self) -> &'static str {
         match self {
-            Unit::Vrrp => "hadeploy-vrrp.service",
-            Unit::Proxy => "hadeploy-proxy.service",
+            Unit::Vrrp => concat!(crate::vrrp_unit!(), ".service"),
+            Unit::Proxy => concat!(crate::proxy_unit!(), ".service"),
         }
     }
 
     /// The service name without `.service` (journalctl -u, facts).
     pub fn name(self) -> &'static str {
         match self {
-            Unit::Vrrp => "hadeploy-vrrp",
-            Unit::Proxy => "hadeploy-proxy",
+            Unit::Vrrp => crate::vrrp_unit!(),
+            Unit::Proxy => crate::proxy_unit!(),
         }
     }
 
     /// Where its unit file is installed.
     pub fn unit_file(self) -> &'static str {
         match self {
-            Unit::Vrrp => "/etc/systemd/system/hadeploy-vrrp.service",
-            Unit::Proxy => "/etc/systemd/system/hadeploy-proxy.service",
+            Unit::Vrrp => concat!("/etc/systemd/system/", crate::vrrp_unit!(), ".service"),
+            Unit::Proxy => concat!("/etc/systemd/system/", crate::proxy_unit!(), ".service"),
         }
     }
 
     /// The template its unit file is rendered from.
     pub fn template(self) -> &'static str {
         match self {
-            Unit::Vrrp => "systemd/hadeploy-vrrp.service.j2",
-            Unit::Proxy => "systemd/hadeploy-proxy.service.j2",
+            Unit::Vrrp => concat!("systemd/", crate::vrrp_unit!(), ".service.j2"),
+            Unit::Proxy => concat!("systemd/", crate::proxy_unit!(), ".service.j2"),
         }
     }
 
@@ -83,13 +83,13 @@ impl Unit {
         match self {
             Unit::Vrrp => &[
                 paths::VRRP_CONFIG,
-                "/etc/systemd/system/hadeploy-vrrp.service",
+                concat!("/etc/systemd/system/", crate::vrrp_unit!(), ".service"),
                 paths::NOTIFY_HOOK,
                 paths::SYSCTL,
             ],
             Unit::Proxy => &[
                 paths::PROXY_CONFIG,
-                "/etc/systemd/system/hadeploy-proxy.service",
+                concat!("/etc/systemd/system/", crate::proxy_unit!(), ".service"),
                 paths::TMPFILES,
                 paths::LOGROTATE,
             ],

@@ -90,13 +90,18 @@ pub enum Version {
     V3,
 }
 
+/// A VRRP version other than 2 or 3.
+#[derive(Debug, thiserror::Error)]
+#[error("VRRP version must be 2 or 3, not {0}")]
+pub struct BadVersion(pub u8);
+
 impl TryFrom<u8> for Version {
-    type Error = String;
-    fn try_from(v: u8) -> Result<Self, String> {
+    type Error = BadVersion;
+    fn try_from(v: u8) -> Result<Self, BadVersion> {
         match v {
             2 => Ok(Version::V2),
             3 => Ok(Version::V3),
-            other => Err(format!("VRRP version must be 2 or 3, not {other}")),
+            other => Err(BadVersion(other)),
         }
     }
 }

@@ -204,13 +204,18 @@ pub enum RedirectStatus {
     Permanent308,
 }
 
+/// A redirect status other than 301 or 308.
+#[derive(Debug, thiserror::Error)]
+#[error("redirect status must be 301 or 308, not {0}")]
+pub struct BadRedirectStatus(pub u16);
+
 impl TryFrom<u16> for RedirectStatus {
-    type Error = String;
-    fn try_from(code: u16) -> Result<Self, String> {
+    type Error = BadRedirectStatus;
+    fn try_from(code: u16) -> Result<Self, BadRedirectStatus> {
         match code {
             301 => Ok(RedirectStatus::Moved301),
             308 => Ok(RedirectStatus::Permanent308),
-            other => Err(format!("redirect status must be 301 or 308, not {other}")),
+            other => Err(BadRedirectStatus(other)),
         }
     }
 }

@@ -47,6 +47,4 @@ mod worker;
 pub use daemon::run;
 pub use error::VrrpdError;
 pub use hadeploy_config::status::VrrpState;
-/// The former name of [`VrrpState`], kept for the lab tests' imports.
-pub use hadeploy_config::status::VrrpState as StateName;
 pub use stats::{IfaceDiscard, InstanceStatus, PeerStatus, Stats, Status};

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use hadeploy_vrrpd::StateName;
+use hadeploy_vrrpd::VrrpState;
 use lab::{Lab, Node, config, wait_for};
 
 const VIP: &str = "10.77.0.100";
@@ -180,7 +180,7 @@ fn frr_backup_hears_our_pseudo_header_adverts() {
     let frr = Frr::start(&lab, 1, 100);
     let a = Node::start(&lab, 0, config(&ours("a", 150, frr_addr, "")));
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     // FRR may have become master while we started; once it hears our 150
     // it steps down and stops advertising.
@@ -193,7 +193,7 @@ fn frr_backup_hears_our_pseudo_header_adverts() {
         "FRR still advertising: it does not hear us; show vrrp:\n{}",
         frr.show()
     );
-    assert_eq!(a.state("VI_1"), StateName::Master);
+    assert_eq!(a.state("VI_1"), VrrpState::Master);
     let shown = frr.show();
     eprintln!("FRR adverts heard: {n}; FRR's show vrrp:\n{shown}");
     assert!(
@@ -228,7 +228,7 @@ fn frr_drops_vrrp_only_adverts_and_the_mismatch_shows() {
     let frr = Frr::start(&lab, 1, 100);
     let a = Node::start(&lab, 0, config(&text));
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     std::thread::sleep(Duration::from_secs(2));
     let n = frr_adverts(&a, frr_addr);
@@ -244,7 +244,7 @@ fn frr_drops_vrrp_only_adverts_and_the_mismatch_shows() {
         "FRR stopped advertising ({n} -> {m}): {}",
         frr.show()
     );
-    assert_eq!(a.state("VI_1"), StateName::Master, "both MASTER");
+    assert_eq!(a.state("VI_1"), VrrpState::Master, "both MASTER");
     let st = a.stats.status();
     let p = &st.instances["VI_1"].peers[&frr_addr];
     assert_eq!(p.checksum.as_str(), "v3_pseudo_header", "{p:?}");

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use hadeploy_vrrp::Discard;
-use hadeploy_vrrpd::StateName;
+use hadeploy_vrrpd::VrrpState;
 use lab::{Lab, Node, config, wait_for};
 
 const KEEPALIVED: &str = "/usr/sbin/keepalived";
@@ -135,7 +135,7 @@ fn we_lead(test: &str, version: u8, auth: Option<&str>) {
     let lab = Lab::new(test, 2);
     let a = Node::start(&lab, 0, config(&ours("a", version, 150, auth)));
     wait_for(Duration::from_secs(6), "hadeploy master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     let mut ka = Keepalived::start(&lab, 1, test, version, 100, auth);
     wait_for(Duration::from_secs(5), "keepalived backup", || {
@@ -148,7 +148,7 @@ fn we_lead(test: &str, version: u8, auth: Option<&str>) {
         ka.log()
     );
     assert!(!ka.log().contains("Entering MASTER STATE"), "{}", ka.log());
-    assert_eq!(a.state("VI_1"), StateName::Master);
+    assert_eq!(a.state("VI_1"), VrrpState::Master);
     a.stop().expect("stop");
     let took = wait_for(Duration::from_secs(3), "VIP on keepalived", || {
         lab.has_vip(1, VIP)
@@ -174,13 +174,13 @@ fn they_lead(test: &str, version: u8, auth: Option<&str>) {
         status(&a).adverts_received >= 2
     });
     let s = status(&a);
-    assert_eq!(s.state, StateName::Backup, "{s:?}");
+    assert_eq!(s.state, VrrpState::Backup, "{s:?}");
     assert_eq!(s.master_ip, Some(lab.addr(1)));
     assert_eq!(s.discarded(Discard::BadChecksum), 0, "{s:?}");
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
         a.state("VI_1"),
-        StateName::Backup,
+        VrrpState::Backup,
         "hadeploy claimed:\n{}",
         ka.log()
     );
@@ -193,7 +193,7 @@ fn they_lead(test: &str, version: u8, auth: Option<&str>) {
         took < Duration::from_millis(1500),
         "took over after {took:?}"
     );
-    assert_eq!(a.state("VI_1"), StateName::Master);
+    assert_eq!(a.state("VI_1"), VrrpState::Master);
 }
 
 #[test]

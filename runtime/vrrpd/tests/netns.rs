@@ -5,7 +5,7 @@ mod lab;
 
 use std::time::Duration;
 
-use hadeploy_vrrpd::StateName;
+use hadeploy_vrrpd::VrrpState;
 use lab::{Lab, Node, config, wait_for};
 
 const VIP: &str = "10.77.0.100";
@@ -41,10 +41,10 @@ fn two_routers_elect_the_higher_priority() {
     let a = Node::start(&lab, 0, config(&v3("a", 150, "")));
     let b = Node::start(&lab, 1, config(&v3("b", 100, "")));
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(5), "b backup", || {
-        b.state("VI_1") == StateName::Backup
+        b.state("VI_1") == VrrpState::Backup
     });
     wait_for(Duration::from_secs(2), "VIP on a", || lab.has_vip(0, VIP));
     wait_for(Duration::from_secs(1), "VIP counted", || {
@@ -52,7 +52,7 @@ fn two_routers_elect_the_higher_priority() {
     });
     // Stable: b keeps hearing a and never claims.
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(b.state("VI_1"), StateName::Backup);
+    assert_eq!(b.state("VI_1"), VrrpState::Backup);
     assert!(!lab.has_vip(1, VIP), "b holds the VIP: {}", lab.addrs(1));
     let sa = a.stats.status();
     let sb = b.stats.status();
@@ -91,7 +91,7 @@ fn graceful_stop_hands_over_within_skew_time_and_garps() {
     // must cut that to Skew_Time = (256-100)/256 s = 0.61 s.
     let a = Node::start(&lab, 0, config(&v2("a", 150, "")));
     wait_for(Duration::from_secs(6), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     let b = Node::start(&lab, 1, config(&v2("b", 100, "")));
     wait_for(Duration::from_secs(5), "b backup", || {
@@ -121,7 +121,7 @@ fn graceful_stop_hands_over_within_skew_time_and_garps() {
     );
     let took = wait_for(Duration::from_secs(3), "VIP on b", || lab.has_vip(1, VIP));
     assert!(took < Duration::from_millis(1300), "handover took {took:?}");
-    assert_eq!(b.state("VI_1"), StateName::Master);
+    assert_eq!(b.state("VI_1"), VrrpState::Master);
     // b's GARPs moved the client's ARP entry to b.
     let bmac = lab::mac(&lab, 1);
     wait_for(
@@ -140,14 +140,14 @@ fn graceful_stop_hands_over_within_skew_time_and_garps() {
     wait_for(Duration::from_secs(2), "a hears b", || {
         status(&a).adverts_received >= 1
     });
-    assert_eq!(a.state("VI_1"), StateName::Backup);
+    assert_eq!(a.state("VI_1"), VrrpState::Backup);
     wait_for(Duration::from_secs(6), "a preempts", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(2), "VIP back on a", || {
         lab.has_vip(0, VIP) && !lab.has_vip(1, VIP)
     });
-    assert_eq!(b.state("VI_1"), StateName::Backup);
+    assert_eq!(b.state("VI_1"), VrrpState::Backup);
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn preempt_when_priority_raised_and_nopreempt() {
     let lab = Lab::new("preempt", 2);
     let a = Node::start(&lab, 0, config(&v3("a", 150, "")));
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     let b = Node::start(&lab, 1, config(&v3("b", 100, "")));
     wait_for(Duration::from_secs(5), "b hears a", || {
@@ -165,10 +165,10 @@ fn preempt_when_priority_raised_and_nopreempt() {
     // Reload b with a higher priority: it preempts a.
     b.reload(config(&v3("b", 200, "")));
     wait_for(Duration::from_secs(3), "b master", || {
-        b.state("VI_1") == StateName::Master
+        b.state("VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(2), "a backup", || {
-        a.state("VI_1") == StateName::Backup
+        a.state("VI_1") == VrrpState::Backup
     });
     wait_for(Duration::from_secs(2), "VIP moves to b", || {
         lab.has_vip(1, VIP) && !lab.has_vip(0, VIP)
@@ -177,7 +177,7 @@ fn preempt_when_priority_raised_and_nopreempt() {
     // (150) preempts again when b drops to 100.
     b.reload(config(&v3("b", 100, "")));
     wait_for(Duration::from_secs(3), "a master again", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(2), "VIP back on a", || {
         lab.has_vip(0, VIP) && !lab.has_vip(1, VIP)
@@ -186,15 +186,15 @@ fn preempt_when_priority_raised_and_nopreempt() {
     // nopreempt: a higher-priority router that starts later stays backup.
     drop(a);
     wait_for(Duration::from_secs(3), "b master", || {
-        b.state("VI_1") == StateName::Master
+        b.state("VI_1") == VrrpState::Master
     });
     let a2 = Node::start(&lab, 0, config(&v3("a", 150, "    preempt: false\n")));
     wait_for(Duration::from_secs(3), "a2 hears b", || {
         status(&a2).adverts_received >= 3
     });
     std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(a2.state("VI_1"), StateName::Backup);
-    assert_eq!(b.state("VI_1"), StateName::Master);
+    assert_eq!(a2.state("VI_1"), VrrpState::Backup);
+    assert_eq!(b.state("VI_1"), VrrpState::Master);
     assert!(lab.has_vip(1, VIP) && !lab.has_vip(0, VIP));
 }
 
@@ -213,12 +213,12 @@ fn unicast_peers() {
     let a = Node::start(&lab, 0, config(&v3("a", 150, &uni(0, 1))));
     let b = Node::start(&lab, 1, config(&v3("b", 100, &uni(1, 0))));
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(3), "b hears a", || {
         status(&b).adverts_received >= 3
     });
-    assert_eq!(b.state("VI_1"), StateName::Backup);
+    assert_eq!(b.state("VI_1"), VrrpState::Backup);
     assert_eq!(status(&b).master_ip, Some(lab.addr(0)));
     a.stop().expect("a stops");
     wait_for(Duration::from_secs(2), "b takes over", || {
@@ -253,7 +253,7 @@ fn hostile_packets_are_counted_and_ignored() {
     let a = Node::start(&lab, 0, config(&v3("a", 150, "")));
     let b = Node::start(&lab, 1, config(&v3("b", 100, "")));
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     let evil = lab.addr(2);
     let group = "224.0.0.18".parse().expect("group");
@@ -292,8 +292,8 @@ fn hostile_packets_are_counted_and_ignored() {
             >= 5
     );
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(a.state("VI_1"), StateName::Master, "a must ignore them");
-    assert_eq!(b.state("VI_1"), StateName::Backup);
+    assert_eq!(a.state("VI_1"), VrrpState::Master, "a must ignore them");
+    assert_eq!(b.state("VI_1"), VrrpState::Backup);
     assert_eq!(status(&a).master_ip, Some(lab.addr(0)));
     let m = b.stats.render_prometheus();
     assert!(
@@ -310,7 +310,7 @@ fn v2_auth_pass_elects_and_rejects_wrong_password() {
     let a = Node::start(&lab, 0, config(&v2("a", 150, &pass("s3cret"))));
     let b = Node::start(&lab, 1, config(&v2("b", 100, &pass("s3cret"))));
     wait_for(Duration::from_secs(6), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(3), "b hears a", || {
         status(&b).adverts_received >= 1
@@ -321,8 +321,8 @@ fn v2_auth_pass_elects_and_rejects_wrong_password() {
     wait_for(Duration::from_secs(6), "wrong password counted", || {
         status(&a).discarded(Discard::AuthMismatch) >= 1
     });
-    assert_eq!(a.state("VI_1"), StateName::Master);
-    assert_eq!(b.state("VI_1"), StateName::Backup);
+    assert_eq!(a.state("VI_1"), VrrpState::Master);
+    assert_eq!(b.state("VI_1"), VrrpState::Backup);
     assert!(
         status(&c).discarded(Discard::AuthMismatch) >= 1,
         "c rejects a and b as well"
@@ -342,17 +342,17 @@ fn link_loss_faults_and_hooks_run() {
     let a = Node::start(&lab, 0, config(&v3("a", 150, &hook)));
     let b = Node::start(&lab, 1, config(&v3("b", 100, "")));
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(2), "b backup", || {
         status(&b).adverts_received >= 2
     });
     lab.cable(0, false);
     wait_for(Duration::from_secs(2), "a fault", || {
-        a.state("VI_1") == StateName::Fault
+        a.state("VI_1") == VrrpState::Fault
     });
     wait_for(Duration::from_secs(2), "b master", || {
-        b.state("VI_1") == StateName::Master
+        b.state("VI_1") == VrrpState::Master
     });
     assert!(
         !lab.has_vip(0, VIP),
@@ -361,7 +361,7 @@ fn link_loss_faults_and_hooks_run() {
     );
     lab.cable(0, true);
     wait_for(Duration::from_secs(3), "a master again", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     a.stop().expect("a stops");
     let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -387,7 +387,7 @@ fn reload_keeps_mastership_and_adds_vips() {
     let lab = Lab::new("reload", 1);
     let a = Node::start(&lab, 0, config(&v3("a", 150, "")));
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     let before = status(&a).transitions;
     let more = v3("a", 140, "").replace(
@@ -399,7 +399,7 @@ fn reload_keeps_mastership_and_adds_vips() {
         lab.has_vip(0, "10.77.0.101")
     });
     assert!(lab.has_vip(0, VIP));
-    assert_eq!(a.state("VI_1"), StateName::Master);
+    assert_eq!(a.state("VI_1"), VrrpState::Master);
     assert_eq!(status(&a).transitions, before, "no transition on reload");
     wait_for(Duration::from_secs(1), "priority 140", || {
         status(&a).priority == 140
@@ -419,7 +419,7 @@ fn reload_keeps_mastership_and_adds_vips() {
     a.reload(config(&renamed));
     wait_for(Duration::from_secs(2), "VI_1 gone", || !lab.has_vip(0, VIP));
     wait_for(Duration::from_secs(3), "VI_9 master", || {
-        a.state("VI_9") == StateName::Master
+        a.state("VI_9") == VrrpState::Master
     });
     wait_for(Duration::from_secs(2), "VI_9 VIP", || {
         lab.has_vip(0, "10.77.0.109")
@@ -442,7 +442,7 @@ fn track_script_weight_moves_mastership() {
     let a = Node::start(&lab, 0, config(&v3("a", 150, &track)));
     let b = Node::start(&lab, 1, config(&v3("b", 100, "")));
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     assert_eq!(status(&a).priority, 150);
     // The check fails: 150 - 100 = 50 < 100, b preempts.
@@ -451,7 +451,7 @@ fn track_script_weight_moves_mastership() {
         status(&a).priority == 50
     });
     wait_for(Duration::from_secs(3), "b master", || {
-        b.state("VI_1") == StateName::Master
+        b.state("VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(2), "VIP on b", || {
         lab.has_vip(1, VIP) && !lab.has_vip(0, VIP)
@@ -459,7 +459,7 @@ fn track_script_weight_moves_mastership() {
     // It recovers: a is 150 again and preempts back.
     std::fs::write(&flag, "").expect("flag");
     wait_for(Duration::from_secs(3), "a master again", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     let _ = std::fs::remove_file(&flag);
 }
@@ -499,7 +499,7 @@ fn slow_hooks_do_not_delay_adverts_and_stop_is_bounded() {
     let a = Node::start(&lab, 0, config(&v3("a", 150, hooks)));
     let b = Node::start(&lab, 1, config(&v3("b", 100, "")));
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(2), "b hears a", || {
         status(&b).adverts_received >= 2
@@ -508,8 +508,8 @@ fn slow_hooks_do_not_delay_adverts_and_stop_is_bounded() {
     std::thread::sleep(Duration::from_millis(1500));
     // 100 ms adverts: ~15 in 1.5 s while the master hook sleeps.
     assert!(status(&a).adverts_sent >= sent + 10, "{:?}", status(&a));
-    assert_eq!(b.state("VI_1"), StateName::Backup);
-    assert_eq!(status(&b).transitions.get(&StateName::Master), None);
+    assert_eq!(b.state("VI_1"), VrrpState::Backup);
+    assert_eq!(status(&b).transitions.get(&VrrpState::Master), None);
     let t = std::time::Instant::now();
     a.stop().expect("stop");
     assert!(
@@ -543,14 +543,14 @@ fn two_instances_share_one_socket_demuxed_by_vrid() {
     let b = Node::start(&lab, 1, config(&two("b", 100, 150)));
     let state = |n: &Node, i: &str| n.state(i);
     wait_for(Duration::from_secs(5), "a master of VI_1", || {
-        state(&a, "VI_1") == StateName::Master
+        state(&a, "VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(5), "b master of VI_2", || {
-        state(&b, "VI_2") == StateName::Master
+        state(&b, "VI_2") == VrrpState::Master
     });
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(state(&a, "VI_2"), StateName::Backup);
-    assert_eq!(state(&b, "VI_1"), StateName::Backup);
+    assert_eq!(state(&a, "VI_2"), VrrpState::Backup);
+    assert_eq!(state(&b, "VI_1"), VrrpState::Backup);
     assert!(
         lab.has_vip(0, VIP) && !lab.has_vip(0, "10.77.0.102"),
         "{}",
@@ -591,14 +591,14 @@ fn restarted_master_keeps_its_leftover_vip() {
     // v2 at 1 s: 3.6 s of BACKUP before claiming; the VIP must stay throughout.
     let a = Node::start(&lab, 0, config(&v2("a", 150, "")));
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(a.state("VI_1"), StateName::Backup);
+    assert_eq!(a.state("VI_1"), VrrpState::Backup);
     assert!(
         lab.has_vip(0, VIP),
         "leftover VIP removed early: {}",
         lab.addrs(0)
     );
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -616,7 +616,7 @@ fn leftover_vip_goes_when_another_master_is_heard() {
     let lab = Lab::new("leftg", 2);
     let b = Node::start(&lab, 1, config(&v3("b", 150, "")));
     wait_for(Duration::from_secs(5), "b master", || {
-        b.state("VI_1") == StateName::Master
+        b.state("VI_1") == VrrpState::Master
     });
     let add = lab.exec(
         0,
@@ -628,7 +628,7 @@ fn leftover_vip_goes_when_another_master_is_heard() {
         !lab.has_vip(0, VIP)
     });
     assert!(took < Duration::from_millis(1000), "took {took:?}");
-    assert_eq!(a.state("VI_1"), StateName::Backup);
+    assert_eq!(a.state("VI_1"), VrrpState::Backup);
     assert!(lab.has_vip(1, VIP));
 }
 
@@ -643,17 +643,17 @@ fn three_routers_fail_over_in_priority_order() {
     let b = Node::start(&lab, 1, config(&v3("b", 120, "")));
     let c = Node::start(&lab, 2, config(&v3("c", 100, "")));
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(2), "b and c backup", || {
-        b.state("VI_1") == StateName::Backup && c.state("VI_1") == StateName::Backup
+        b.state("VI_1") == VrrpState::Backup && c.state("VI_1") == VrrpState::Backup
     });
     a.stop().expect("a stops");
     wait_for(Duration::from_secs(2), "b master", || {
-        b.state("VI_1") == StateName::Master
+        b.state("VI_1") == VrrpState::Master
     });
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(c.state("VI_1"), StateName::Backup, "c must not claim");
+    assert_eq!(c.state("VI_1"), VrrpState::Backup, "c must not claim");
     assert!(
         lab.has_vip(1, VIP) && !lab.has_vip(2, VIP),
         "{} / {}",
@@ -662,7 +662,7 @@ fn three_routers_fail_over_in_priority_order() {
     );
     b.stop().expect("b stops");
     wait_for(Duration::from_secs(2), "c master", || {
-        c.state("VI_1") == StateName::Master
+        c.state("VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(1), "VIP on c", || lab.has_vip(2, VIP));
 }
@@ -682,7 +682,7 @@ fn forged_adverts_cause_no_transition_and_no_lost_ping() {
     let a = Node::start(&lab, 0, config(&v3("a", 150, &peers(1))));
     let b = Node::start(&lab, 1, config(&v3("b", 100, &peers(0))));
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     wait_for(Duration::from_secs(2), "b hears a", || {
         status(&b).adverts_received >= 3
@@ -715,8 +715,8 @@ fn forged_adverts_cause_no_transition_and_no_lost_ping() {
         before,
         "no transition during the forged run"
     );
-    assert_eq!(a.state("VI_1"), StateName::Master);
-    assert_eq!(b.state("VI_1"), StateName::Backup);
+    assert_eq!(a.state("VI_1"), VrrpState::Master);
+    assert_eq!(b.state("VI_1"), VrrpState::Backup);
     assert_eq!(answered, sent, "pings lost during the forged run");
     assert!(sa.discarded(Discard::UnknownPeer) >= 10, "{sa:?}");
     assert!(sb.discarded(Discard::UnknownPeer) >= 10, "{sb:?}");
@@ -738,7 +738,7 @@ fn runts_show_in_discards_total() {
     let lab = Lab::new("runt", 2);
     let a = Node::start(&lab, 0, config(&v3("a", 150, "    peers: []\n")));
     wait_for(Duration::from_secs(2), "a started", || {
-        a.state("VI_1") != StateName::Init
+        a.state("VI_1") != VrrpState::Init
     });
     let src = lab.addr(1);
     let group = "224.0.0.18".parse().expect("group");
@@ -770,7 +770,7 @@ fn protocol_thread_is_realtime_and_hooks_are_not() {
         config(&v3("a", 150, &format!("    peers: []\n{hook}"))),
     );
     wait_for(Duration::from_secs(5), "a master", || {
-        a.state("VI_1") == StateName::Master
+        a.state("VI_1") == VrrpState::Master
     });
     let rt = a.stats.status().realtime.expect("realtime state");
     assert_eq!(rt.rr_priority, Some(10), "{rt:?}");

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use hadeploy_config::vrrp::VrrpConfig;
 use hadeploy_testkit::netns;
-use hadeploy_vrrpd::{StateName, Stats, VrrpdError};
+use hadeploy_vrrpd::{Stats, VrrpState, VrrpdError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Logs to the test's captured output; RUST_LOG=debug for packet drops.
@@ -126,7 +126,7 @@ impl Node {
         }
     }
 
-    pub fn state(&self, instance: &str) -> StateName {
+    pub fn state(&self, instance: &str) -> VrrpState {
         self.stats
             .status()
             .instances
