@@ -11,7 +11,7 @@ use hadeploy_inventory::render::Handler;
 use sha2::{Digest, Sha256};
 
 use crate::error::{DeployError, Step};
-use crate::plan::{Change, MANIFEST, NodePlan};
+use crate::plan::{Change, NodePlan};
 use crate::ssh::Remote;
 
 /// $1 dest, $2 mode (octal), $3 validate (1/0), $4 restorecon (1/0); on
@@ -142,7 +142,9 @@ pub async fn execute(
         .iter()
         .filter_map(|f| f.file.path.rsplit_once('/').map(|(d, _)| d.to_string()))
         .collect();
-    dirs.push("/usr/local/sbin".into());
+    if let Some((bin_dir, _)) = paths::RUNTIME_BIN.rsplit_once('/') {
+        dirs.push(bin_dir.into());
+    }
     dirs.sort();
     dirs.dedup();
     let dir_refs: Vec<&str> = dirs.iter().map(String::as_str).collect();
@@ -211,7 +213,15 @@ pub async fn execute(
         let mut manifest: Vec<&str> = plan.files.iter().map(|f| f.file.path.as_str()).collect();
         manifest.push(paths::RUNTIME_BIN);
         let text = manifest.join("\n") + "\n";
-        write_file(remote, MANIFEST, 0o644, false, selinux, text.as_bytes()).await?;
+        write_file(
+            remote,
+            paths::MANIFEST,
+            0o644,
+            false,
+            selinux,
+            text.as_bytes(),
+        )
+        .await?;
     }
     for p in &plan.remove {
         progress(&format!("remove {p}"));
@@ -237,7 +247,7 @@ async fn run_tmpfiles(remote: &Remote, progress: &dyn Fn(&str)) -> Result<(), De
     remote
         .sh_ok(
             Step::Handlers,
-            "systemd-tmpfiles --create /etc/tmpfiles.d/hadeploy.conf",
+            &format!("systemd-tmpfiles --create {}", paths::TMPFILES),
             &[],
             None,
         )
@@ -313,12 +323,7 @@ async fn run_handlers(
     if h.contains(&Handler::Sysctl) {
         progress("sysctl");
         remote
-            .sh_ok(
-                step,
-                "sysctl -q -p /etc/sysctl.d/90-hadeploy.conf",
-                &[],
-                None,
-            )
+            .sh_ok(step, &format!("sysctl -q -p {}", paths::SYSCTL), &[], None)
             .await?;
         ran += 1;
     }

@@ -28,13 +28,21 @@ done
 if command -v firewall-cmd >/dev/null 2>&1 && systemctl is-active -q firewalld 2>/dev/null; then
   firewall-cmd -q --permanent --remove-service=hadeploy 2>/dev/null && changed=$((changed+1))
 fi
-if [ -f /etc/hadeploy/.manifest ]; then
+if [ -f "#,
+    hadeploy_config::manifest!(),
+    r#" ]; then
   while IFS= read -r f; do
     [ -n "$f" ] && [ -e "$f" ] && rm -f "$f" && changed=$((changed+1))
-  done < /etc/hadeploy/.manifest
-  rm -f /etc/hadeploy/.manifest
+  done < "#,
+    hadeploy_config::manifest!(),
+    r#"
+  rm -f "#,
+    hadeploy_config::manifest!(),
+    r#"
 fi
-rmdir /etc/hadeploy 2>/dev/null || true
+rmdir "#,
+    hadeploy_config::config_dir!(),
+    r#" 2>/dev/null || true
 systemctl daemon-reload
 command -v firewall-cmd >/dev/null 2>&1 && systemctl is-active -q firewalld 2>/dev/null && firewall-cmd -q --reload
 for vip in "$@"; do
@@ -93,4 +101,20 @@ pub async fn uninstall(
     }
     recap.elapsed_ms = started.elapsed().as_millis();
     Ok(recap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_removes_what_the_manifest_lists() {
+        assert!(
+            UNINSTALL
+                .contains("if [ -f /etc/hadeploy/.manifest ]; then\n  while IFS= read -r f; do\n")
+        );
+        assert!(UNINSTALL.contains(
+            "  done < /etc/hadeploy/.manifest\n  rm -f /etc/hadeploy/.manifest\nfi\nrmdir /etc/hadeploy 2>/dev/null || true\n"
+        ));
+    }
 }

@@ -20,6 +20,15 @@ impl Unit {
     /// In the order a node's units are listed (and enabled).
     pub const ALL: [Unit; 2] = [Unit::Vrrp, Unit::Proxy];
 
+    /// Its short word in progress lines (`restart vrrp`); JSON and plans
+    /// use [`Unit::service`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Vrrp => "vrrp",
+            Unit::Proxy => "proxy",
+        }
+    }
+
     /// The systemd service name, e.g. `hadeploy-vrrp.service`.
     pub fn service(self) -> &'static str {
         match self {
