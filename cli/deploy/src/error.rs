@@ -36,6 +36,8 @@ impl fmt::Display for Step {
     }
 }
 
+impl hadeploy_progress::StepName for Step {}
+
 /// Why a run (apply, status, uninstall) could not start at all; per-host
 /// failures are [`DeployError`]s in the recap instead.
 #[derive(Debug, thiserror::Error)]
