@@ -2,12 +2,10 @@
 //! priority 0 and releases its VIPs on the way out), remove every file the
 //! manifest lists, and confirm no VIP is left on the node.
 
-use std::sync::Arc;
-
-use hadeploy_inventory::model::Inventory;
-use tokio::sync::Semaphore;
+use hadeploy_inventory::model::{Host, Inventory};
 
 use crate::error::{DeployError, RunError, Step};
+use crate::fanout::for_each_host;
 use crate::recap::{HostOutcome, HostResult, Recap};
 use crate::ssh::{self, ConnectOptions};
 
@@ -59,36 +57,30 @@ pub async fn uninstall(
     forks: usize,
 ) -> Result<Recap, RunError> {
     let started = std::time::Instant::now();
-    let hosts = RunError::select(inv, limit)?;
-    let sem = Arc::new(Semaphore::new(forks.max(1)));
-    let tasks = hosts.iter().map(|h| {
-        let sem = sem.clone();
-        async move {
-            let _p = sem.acquire().await;
-            let vips: Vec<String> = inv
-                .lb_clusters(&h.name)
-                .flat_map(|c| {
-                    c.vips
-                        .iter()
-                        .flat_map(|v| v.addresses.iter().map(|a| a.addr().to_string()))
-                })
-                .collect();
-            let remote = ssh::connect(h, copts).await?;
-            let refs: Vec<&str> = vips.iter().map(String::as_str).collect();
-            let r = remote.sh_ok(Step::Uninstall, UNINSTALL, &refs, None).await;
-            remote.close().await;
-            let out = r?;
-            let changed = out
-                .lines()
-                .find_map(|l| l.strip_prefix("changed="))
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(0);
-            Ok::<usize, DeployError>(changed)
-        }
-    });
-    let results = futures::future::join_all(tasks).await;
+    let results = for_each_host(inv, limit, forks, async |h: &Host| {
+        let vips: Vec<String> = inv
+            .lb_clusters(&h.name)
+            .flat_map(|c| {
+                c.vips
+                    .iter()
+                    .flat_map(|v| v.addresses.iter().map(|a| a.addr().to_string()))
+            })
+            .collect();
+        let remote = ssh::connect(h, copts).await?;
+        let refs: Vec<&str> = vips.iter().map(String::as_str).collect();
+        let r = remote.sh_ok(Step::Uninstall, UNINSTALL, &refs, None).await;
+        remote.close().await;
+        let out = r?;
+        let changed = out
+            .lines()
+            .find_map(|l| l.strip_prefix("changed="))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        Ok::<usize, DeployError>(changed)
+    })
+    .await?;
     let mut recap = Recap::default();
-    for (h, r) in hosts.iter().zip(results) {
+    for (h, r) in results {
         let mut hr = HostResult::new(&h.name);
         match r {
             Ok(c) => {
