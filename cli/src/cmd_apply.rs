@@ -49,8 +49,7 @@ pub fn apply(a: &ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         no_wait: a.no_wait,
     };
     let hosts: Vec<String> = inv
-        .limit(&opts.limit)
-        .map_err(anyhow::Error::msg)?
+        .limit(&opts.limit)?
         .iter()
         .map(|h| h.name.clone())
         .collect();

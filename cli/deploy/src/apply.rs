@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use crate::artifact::{self, Artifact};
 use crate::diff;
 use crate::error::{DeployError, RunError, Step};
-use crate::execute;
+use crate::execute::{self, Action};
 use crate::facts::{self, RemoteFacts};
 use crate::plan::{self, Change, NodePlan};
 use crate::preflight;
@@ -73,7 +73,7 @@ pub async fn apply(
     let mut plans = Vec::new();
     let mut problems = Vec::new();
     for n in &nodes {
-        progress.step(&n.host.name, "plan");
+        progress.step(&n.host.name, &Step::Plan);
         let tree = match render::render(inv, &n.host.name, &n.facts.render_facts()) {
             Ok(t) => t,
             Err(e) => {
@@ -240,9 +240,9 @@ async fn connect_all(
         let forks = forks.clone();
         async move {
             let _permit = forks.acquire().await;
-            progress.step(&h.name, "connect");
+            progress.step(&h.name, &Step::Connect);
             let remote = ssh::connect(h, copts).await?;
-            progress.step(&h.name, "gather facts");
+            progress.step(&h.name, &Step::Facts);
             // Watch every path any facts could make us render.
             let paths = plan::watched_paths(inv, &h.name);
             let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
@@ -376,7 +376,8 @@ async fn execute_lanes(
                     out.push((i, Ok(execute::Outcome { ok: 1, changed: 0 })));
                     continue;
                 }
-                let step = |s: &str| progress.step(&p.host, s);
+                progress.step(&p.host, &Action::Execute);
+                let step = |a: Action<'_>| progress.step(&p.host, &a);
                 if let Ok(mut r) = running.lock() {
                     r.insert(p.host.clone());
                 }
@@ -414,7 +415,9 @@ async fn execute_lanes(
                 continue;
             }
             r.outcome = if busy.contains(host) {
-                let step = progress.current(host).unwrap_or_else(|| "execute".into());
+                let step = progress
+                    .current(host)
+                    .unwrap_or_else(|| Action::Execute.to_string());
                 HostOutcome::Failed(format!(
                     "{host}: {step}: interrupted (Ctrl-C); files are replaced atomically, rerun apply to finish"
                 ))

@@ -36,13 +36,15 @@ impl fmt::Display for Step {
     }
 }
 
+impl hadeploy_progress::StepName for Step {}
+
 /// Why a run (apply, status, uninstall) could not start at all; per-host
 /// failures are [`DeployError`]s in the recap instead.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// `--limit` matched no host of the inventory.
-    #[error("{0}")]
-    Limit(String),
+    #[error(transparent)]
+    Limit(#[from] hadeploy_inventory::model::LimitError),
     #[error(transparent)]
     Artifact(#[from] crate::artifact::ArtifactError),
 }
@@ -53,7 +55,7 @@ impl RunError {
         inv: &hadeploy_inventory::model::Inventory,
         limit: &[String],
     ) -> Result<Vec<hadeploy_inventory::model::Host>, RunError> {
-        let hosts = inv.limit(limit).map_err(RunError::Limit)?;
+        let hosts = inv.limit(limit)?;
         Ok(hosts.into_iter().cloned().collect())
     }
 }

@@ -11,8 +11,51 @@ use hadeploy_inventory::render::Handler;
 use sha2::{Digest, Sha256};
 
 use crate::error::{DeployError, Step};
-use crate::plan::{Change, MANIFEST, NodePlan};
+use crate::plan::{Change, NodePlan};
 use crate::ssh::Remote;
+
+/// What [`execute`] is doing on a host, for its progress line (and the
+/// interrupt report, which names the action a Ctrl-C cut short).
+#[derive(Debug, Clone, Copy)]
+pub enum Action<'a> {
+    /// Started, before the first of the actions below.
+    Execute,
+    UploadRuntime {
+        kib: usize,
+    },
+    Write(&'a str),
+    Remove(&'a str),
+    Health,
+    Tmpfiles,
+    Sysctl,
+    Firewalld,
+    /// Stopping the stock service a unit replaces.
+    Stop(&'a str),
+    HandOver,
+    Restart(Unit),
+    Reload(Unit),
+}
+
+impl std::fmt::Display for Action<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Execute => f.write_str("execute"),
+            Action::UploadRuntime { kib } => write!(f, "upload runtime ({kib} KiB)"),
+            Action::Write(path) => write!(f, "write {path}"),
+            Action::Remove(path) => write!(f, "remove {path}"),
+            Action::Health => f.write_str("health"),
+            Action::Tmpfiles => f.write_str("systemd-tmpfiles"),
+            Action::Sysctl => f.write_str("sysctl"),
+            Action::Firewalld => f.write_str("firewalld"),
+            Action::Stop(svc) => write!(f, "stop {svc}"),
+            Action::HandOver => f.write_str("hand over VIP, restart proxy"),
+            Action::Restart(u) => write!(f, "restart {}", u.as_str()),
+            Action::Reload(u) => write!(f, "reload {}", u.as_str()),
+        }
+    }
+}
+
+impl hadeploy_progress::StepName for Action<'_> {}
 
 /// $1 dest, $2 mode (octal), $3 validate (1/0), $4 restorecon (1/0); on
 /// stdin a first line `SIZE SHA256`, then the data. Size and hash travel on
@@ -133,7 +176,7 @@ pub async fn execute(
     plan: &NodePlan,
     binary: &[u8],
     selinux: bool,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Action<'_>),
 ) -> Result<Outcome, DeployError> {
     let mut ok = 0;
     let mut changed = 0;
@@ -142,7 +185,9 @@ pub async fn execute(
         .iter()
         .filter_map(|f| f.file.path.rsplit_once('/').map(|(d, _)| d.to_string()))
         .collect();
-    dirs.push("/usr/local/sbin".into());
+    if let Some((bin_dir, _)) = paths::RUNTIME_BIN.rsplit_once('/') {
+        dirs.push(bin_dir.into());
+    }
     dirs.sort();
     dirs.dedup();
     let dir_refs: Vec<&str> = dirs.iter().map(String::as_str).collect();
@@ -151,7 +196,9 @@ pub async fn execute(
         .await?;
 
     if plan.binary != Change::Unchanged {
-        progress(&format!("upload runtime ({} KiB)", plan.binary_size / 1024));
+        progress(Action::UploadRuntime {
+            kib: plan.binary_size / 1024,
+        });
         // The binary comes first: configs are validated by the new binary.
         write_file(remote, paths::RUNTIME_BIN, 0o755, false, selinux, binary).await?;
         changed += 1;
@@ -167,7 +214,7 @@ pub async fn execute(
         .filter(|f| f.change != Change::Unchanged && f.file.handler == Handler::Tmpfiles)
         .collect();
     for f in &tmpfiles {
-        progress(&format!("write {}", f.file.path));
+        progress(Action::Write(&f.file.path));
         write_file(
             remote,
             &f.file.path,
@@ -194,7 +241,7 @@ pub async fn execute(
         .collect();
     order.sort_by_key(|f| !f.validate);
     for f in order {
-        progress(&format!("write {}", f.file.path));
+        progress(Action::Write(&f.file.path));
         write_file(
             remote,
             &f.file.path,
@@ -211,10 +258,18 @@ pub async fn execute(
         let mut manifest: Vec<&str> = plan.files.iter().map(|f| f.file.path.as_str()).collect();
         manifest.push(paths::RUNTIME_BIN);
         let text = manifest.join("\n") + "\n";
-        write_file(remote, MANIFEST, 0o644, false, selinux, text.as_bytes()).await?;
+        write_file(
+            remote,
+            paths::MANIFEST,
+            0o644,
+            false,
+            selinux,
+            text.as_bytes(),
+        )
+        .await?;
     }
     for p in &plan.remove {
-        progress(&format!("remove {p}"));
+        progress(Action::Remove(p));
         remote
             .sh_ok(Step::Upload, r#"rm -f "$1""#, &[p], None)
             .await?;
@@ -224,7 +279,7 @@ pub async fn execute(
     ok += o;
     changed += c;
     if plan.changed() {
-        progress("health");
+        progress(Action::Health);
         wait_healthy(remote, plan).await?;
         ok += 1;
     }
@@ -232,12 +287,12 @@ pub async fn execute(
 }
 
 /// Creates the directories of the tmpfiles drop-in (log directories).
-async fn run_tmpfiles(remote: &Remote, progress: &dyn Fn(&str)) -> Result<(), DeployError> {
-    progress("systemd-tmpfiles");
+async fn run_tmpfiles(remote: &Remote, progress: &dyn Fn(Action<'_>)) -> Result<(), DeployError> {
+    progress(Action::Tmpfiles);
     remote
         .sh_ok(
             Step::Handlers,
-            "systemd-tmpfiles --create /etc/tmpfiles.d/hadeploy.conf",
+            &format!("systemd-tmpfiles --create {}", paths::TMPFILES),
             &[],
             None,
         )
@@ -305,25 +360,20 @@ fn spawn_setup_failure(journal: &str) -> bool {
 async fn run_handlers(
     remote: &Remote,
     plan: &NodePlan,
-    progress: &dyn Fn(&str),
+    progress: &dyn Fn(Action<'_>),
 ) -> Result<(usize, usize), DeployError> {
     let h = &plan.handlers;
     let mut ran = 0;
     let step = Step::Handlers;
     if h.contains(&Handler::Sysctl) {
-        progress("sysctl");
+        progress(Action::Sysctl);
         remote
-            .sh_ok(
-                step,
-                "sysctl -q -p /etc/sysctl.d/90-hadeploy.conf",
-                &[],
-                None,
-            )
+            .sh_ok(step, &format!("sysctl -q -p {}", paths::SYSCTL), &[], None)
             .await?;
         ran += 1;
     }
     if h.contains(&Handler::Firewalld) && plan.tree.facts.firewalld {
-        progress("firewalld");
+        progress(Action::Firewalld);
         remote
             .sh_ok(
                 step,
@@ -341,7 +391,7 @@ async fn run_handlers(
             .await?;
     }
     for svc in &plan.replace {
-        progress(&format!("stop {svc}"));
+        progress(Action::Stop(svc));
         remote
             .sh_ok(
                 step,
@@ -366,20 +416,20 @@ async fn run_handlers(
         // Hand the VIP over before the proxy restarts: stopping the VRRP
         // daemon sends priority 0 and a backup takes over within Skew_Time,
         // so no client request meets a restarting proxy.
-        progress("hand over VIP, restart proxy");
+        progress(Action::HandOver);
         systemctl(remote, "stop", vrrp).await?;
         systemctl(remote, "restart", proxy).await?;
         systemctl(remote, "start", vrrp).await?;
         ran += 2;
     } else {
         for u in [proxy, vrrp].into_iter().filter(|&u| restart(u)) {
-            progress(&format!("restart {}", u.as_str()));
+            progress(Action::Restart(u));
             systemctl(remote, "restart", u).await?;
             ran += 1;
         }
     }
     for u in [proxy, vrrp].into_iter().filter(|&u| reload(u)) {
-        progress(&format!("reload {}", u.as_str()));
+        progress(Action::Reload(u));
         systemctl(remote, "reload", u).await?;
         ran += 1;
     }
@@ -436,6 +486,25 @@ async fn wait_healthy(remote: &Remote, plan: &NodePlan) -> Result<(), DeployErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actions_read_as_before() {
+        let cases = [
+            (Action::Execute, "execute"),
+            (Action::UploadRuntime { kib: 12 }, "upload runtime (12 KiB)"),
+            (
+                Action::Write(paths::VRRP_CONFIG),
+                "write /etc/hadeploy/vrrp.yaml",
+            ),
+            (Action::Stop("nginx"), "stop nginx"),
+            (Action::Restart(Unit::Vrrp), "restart vrrp"),
+            (Action::Reload(Unit::Proxy), "reload proxy"),
+            (Action::HandOver, "hand over VIP, restart proxy"),
+        ];
+        for (a, text) in cases {
+            assert_eq!(a.to_string(), text);
+        }
+    }
 
     #[test]
     fn systemd_setup_failures_are_recognized() {

@@ -29,7 +29,11 @@ for u in nginx keepalived "#,
 ip -o link 2>/dev/null | awk '{sub(":","",$2); sub("@.*","",$2); up=($0 ~ /[<,]UP[,>]/ && $0 ~ /LOWER_UP/)?"up":"down"; print "link="$2" "up}'
 ip -o -4 addr 2>/dev/null | awk '{print "addr="$2" "$4}'
 ss -ltnp 2>/dev/null | awk 'NR>1{print "listen="$4" "$6}'
-if [ -f /etc/hadeploy/.manifest ]; then sed 's/^/managed=/' /etc/hadeploy/.manifest; fi
+if [ -f "#,
+    hadeploy_config::manifest!(),
+    r#" ]; then sed 's/^/managed=/' "#,
+    hadeploy_config::manifest!(),
+    r#"; fi
 for f in "$@"; do
   if [ -f "$f" ]; then echo "hash=$(sha256sum "$f" | awk '{print $1}') $f"; else echo "hash=- $f"; fi
 done
@@ -209,6 +213,13 @@ fn process_name(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_script_reads_the_manifest() {
+        assert!(GATHER.contains(
+            "if [ -f /etc/hadeploy/.manifest ]; then sed 's/^/managed=/' /etc/hadeploy/.manifest; fi\n"
+        ));
+    }
 
     #[test]
     fn parses_centos7_like_output() {

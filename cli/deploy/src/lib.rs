@@ -20,6 +20,7 @@ pub mod diff;
 pub mod error;
 pub mod execute;
 pub mod facts;
+pub mod fanout;
 pub mod plan;
 pub mod preflight;
 pub mod recap;

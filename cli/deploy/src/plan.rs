@@ -12,8 +12,6 @@ use serde::Serialize;
 use crate::artifact::Artifact;
 use crate::facts::RemoteFacts;
 
-pub const MANIFEST: &str = "/etc/hadeploy/.manifest";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
@@ -175,7 +173,7 @@ pub fn plan(
         .filter(|p| {
             !rendered.contains(p.as_str())
                 && p.as_str() != paths::RUNTIME_BIN
-                && p.as_str() != MANIFEST
+                && p.as_str() != paths::MANIFEST
         })
         .cloned()
         .collect();

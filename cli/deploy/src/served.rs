@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 
 use hadeploy_config::Unit;
 use hadeploy_config::status::{InstanceStatus, RuntimeStatus, VrrpState};
-use hadeploy_config::vrrp::Version;
 use hadeploy_inventory::model::{Cluster, Inventory, Site, VipGroup};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -266,10 +265,7 @@ fn waiting(why: String, seen: String) -> Verdict {
 
 /// The longest time the election may take, and its Master_Down_Interval.
 pub fn bound(vip: &VipGroup) -> (Duration, Duration) {
-    let version = match vip.version {
-        Version::V2 => hadeploy_vrrp::Version::V2,
-        Version::V3 => hadeploy_vrrp::Version::V3,
-    };
+    let version = hadeploy_vrrp::Version::from(vip.version);
     let mdi = vip
         .members
         .iter()

@@ -1,15 +1,13 @@
 //! `hadeploy status`: per node, its units, each VRRP instance's state, who
 //! holds each VIP, and upstream health as the node's proxy sees it.
 
-use std::sync::Arc;
-
 use hadeploy_config::Unit;
 use hadeploy_config::status::RuntimeStatus;
-use hadeploy_inventory::model::Inventory;
+use hadeploy_inventory::model::{Host, Inventory};
 use serde::Serialize;
-use tokio::sync::Semaphore;
 
 use crate::error::{DeployError, RunError, Step};
+use crate::fanout::for_each_host;
 use crate::ssh::{self, ConnectOptions, Remote};
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,45 +69,40 @@ pub async fn status(
     copts: ConnectOptions,
     forks: usize,
 ) -> Result<Vec<NodeStatus>, RunError> {
-    let hosts = RunError::select(inv, limit)?;
-    let sem = Arc::new(Semaphore::new(forks.max(1)));
-    let tasks = hosts.iter().map(|h| {
-        let sem = sem.clone();
-        async move {
-            let _p = sem.acquire().await;
-            let remote = match ssh::connect(h, copts).await {
-                Ok(r) => r,
-                Err(e) => {
-                    return NodeStatus {
-                        host: h.name.clone(),
-                        reachable: false,
-                        error: Some(e.to_string()),
-                        units: Vec::new(),
-                        runtime: None,
-                    };
-                }
-            };
-            let r = query(&remote).await;
-            remote.close().await;
-            match r {
-                Ok((units, runtime)) => NodeStatus {
+    let nodes = for_each_host(inv, limit, forks, async |h: &Host| {
+        let remote = match ssh::connect(h, copts).await {
+            Ok(r) => r,
+            Err(e) => {
+                return NodeStatus {
                     host: h.name.clone(),
-                    reachable: true,
-                    error: None,
-                    units,
-                    runtime,
-                },
-                Err(e) => NodeStatus {
-                    host: h.name.clone(),
-                    reachable: true,
+                    reachable: false,
                     error: Some(e.to_string()),
                     units: Vec::new(),
                     runtime: None,
-                },
+                };
             }
+        };
+        let r = query(&remote).await;
+        remote.close().await;
+        match r {
+            Ok((units, runtime)) => NodeStatus {
+                host: h.name.clone(),
+                reachable: true,
+                error: None,
+                units,
+                runtime,
+            },
+            Err(e) => NodeStatus {
+                host: h.name.clone(),
+                reachable: true,
+                error: Some(e.to_string()),
+                units: Vec::new(),
+                runtime: None,
+            },
         }
-    });
-    Ok(futures::future::join_all(tasks).await)
+    })
+    .await?;
+    Ok(nodes.into_iter().map(|(_, n)| n).collect())
 }
 
 /// A plain-text table for humans.

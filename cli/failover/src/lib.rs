@@ -67,10 +67,7 @@ impl Timers {
     /// thresholds are the formulas the daemon runs, never a copy (v2's
     /// Skew_Time does not scale with the advert interval, v3's does).
     pub fn new(version: Version, advert: Duration, backup_priority: u8) -> Timers {
-        let version = match version {
-            Version::V2 => hadeploy_vrrp::Version::V2,
-            Version::V3 => hadeploy_vrrp::Version::V3,
-        };
+        let version = hadeploy_vrrp::Version::from(version);
         Timers {
             advert,
             skew: hadeploy_vrrp::skew_time(version, backup_priority, advert),
@@ -81,7 +78,7 @@ impl Timers {
 
 /// The local lab whose nodes are this cluster's hosts, if any.
 pub fn find_lab(inv: &Inventory, cluster: &Cluster) -> Option<Lab> {
-    let dirs = std::fs::read_dir(Path::new("/var/lib/hadeploy/lab")).ok()?;
+    let dirs = std::fs::read_dir(Path::new(hadeploy_lab::STATE_ROOT)).ok()?;
     for d in dirs.flatten() {
         if let Ok(lab) = Lab::load(&d.path()) {
             let all = cluster.load_balancers.iter().all(|h| {
@@ -184,11 +181,12 @@ pub fn ms(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hadeploy_config::vrrp::DEFAULT_ADVERT_INTERVAL;
 
     #[test]
     fn timers_follow_the_rfc() {
         for v in [Version::V2, Version::V3] {
-            let t = Timers::new(v, Duration::from_secs(1), 100);
+            let t = Timers::new(v, DEFAULT_ADVERT_INTERVAL, 100);
             assert_eq!(ms(t.master_down), 3609, "{v:?}");
             assert_eq!(ms(t.skew), 609, "{v:?}");
         }

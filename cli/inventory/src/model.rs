@@ -172,7 +172,7 @@ impl Inventory {
     }
 
     /// Hosts matching `--limit` patterns (host or group names); all when empty.
-    pub fn limit(&self, patterns: &[String]) -> Result<Vec<&Host>, String> {
+    pub fn limit(&self, patterns: &[String]) -> Result<Vec<&Host>, LimitError> {
         let mut out: Vec<&Host> = Vec::new();
         if patterns.is_empty() {
             return Ok(self.managed_hosts());
@@ -187,9 +187,9 @@ impl Inventory {
                 v.extend(c.backends.iter().flat_map(|b| b.hosts.clone()));
                 v
             } else {
-                return Err(format!(
-                    "--limit {p}: no host, group or cluster by that name"
-                ));
+                return Err(LimitError {
+                    pattern: p.to_string(),
+                });
             };
             for n in names {
                 if let Some(h) = self.hosts.get(&n)
@@ -218,5 +218,28 @@ impl Inventory {
                     || self.backend_clusters(&h.name).next().is_some()
             })
             .collect()
+    }
+}
+
+/// A `--limit` pattern that names no host, group or cluster.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--limit {pattern}: no host, group or cluster by that name")]
+pub struct LimitError {
+    pub pattern: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LimitError;
+
+    #[test]
+    fn limit_error_reads_as_before() {
+        let e = LimitError {
+            pattern: "web9".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "--limit web9: no host, group or cluster by that name"
+        );
     }
 }

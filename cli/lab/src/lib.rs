@@ -45,8 +45,9 @@ pub use rootfs::{
 };
 pub use spec::{
     CACHE_DIR_ENV, DEFAULT_CACHE_DIR, LabSpec, MAX_BACKENDS, MAX_NAME_LEN, MAX_PER_ROLE, MAX_VIPS,
-    Role, backend_name, bridge_name, client_link_name, client_netns_name, default_cache_dir,
-    default_state_dir, host_link_name, is_node_of, lb_name, preferred_subnet_index,
+    Role, STATE_ROOT, backend_name, bridge_name, client_link_name, client_netns_name,
+    default_cache_dir, default_state_dir, host_link_name, is_node_of, lb_name,
+    preferred_subnet_index,
 };
 pub use status::{LabStatus, NodeStatus, status};
 pub use up::{up, up_with};

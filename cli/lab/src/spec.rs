@@ -137,9 +137,13 @@ pub fn default_cache_dir() -> PathBuf {
     }
 }
 
+/// Where labs keep their state, one directory per lab; `hadeploy
+/// test-failover` looks here for the lab of an inventory.
+pub const STATE_ROOT: &str = "/var/lib/hadeploy/lab";
+
 /// `/var/lib/hadeploy/lab/<name>`.
 pub fn default_state_dir(name: &str) -> PathBuf {
-    PathBuf::from("/var/lib/hadeploy/lab").join(name)
+    PathBuf::from(STATE_ROOT).join(name)
 }
 
 pub(crate) fn validate_name(name: &str) -> Result<()> {

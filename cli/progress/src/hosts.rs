@@ -3,11 +3,18 @@
 //! output is JSON, where `-v` logs instead.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 
 use crate::spinner;
+
+/// A step a host can be in, named on its progress line and in interrupt
+/// reports. Implemented by the callers' step types (deploy's `Step` and
+/// `Action`), never by a bare string, so every step shown is one the
+/// caller's type knows.
+pub trait StepName: fmt::Display {}
 
 pub struct HostProgress {
     multi: MultiProgress,
@@ -47,15 +54,16 @@ impl HostProgress {
         Self::new(&[], false)
     }
 
-    pub fn step(&self, host: &str, step: &str) {
+    pub fn step(&self, host: &str, step: &dyn StepName) {
+        let step = step.to_string();
         tracing::debug!(host, step, "step");
         if let Ok(mut c) = self.current.lock() {
-            c.insert(host.to_string(), step.to_string());
+            c.insert(host.to_string(), step.clone());
         }
         if let Ok(b) = self.bars.lock()
             && let Some(b) = b.get(host)
         {
-            b.set_message(step.to_string());
+            b.set_message(step);
         }
     }
 

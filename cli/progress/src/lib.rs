@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 mod hosts;
-pub use hosts::HostProgress;
+pub use hosts::{HostProgress, StepName};
 
 /// How often a spinner turns.
 const TICK: Duration = Duration::from_millis(120);

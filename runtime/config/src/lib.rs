@@ -54,14 +54,26 @@ macro_rules! proxy_unit {
     };
 }
 
+/// The node's config directory as a literal, spelled once (`concat!` needs
+/// a literal, hence a macro); [`paths::CONFIG_DIR`] everywhere else.
+#[macro_export]
+macro_rules! config_dir {
+    () => {
+        "/etc/hadeploy"
+    };
+}
+
+/// The manifest of the files hadeploy installed, as a literal for the node
+/// scripts; [`paths::MANIFEST`] everywhere else.
+#[macro_export]
+macro_rules! manifest {
+    () => {
+        concat!($crate::config_dir!(), "/.manifest")
+    };
+}
+
 /// Where the runtime looks for its files on a node; the CLI renders to these.
 pub mod paths {
-    /// The directory, spelled once; `concat!` needs a literal, hence a macro.
-    macro_rules! config_dir {
-        () => {
-            "/etc/hadeploy"
-        };
-    }
     /// Likewise for the log directory.
     macro_rules! log_dir {
         () => {
@@ -69,11 +81,14 @@ pub mod paths {
         };
     }
 
-    pub const CONFIG_DIR: &str = config_dir!();
-    pub const VRRP_CONFIG: &str = concat!(config_dir!(), "/vrrp.yaml");
-    pub const PROXY_CONFIG: &str = concat!(config_dir!(), "/proxy.yaml");
+    pub const CONFIG_DIR: &str = crate::config_dir!();
+    pub const VRRP_CONFIG: &str = concat!(crate::config_dir!(), "/vrrp.yaml");
+    pub const PROXY_CONFIG: &str = concat!(crate::config_dir!(), "/proxy.yaml");
     /// The notify hook hadeploy installs beside the configs.
-    pub const NOTIFY_HOOK: &str = concat!(config_dir!(), "/notify.sh");
+    pub const NOTIFY_HOOK: &str = concat!(crate::config_dir!(), "/notify.sh");
+    /// The files hadeploy installed on the node, one a line (uninstall
+    /// removes exactly these).
+    pub const MANIFEST: &str = crate::manifest!();
     /// Where rendered access logs go unless a site names another file.
     pub const LOG_DIR: &str = log_dir!();
     /// The access log of the backend site hadeploy renders on a backend.

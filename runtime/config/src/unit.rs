@@ -2,13 +2,13 @@
 //! service name, unit file, config file, template and the stock service it
 //! takes over from, so no other crate spells these out.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::paths;
 
-/// One of the runtime's two daemons, as a systemd unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// One of the runtime's two daemons, as a systemd unit. Plans and JSON
+/// write it as its service name (`hadeploy-vrrp.service`), as they always have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Unit {
     /// `hadeploy-runtime vrrp`: keepalived's job.
     Vrrp,
@@ -20,7 +20,8 @@ impl Unit {
     /// In the order a node's units are listed (and enabled).
     pub const ALL: [Unit; 2] = [Unit::Vrrp, Unit::Proxy];
 
-    /// Its word in plans and JSON (`vrrp`, `proxy`), as serde writes it.
+    /// Its short word in progress lines (`restart vrrp`); JSON and plans
+    /// use [`Unit::service`].
     pub fn as_str(self) -> &'static str {
         match self {
             Unit::Vrrp => "vrrp",
@@ -109,6 +110,20 @@ impl std::fmt::Display for Unit {
     }
 }
 
+impl Serialize for Unit {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.service())
+    }
+}
+
+impl<'de> Deserialize<'de> for Unit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Unit::from_service(&name)
+            .ok_or_else(|| serde::de::Error::custom(format_args!("unknown unit `{name}`")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,16 +141,16 @@ mod tests {
             assert_eq!(u.files()[1], u.unit_file());
             assert_eq!(Unit::from_service(u.service()), Some(u));
             assert_eq!(Unit::from_service(u.name()), Some(u));
-            assert_eq!(
-                serde_json::to_string(&u).expect("json"),
-                format!("\"{}\"", u.as_str())
-            );
+            let json = serde_json::to_string(&u).expect("json");
+            assert_eq!(json, format!("\"{}\"", u.service()));
+            assert_eq!(serde_json::from_str::<Unit>(&json).expect("back"), u);
         }
         assert_eq!(Unit::from_service("nginx.service"), None);
         assert_eq!(Unit::Vrrp.replaces(), "keepalived");
         assert_eq!(
             serde_json::to_string(&Unit::ALL).expect("json"),
-            r#"["vrrp","proxy"]"#
+            r#"["hadeploy-vrrp.service","hadeploy-proxy.service"]"#
         );
+        assert!(serde_json::from_str::<Unit>(r#""nginx.service""#).is_err());
     }
 }

@@ -635,6 +635,17 @@ impl VrrpConfig {
     }
 }
 
+/// The protocol crate's version for a configured one, written once for the
+/// daemon, the failover test and apply's election bound.
+impl From<Version> for hadeploy_vrrp::Version {
+    fn from(v: Version) -> Self {
+        match v {
+            Version::V2 => hadeploy_vrrp::Version::V2,
+            Version::V3 => hadeploy_vrrp::Version::V3,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

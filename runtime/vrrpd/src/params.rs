@@ -49,10 +49,7 @@ pub fn instance_params(inst: &Instance, primary_ip: Ipv4Addr) -> InstanceParams 
             .map(|v| v.address.addr())
             .collect(),
     );
-    p.version = match inst.version {
-        cfg::Version::V2 => Version::V2,
-        cfg::Version::V3 => Version::V3,
-    };
+    p.version = Version::from(inst.version);
     p.priority = inst.priority;
     p.advert_interval = inst.advert_interval;
     p.preempt = inst.preempt;
