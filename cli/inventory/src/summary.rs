@@ -96,3 +96,40 @@ impl NodeSummary {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_balancers_summarized_backends_empty_no_secret() {
+        let path = std::path::Path::new("../../inventory/lab.yaml");
+        let text = std::fs::read_to_string(path).expect("lab.yaml");
+        let (inv, _) = crate::parse(&text, path).expect("valid");
+        let trees = crate::render::render_all(&inv, |h| (&h.assumed).into()).expect("render");
+        let lb = trees.iter().find(|t| t.host == "hd-lb1").expect("lb1");
+        let s = NodeSummary::of(lb);
+        assert_eq!(s.instances.len(), 1);
+        let i = &s.instances[0];
+        assert_eq!((i.virtual_router_id, i.priority), (66, 150));
+        assert_eq!(
+            i.addresses,
+            vec!["10.77.238.100/24".parse::<Ipv4Net>().expect("net")]
+        );
+        let servers = &s.upstreams["backend"].servers;
+        let weights: Vec<u32> = servers.iter().map(|s| s.weight).collect();
+        assert_eq!(weights, [5, 1]);
+        let json = serde_json::to_string(&ShownTree::from(lb)).expect("json");
+        assert!(
+            json.contains("\"summary\"") && json.contains("\"files\""),
+            "{json}"
+        );
+        assert!(
+            !json.contains("labpass") && !json.contains("auth_pass"),
+            "{json}"
+        );
+        let web = trees.iter().find(|t| t.host == "hd-web1").expect("web1");
+        let s = NodeSummary::of(web);
+        assert!(s.instances.is_empty() && s.upstreams.is_empty(), "{s:?}");
+    }
+}
