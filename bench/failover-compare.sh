@@ -25,7 +25,6 @@ mkdir -p "$OUT"
 [ "$(id -u)" -eq 0 ] || { echo "run as root (the lab needs it)" >&2; exit 2; }
 [ -x "$HADEPLOY" ] || { echo "no hadeploy CLI at $HADEPLOY (set HADEPLOY)" >&2; exit 2; }
 command -v jq >/dev/null || { echo "needs jq" >&2; exit 2; }
-command -v yq >/dev/null || { echo "needs yq (jq for YAML: apt install yq)" >&2; exit 2; }
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 state_dir=/var/lib/hadeploy/lab/$LAB
@@ -50,26 +49,30 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-# --- the inventory the lab generated -------------------------------------
-# Read as data (yq turns the YAML into JSON, jq picks the values), not by
-# the layout of its lines: LBs by priority (highest first, the seed's
-# MASTER), the first VIP group, and the upstream servers with weights.
+# --- what the lab's inventory resolves to ---------------------------------
+# Read from `hadeploy render --json` (the CLI's resolved model, per node a
+# non-secret summary), not from the inventory YAML: LBs by priority of their
+# first VRRP instance (highest first, the seed's MASTER), that instance's
+# first VIP (with prefix) and VRID, and the upstream servers with weights as
+# the highest-priority LB proxies to them. hadeploy never prints auth_pass:
+# keepalived gets a password of this run's own (only the two keepalived
+# nodes need to agree on it).
 read_inventory() {
-    local inv
-    inv=$(yq -c . "$INV")
+    local json
+    json=$("$HADEPLOY" -q --json render "$INV")
     LBS=()
     PRIOS=()
     while read -r h p; do LBS+=("$h"); PRIOS+=("$p"); done < <(jq -r '
-        (.clusters | to_entries[0].value.load_balancers) as $g |
-        .all.children[$g].hosts | to_entries | sort_by(-.value.vrrp_priority) | .[] |
-        "\(.key) \(.value.vrrp_priority)"' <<<"$inv")
-    VIP=$(jq -r '.clusters | to_entries[0].value.vips[0].address // empty' <<<"$inv")
-    VRID=$(jq -r '.clusters | to_entries[0].value.vips[0].virtual_router_id // empty' <<<"$inv")
-    AUTH_PASS=$(jq -r '.clusters | to_entries[0].value.vrrp.auth_pass // empty' <<<"$inv")
-    SERVERS=$(jq -r '.clusters | to_entries[0].value.upstreams[].servers[] |
-        "        server \(.address) weight=\(.weight // 1);"' <<<"$inv")
+        map(select(.summary.instances | length > 0)) | sort_by(-.summary.instances[0].priority) |
+        .[] | "\(.host) \(.summary.instances[0].priority)"' <<<"$json")
+    local first='map(select(.summary.instances | length > 0)) | max_by(.summary.instances[0].priority) // empty'
+    VIP=$(jq -r "$first | .summary.instances[0].addresses[0] // empty" <<<"$json")
+    VRID=$(jq -r "$first | .summary.instances[0].virtual_router_id // empty" <<<"$json")
+    SERVERS=$(jq -r "$first"' | .summary.upstreams[].servers[] |
+        "        server \(.address) weight=\(.weight)\(if .backup then " backup" else "" end);"' <<<"$json")
+    AUTH_PASS=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
     [ "${#LBS[@]}" -ge 2 ] && [ -n "$VIP" ] && [ -n "$VRID" ] && [ -n "$SERVERS" ] || {
-        echo "could not read LBs/VIP/VRID/upstream from $INV" >&2
+        echo "could not read LBs/VIP/VRID/upstream from hadeploy render --json $INV" >&2
         exit 1
     }
 }

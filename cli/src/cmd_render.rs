@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use hadeploy_inventory::summary::ShownTree;
 use hadeploy_inventory::{ConfigError, render};
 
 use crate::cli::{EXIT_FAILURE, Global, RenderArgs};
@@ -48,7 +49,10 @@ pub fn run(args: &RenderArgs, g: &Global) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing rendered trees to {}", out.display()))?;
     }
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&trees)?);
+        // Each tree with its non-secret summary (VRRP instances, upstream
+        // servers): the typed configs themselves hold auth_pass.
+        let shown: Vec<ShownTree> = trees.iter().map(ShownTree::from).collect();
+        println!("{}", serde_json::to_string_pretty(&shown)?);
     } else if !g.quiet {
         for t in &trees {
             println!(

@@ -145,6 +145,44 @@ fn render_never_prints_the_hash_of_a_secret_file() {
     assert!(v[0]["files"][0]["sha256"].is_string() || v[0]["files"][1]["sha256"].is_string());
 }
 
+/// `render --json` carries what scripts need from the resolved model (the
+/// bench reads it instead of the inventory YAML), and never the VRRP
+/// password the typed config holds.
+#[test]
+fn render_json_summarizes_each_node_without_secrets() {
+    let o = run("hadeploy", &["--json", "render", "inventory/seed.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json = stdout(&o);
+    assert!(!json.contains("changeme"), "{json}");
+    assert!(!json.contains("auth_pass"), "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let node = |h: &str| {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .find(|n| n["host"] == h)
+            .unwrap_or_else(|| panic!("{h} in {json}"))
+    };
+    for (host, priority) in [("lb1", 100), ("lb2", 90)] {
+        let s = &node(host)["summary"];
+        let i = &s["instances"][0];
+        assert_eq!(i["name"], "VI_1", "{s}");
+        assert_eq!(i["virtual_router_id"], 66, "{s}");
+        assert_eq!(i["version"], 2, "{s}");
+        assert_eq!(i["priority"], priority, "{s}");
+        assert_eq!(
+            i["addresses"],
+            serde_json::json!(["192.168.10.100/24"]),
+            "{s}"
+        );
+        let servers = &s["upstreams"]["backend"]["servers"];
+        assert_eq!(servers[0]["address"], "192.168.10.1:8080", "{s}");
+        assert_eq!(servers[0]["weight"], 5, "{s}");
+        assert_eq!(servers[1]["address"], "192.168.10.2:8080", "{s}");
+        assert_eq!(servers[1]["weight"], 1, "{s}");
+    }
+}
+
 #[test]
 fn render_unknown_host_fails() {
     let o = run(

@@ -12,6 +12,7 @@ pub mod raw;
 pub mod render;
 mod resolve;
 pub mod secret;
+pub mod summary;
 mod templates;
 pub mod vagrant;
 mod vars;

@@ -12,8 +12,8 @@ use std::time::SystemTime;
 use hadeploy_config::proxy::LogFormat;
 
 use crate::error::ProxyError;
-use crate::h1::write;
 use crate::message::{Name, RequestHead, names};
+use crate::wire;
 
 /// One open log file. Writes go to a 64 KiB buffer; a background task
 /// flushes it every second, so a line reaches disk within ~1 s.
@@ -179,7 +179,7 @@ fn format_with_time(out: &mut Vec<u8>, f: &Fields<'_>, format: LogFormat, time: 
         Some(v) => escape_into(out, v),
         None => out.push(b'-'),
     };
-    write::ip(out, f.remote_addr);
+    wire::ip(out, f.remote_addr);
     out.extend_from_slice(b" - ");
     let user = f
         .head
@@ -187,7 +187,7 @@ fn format_with_time(out: &mut Vec<u8>, f: &Fields<'_>, format: LogFormat, time: 
         .and_then(basic_auth_user);
     dash(out, user.as_deref().map(str::as_bytes));
     out.extend_from_slice(b" [");
-    write::put(out, time.as_bytes());
+    wire::put(out, time.as_bytes());
     out.extend_from_slice(b"] \"");
     match f.head {
         Some(h) => {
@@ -195,14 +195,14 @@ fn format_with_time(out: &mut Vec<u8>, f: &Fields<'_>, format: LogFormat, time: 
             out.push(b' ');
             escape_into(out, h.target().as_bytes());
             out.push(b' ');
-            write::put(out, version_text(h.version));
+            wire::put(out, version_text(h.version));
         }
         None => out.push(b'-'),
     }
     out.extend_from_slice(b"\" ");
-    write::number(out, u64::from(f.status));
+    wire::number(out, u64::from(f.status));
     out.push(b' ');
-    write::number(out, f.body_bytes_sent);
+    wire::number(out, f.body_bytes_sent);
     out.extend_from_slice(b" \"");
     dash(out, header(names::REFERER));
     out.extend_from_slice(b"\" \"");
@@ -236,7 +236,7 @@ fn escape_into(out: &mut Vec<u8>, v: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let plain = |b: &u8| *b != b'"' && *b != b'\\' && (0x20..0x7f).contains(b);
     if v.iter().all(plain) {
-        write::put(out, v);
+        wire::put(out, v);
         return;
     }
     for &b in v {

@@ -29,13 +29,13 @@ use crate::body::{Finish, IdleTimeoutBody, ProxyBody, TrackedBody};
 use crate::clock::Clock;
 use crate::conn::ConnInfo;
 use crate::exchange::{self, Action};
-use crate::h1::write;
 use crate::headers;
 use crate::message::{self, RequestHead};
 use crate::metrics::Metrics;
 use crate::server::Shared;
 use crate::state::State;
 use crate::upstream::{self, BodySource, Failure, OutBody, Outgoing, UpResponse};
+use crate::wire;
 use io::ClientIo;
 use timers::{ConnTimers, Timer};
 
@@ -392,9 +392,9 @@ fn response(resp: UpResponse<'_>, read_timeout: std::time::Duration) -> Response
     let mut out = Response::new(IdleTimeoutBody::new(body, read_timeout).boxed_unsync());
     *out.status_mut() = head.status;
     let h = out.headers_mut();
-    let named = write::connection_named(&head.headers);
+    let named = wire::connection_named(&head.headers);
     for (n, v) in head.headers.iter() {
-        if write::is_hop(n, &named) {
+        if wire::is_hop(n, &named) {
             continue;
         }
         if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(n), HeaderValue::from_bytes(v)) {

@@ -36,6 +36,7 @@ mod state;
 mod static_files;
 mod upstream;
 mod uri;
+mod wire;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -9,7 +9,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode, Version};
 
-use crate::h1::write;
+use crate::wire;
 
 /// `(name start, name end, value start, value end, line end)` in the
 /// head's bytes; the line end is past the line's CRLF.
@@ -196,7 +196,7 @@ impl HeaderList {
         if !self.raw_lines {
             for (n, v) in self.iter() {
                 if keep(n) {
-                    write::header(out, n, v);
+                    wire::header(out, n, v);
                 }
             }
             return;
@@ -207,17 +207,17 @@ impl HeaderList {
                 run = match run {
                     Some((a, b)) if b == s[0] => Some((a, s[4])),
                     Some((a, b)) => {
-                        write::put(out, self.slice(a, b));
+                        wire::put(out, self.slice(a, b));
                         Some((s[0], s[4]))
                     }
                     None => Some((s[0], s[4])),
                 };
             } else if let Some((a, b)) = run.take() {
-                write::put(out, self.slice(a, b));
+                wire::put(out, self.slice(a, b));
             }
         }
         if let Some((a, b)) = run {
-            write::put(out, self.slice(a, b));
+            wire::put(out, self.slice(a, b));
         }
     }
 

@@ -23,6 +23,7 @@ use crate::clock::Clock;
 use crate::message::{ResponseHead, names};
 use crate::pool::UpConn;
 use crate::upstream::{OutBody, Outgoing};
+use crate::wire;
 
 /// Buffered request bodies up to this size go out in one timed write
 /// with the head; larger ones in pieces of this size.
@@ -45,45 +46,45 @@ pub(crate) fn encode_head(out: &mut Vec<u8>, o: &Outgoing<'_>, pp: &ProxyPass, a
             .any(|(k, _)| k.eq_ignore_ascii_case(name))
     };
     out.clear();
-    write::put(out, h.method.as_str().as_bytes());
+    wire::put(out, h.method.as_str().as_bytes());
     out.push(b' ');
-    write::put(out, o.target.as_bytes());
+    wire::put(out, o.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let custom = !pp.set_headers.is_empty();
     if !custom || !set("host") {
         out.extend_from_slice(b"Host: ");
         match &pp.host {
             HostHeader::Client => match h.host() {
-                Some(v) => write::put(out, v.as_bytes()),
+                Some(v) => wire::put(out, v.as_bytes()),
                 None => addr_text(out, addr),
             },
             HostHeader::Upstream => addr_text(out, addr),
-            HostHeader::Fixed(v) => write::put(out, v.as_bytes()),
+            HostHeader::Fixed(v) => wire::put(out, v.as_bytes()),
         }
         out.extend_from_slice(b"\r\n");
     }
-    let named = write::connection_named(&h.headers);
+    let named = wire::connection_named(&h.headers);
     h.headers.copy_lines(out, |n| {
-        valid_name(n) && !write::is_hop(n, &named) && !replaced(n, pp)
+        valid_name(n) && !wire::is_hop(n, &named) && !replaced(n, pp)
     });
     // nginx's $proxy_add_x_forwarded_for, X-Real-IP and the scheme.
     if !custom || !set("x-forwarded-for") {
         out.extend_from_slice(b"X-Forwarded-For: ");
         if let Some(prev) = &o.id.forwarded_for {
-            write::put(out, prev.as_bytes());
+            wire::put(out, prev.as_bytes());
             out.extend_from_slice(b", ");
         }
-        write::ip(out, o.id.peer);
+        wire::ip(out, o.id.peer);
         out.extend_from_slice(b"\r\n");
     }
     if !custom || !set("x-real-ip") {
         out.extend_from_slice(b"X-Real-IP: ");
-        write::ip(out, o.id.real_ip);
+        wire::ip(out, o.id.real_ip);
         out.extend_from_slice(b"\r\n");
     }
     if !custom || !set("x-forwarded-proto") {
         out.extend_from_slice(b"X-Forwarded-Proto: ");
-        write::put(
+        wire::put(
             out,
             o.id.forwarded_proto.as_deref().unwrap_or("http").as_bytes(),
         );
@@ -92,7 +93,7 @@ pub(crate) fn encode_head(out: &mut Vec<u8>, o: &Outgoing<'_>, pp: &ProxyPass, a
     for (k, v) in &pp.set_headers {
         // nginx: an empty proxy_set_header value removes the header.
         if !v.is_empty() {
-            write::header(out, k.as_bytes(), v.as_bytes());
+            wire::header(out, k.as_bytes(), v.as_bytes());
         }
     }
     match &o.body {
@@ -106,13 +107,13 @@ pub(crate) fn encode_head(out: &mut Vec<u8>, o: &Outgoing<'_>, pp: &ProxyPass, a
         }
         OutBody::Buffered(b) => {
             out.extend_from_slice(b"Content-Length: ");
-            write::number(out, b.len() as u64);
+            wire::number(out, b.len() as u64);
             out.extend_from_slice(b"\r\n");
         }
         OutBody::Stream { length, .. } => match length {
             Some(n) => {
                 out.extend_from_slice(b"Content-Length: ");
-                write::number(out, *n);
+                wire::number(out, *n);
                 out.extend_from_slice(b"\r\n");
             }
             None => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -120,7 +121,7 @@ pub(crate) fn encode_head(out: &mut Vec<u8>, o: &Outgoing<'_>, pp: &ProxyPass, a
     }
     if let Some(proto) = o.upgrade {
         out.extend_from_slice(b"Connection: upgrade\r\n");
-        write::header(out, b"Upgrade", proto);
+        wire::header(out, b"Upgrade", proto);
     }
     out.extend_from_slice(b"\r\n");
 }
