@@ -17,9 +17,7 @@ use crate::raw::{
 };
 use crate::secret::SecretSource;
 
-/// Where hadeploy's backends serve their static site from (the loader's
-/// default for `backends.root`).
-pub const BACKEND_ROOT: &str = "/var/lib/hadeploy/www";
+pub use crate::raw::{BACKEND_ROOT, DEFAULT_BACKEND_PORT};
 
 /// `header` (comment lines, each starting with `#`) followed by `inv` as
 /// YAML. YAML serializers cannot write comments, hence the two parts.

@@ -139,11 +139,17 @@ pub struct RawBackends {
     pub index_page: bool,
 }
 
+/// `backends.port` when not set.
+pub const DEFAULT_BACKEND_PORT: u16 = 8080;
+/// Where hadeploy's backends serve their static site from (`backends.root`
+/// when not set).
+pub const BACKEND_ROOT: &str = "/var/lib/hadeploy/www";
+
 fn default_backend_port() -> i64 {
-    8080
+    i64::from(DEFAULT_BACKEND_PORT)
 }
 fn default_backend_root() -> String {
-    "/var/lib/hadeploy/www".to_string()
+    BACKEND_ROOT.to_string()
 }
 fn yes() -> bool {
     true

@@ -67,24 +67,14 @@ impl Ctx<'_> {
         hi: i64,
         what: &str,
     ) -> Option<T> {
-        if v < lo || v > hi {
-            self.err(path, format!("{what} must be {lo}..{hi}, not {v}"));
-            return None;
-        }
-        T::try_from(v).ok()
+        let problem = hadeploy_config::diag::range_problem(what, v, lo..=hi);
+        self.checked(path, v, problem)
     }
 }
 
-const IFNAMSIZ: usize = 15;
-
 fn check_ifname(ctx: &mut Ctx<'_>, path: &str, name: &str) {
-    if name.is_empty() || name.len() > IFNAMSIZ || name.contains(['/', ' ', ':']) {
-        ctx.err(
-            path,
-            format!(
-                "`{name}` is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)"
-            ),
-        );
+    if let Some(why) = cfg_vrrp::ifname_problem(name) {
+        ctx.err(path, why);
     }
 }
 
@@ -303,7 +293,7 @@ fn resolve_cluster(
         }
         let port = ctx
             .ranged(&format!("{bp}.port"), b.port, 1, 65535, "port")
-            .unwrap_or(8080);
+            .unwrap_or(DEFAULT_BACKEND_PORT);
         if !b.root.starts_with('/') {
             ctx.err(format!("{bp}.root"), "root must be an absolute path");
         }
@@ -540,14 +530,15 @@ fn resolve_vip(
         }
     }
     let version_raw = rv.version.or(d.version).unwrap_or(2);
-    let version = match Version::try_from(u8::try_from(version_raw).unwrap_or(0)) {
-        Ok(v) => v,
-        Err(_) => {
+    let version = match u8::try_from(version_raw).map(Version::try_from) {
+        Ok(Ok(v)) => v,
+        bad => {
             let vp = origin(p, dp, "version", rv.version.is_some(), d.version.is_some());
-            ctx.err(
-                vp,
-                format!("VRRP version must be 2 or 3, not {version_raw}"),
-            );
+            let why = match bad {
+                Ok(Err(e)) => e.to_string(),
+                _ => cfg_vrrp::bad_version_message(version_raw),
+            };
+            ctx.err(vp, why);
             Version::V2
         }
     };
@@ -584,7 +575,10 @@ fn resolve_vip(
             }
         }
     };
-    let preempt = rv.preempt.or(d.preempt).unwrap_or(true);
+    let preempt = rv
+        .preempt
+        .or(d.preempt)
+        .unwrap_or(cfg_vrrp::DEFAULT_PREEMPT);
     let (preempt_delay, pd_path) = inherited_duration(
         ctx,
         (p, dp, "preempt_delay"),
@@ -778,13 +772,8 @@ fn resolve_vip(
         builtin: notify_raw.builtin.unwrap_or(true),
     };
     let (accept_peers, accept_any_peer) = resolve_peers(rv, p, dp, d, &members, hosts, ctx);
-    if let Some(label) = &rv.label
-        && (label.len() > IFNAMSIZ || label.is_empty())
-    {
-        ctx.err(
-            format!("{p}.label"),
-            format!("label `{label}` must be 1 to 15 characters"),
-        );
+    if let Some(why) = rv.label.as_deref().and_then(cfg_vrrp::label_problem) {
+        ctx.err(format!("{p}.label"), why);
     }
     let v3_checksum = rv
         .v3_checksum

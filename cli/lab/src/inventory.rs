@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hadeploy_config::paths;
 use hadeploy_config::proxy::{AccessLog, LogFormat};
-use hadeploy_inventory::generated::{self, BACKEND_ROOT};
+use hadeploy_inventory::generated::{self, BACKEND_ROOT, DEFAULT_BACKEND_PORT};
 use hadeploy_inventory::raw::{HostVars, RawInventory};
 
 use crate::lab::Lab;
@@ -108,8 +108,8 @@ pub fn lab_inventory(lab: &Lab, vrrp: &LabVrrp) -> RawInventory {
         // so the proxy still has a site and the VIP still answers.
         cluster.sites = vec![generated::site(site, 80, Some(BACKEND_ROOT), None)];
     } else {
-        cluster.backends = Some(generated::backends(&backends_group, 8080));
-        let servers = backends.iter().map(|n| format!("{}:8080", n.address));
+        cluster.backends = Some(generated::backends(&backends_group, DEFAULT_BACKEND_PORT));
+        let servers = (backends.iter()).map(|n| format!("{}:{DEFAULT_BACKEND_PORT}", n.address));
         let upstream = generated::weighted_upstream(servers.collect(), Duration::from_millis(500));
         cluster
             .upstreams
