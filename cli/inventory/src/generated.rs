@@ -7,6 +7,7 @@
 //! distribution is visible).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hadeploy_config::proxy::{AccessLog, HealthCheck, HostHeader, Location, MatchKind, ProxyPass};
@@ -134,19 +135,16 @@ pub fn site(name: &str, port: u16, root: Option<&str>, access_log: Option<Access
         }],
     };
     RawSite {
-        name: Some(name.to_string()),
-        listen: ListenList::One(Listen::Port(i64::from(port))),
         // A static-only site answers any name (default_server) as before.
         server_names: match root {
             Some(_) => Vec::new(),
             None => vec![name.to_string()],
         },
         default_server: true,
-        root: root.map(str::to_string),
-        index: None,
-        error_pages: BTreeMap::new(),
+        root: root.map(PathBuf::from),
         access_log,
         locations,
+        ..RawSite::new(name, ListenList::One(Listen::Port(i64::from(port))))
     }
 }
 

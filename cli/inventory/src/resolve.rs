@@ -962,13 +962,50 @@ fn resolve_upstream(ru: &RawUpstream, p: &str, ctx: &mut Ctx<'_>) -> Upstream {
 }
 
 fn resolve_site(rs: &RawSite, p: &str, vips: &[Ipv4Addr], ctx: &mut Ctx<'_>) -> Site {
-    let list: Vec<Listen> = match &rs.listen {
+    let listen = resolve_listen(&rs.listen, p, vips, ctx);
+    if let Some(root) = &rs.root
+        && !root.is_absolute()
+    {
+        ctx.err(format!("{p}.root"), "root must be an absolute path");
+    }
+    for (i, rl) in rs.locations.iter().enumerate() {
+        let lp = format!("{p}.locations[{i}]");
+        // Stricter than the runtime, which lets a proxy win over a root and
+        // resolves a relative root against its working directory.
+        if rl.proxy.is_some() && rl.root.is_some() {
+            ctx.err(&lp, "a location either proxies or serves a root, not both");
+        }
+        if let Some(root) = &rl.root
+            && !root.is_absolute()
+        {
+            ctx.err(format!("{lp}.root"), "root must be an absolute path");
+        }
+    }
+    let mut site = rs.clone().map_listen(|_| listen);
+    if site.name.is_empty() {
+        site.name = match rs.server_names.first() {
+            Some(n) => n.clone(),
+            None if rs.default_server => "default".to_string(),
+            None => format!("site{}", p.len()),
+        };
+    }
+    site
+}
+
+/// `80`, `ip:port` or `vip:port` (one address per VIP of the cluster).
+fn resolve_listen(
+    forms: &ListenList,
+    p: &str,
+    vips: &[Ipv4Addr],
+    ctx: &mut Ctx<'_>,
+) -> Vec<SocketAddr> {
+    let list: Vec<Listen> = match forms {
         ListenList::One(l) => vec![l.clone()],
         ListenList::Many(v) => v.clone(),
     };
     let mut listen = Vec::new();
     for (i, l) in list.iter().enumerate() {
-        let lp = if matches!(rs.listen, ListenList::One(_)) {
+        let lp = if matches!(forms, ListenList::One(_)) {
             format!("{p}.listen")
         } else {
             format!("{p}.listen[{i}]")
@@ -1000,60 +1037,7 @@ fn resolve_site(rs: &RawSite, p: &str, vips: &[Ipv4Addr], ctx: &mut Ctx<'_>) -> 
             }
         }
     }
-    let mut error_pages = BTreeMap::new();
-    for (code, uri) in &rs.error_pages {
-        match u16::try_from(*code) {
-            Ok(c) => {
-                error_pages.insert(c, uri.clone());
-            }
-            // The rule itself is the config's (`check_sites`); it only
-            // needs the number first when it does not fit a status.
-            Err(_) => ctx.err(
-                format!("{p}.error_pages.{code}"),
-                cfg_proxy::error_status_problem(*code).unwrap_or_default(),
-            ),
-        }
-    }
-    if let Some(root) = &rs.root
-        && !root.starts_with('/')
-    {
-        ctx.err(format!("{p}.root"), "root must be an absolute path");
-    }
-    for (i, rl) in rs.locations.iter().enumerate() {
-        let lp = format!("{p}.locations[{i}]");
-        // Stricter than the runtime, which lets a proxy win over a root and
-        // resolves a relative root against its working directory.
-        if rl.proxy.is_some() && rl.root.is_some() {
-            ctx.err(&lp, "a location either proxies or serves a root, not both");
-        }
-        if let Some(root) = &rl.root
-            && !root.is_absolute()
-        {
-            ctx.err(format!("{lp}.root"), "root must be an absolute path");
-        }
-    }
-    let name = rs
-        .name
-        .clone()
-        .or_else(|| rs.server_names.first().cloned())
-        .unwrap_or_else(|| {
-            if rs.default_server {
-                "default".to_string()
-            } else {
-                format!("site{}", p.len())
-            }
-        });
-    Site {
-        name,
-        listen,
-        server_names: rs.server_names.clone(),
-        default_server: rs.default_server,
-        root: rs.root.as_ref().map(PathBuf::from),
-        index: rs.index.clone().unwrap_or_else(cfg_proxy::default_index),
-        error_pages,
-        access_log: rs.access_log.clone(),
-        locations: rs.locations.clone(),
-    }
+    listen
 }
 
 /// Checks that span clusters: the runtime's per-node VRID rule applied to
