@@ -716,6 +716,20 @@ mod tests {
         assert_eq!(cfg.sites, [expected]);
     }
 
+    /// `name` may be left out of the inventory (which fills it in), not out
+    /// of a node's config.
+    #[test]
+    fn a_site_without_a_name_fails_check() {
+        let text = "node: n\nsites:\n  - listen: [\"127.0.0.1:80\"]\n    root: /srv\n";
+        let e = crate::parse_proxy(text, Path::new("proxy.yaml")).expect_err("no name");
+        let d = &e.diagnostics()[0];
+        assert_eq!(
+            (d.path.as_str(), d.message.as_str()),
+            ("sites[0].name", "a site needs a name"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn host_header_forms() {
         let fixed = HostHeader::Fixed("api.example.com".into());
