@@ -19,10 +19,12 @@ use crate::raw::{
 use crate::secret::SecretSource;
 
 pub use crate::raw::{BACKEND_ROOT, DEFAULT_BACKEND_PORT};
+/// Why [`to_yaml`] failed (callers need not depend on the YAML crate).
+pub use yaml_serde::Error as YamlError;
 
 /// `header` (comment lines, each starting with `#`) followed by `inv` as
 /// YAML. YAML serializers cannot write comments, hence the two parts.
-pub fn to_yaml(header: &str, inv: &RawInventory) -> Result<String, yaml_serde::Error> {
+pub fn to_yaml(header: &str, inv: &RawInventory) -> Result<String, YamlError> {
     Ok(format!("{header}{}", yaml_serde::to_string(inv)?))
 }
 
