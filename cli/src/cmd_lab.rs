@@ -28,7 +28,7 @@ pub fn run(c: LabCommand, g: &Global) -> anyhow::Result<ExitCode> {
                 version: a.vrrp_version,
                 advert_interval: a.advert_interval.clone(),
             };
-            let text = inventory_yaml(&lab, &vrrp);
+            let text = inventory_yaml(&lab, &vrrp).context("serializing the lab inventory")?;
             let path = lab.state_dir.join(INVENTORY_YAML);
             std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
             // The inventory must be valid: check it now, not at apply time.

@@ -105,7 +105,7 @@ fn setup(name: &'static str, lbs: usize, backends: usize) -> Env {
     let inv = dir.path().join("inventory.yaml");
     // Without backends the generated inventory has the load balancers serve
     // a static root themselves.
-    let text = inventory_yaml(&lab, &LabVrrp::default());
+    let text = inventory_yaml(&lab, &LabVrrp::default()).expect("serializes");
     std::fs::write(&inv, text).expect("write inventory");
     eprintln!(
         "apply::{name}: lab up in {:.1}s",

@@ -20,7 +20,11 @@ fn lab_apply_reapply_failover_uninstall() {
     runtime_path(); // apply pushes it: missing or stale fails here, naming the build
     let lab = LabGuard::up(&LabSpec::new("hde2e")).expect("lab up");
     let inv = lab.state_dir.join(INVENTORY_YAML);
-    std::fs::write(&inv, inventory_yaml(&lab, &LabVrrp::default())).expect("inventory");
+    std::fs::write(
+        &inv,
+        inventory_yaml(&lab, &LabVrrp::default()).expect("serializes"),
+    )
+    .expect("inventory");
     let inv = inv.to_str().expect("utf8");
 
     let o = run("hadeploy", &["--json", "apply", inv]);

@@ -1066,15 +1066,9 @@ ip 2: host0    inet 10.77.238.100/24 scope global secondary host0:1\       valid
     #[test]
     fn host_headers_select_the_site_as_the_router_does() {
         let mut site = Site {
-            name: "s".into(),
-            listen: vec![],
             server_names: vec!["*.example.com".into(), "www.example.com".into()],
-            default_server: false,
-            root: None,
             index: vec![],
-            error_pages: Default::default(),
-            access_log: None,
-            locations: vec![],
+            ..Site::new("s", vec![])
         };
         assert_eq!(host_header(&site).as_deref(), Some("www.example.com"));
         site.server_names = vec!["*.example.com".into()];

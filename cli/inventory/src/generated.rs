@@ -7,6 +7,7 @@
 //! distribution is visible).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hadeploy_config::proxy::{AccessLog, HealthCheck, HostHeader, Location, MatchKind, ProxyPass};
@@ -17,13 +18,13 @@ use crate::raw::{
 };
 use crate::secret::SecretSource;
 
-/// Where hadeploy's backends serve their static site from (the loader's
-/// default for `backends.root`).
-pub const BACKEND_ROOT: &str = "/var/lib/hadeploy/www";
+pub use crate::raw::{BACKEND_ROOT, DEFAULT_BACKEND_PORT};
+/// Why [`to_yaml`] failed (callers need not depend on the YAML crate).
+pub use yaml_serde::Error as YamlError;
 
 /// `header` (comment lines, each starting with `#`) followed by `inv` as
 /// YAML. YAML serializers cannot write comments, hence the two parts.
-pub fn to_yaml(header: &str, inv: &RawInventory) -> Result<String, yaml_serde::Error> {
+pub fn to_yaml(header: &str, inv: &RawInventory) -> Result<String, YamlError> {
     Ok(format!("{header}{}", yaml_serde::to_string(inv)?))
 }
 
@@ -136,19 +137,16 @@ pub fn site(name: &str, port: u16, root: Option<&str>, access_log: Option<Access
         }],
     };
     RawSite {
-        name: Some(name.to_string()),
-        listen: ListenList::One(Listen::Port(i64::from(port))),
         // A static-only site answers any name (default_server) as before.
         server_names: match root {
             Some(_) => Vec::new(),
             None => vec![name.to_string()],
         },
         default_server: true,
-        root: root.map(str::to_string),
-        index: None,
-        error_pages: BTreeMap::new(),
+        root: root.map(PathBuf::from),
         access_log,
         locations,
+        ..RawSite::new(name, ListenList::One(Listen::Port(i64::from(port))))
     }
 }
 

@@ -139,11 +139,17 @@ pub struct RawBackends {
     pub index_page: bool,
 }
 
+/// `backends.port` when not set.
+pub const DEFAULT_BACKEND_PORT: u16 = 8080;
+/// Where hadeploy's backends serve their static site from (`backends.root`
+/// when not set).
+pub const BACKEND_ROOT: &str = "/var/lib/hadeploy/www";
+
 fn default_backend_port() -> i64 {
-    8080
+    i64::from(DEFAULT_BACKEND_PORT)
 }
 fn default_backend_root() -> String {
-    "/var/lib/hadeploy/www".to_string()
+    BACKEND_ROOT.to_string()
 }
 fn yes() -> bool {
     true
@@ -341,32 +347,13 @@ pub struct RawServer {
     pub down: bool,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSite {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// `80`, `0.0.0.0:80`, `192.168.10.100:80`, or `vip:80` (every VIP).
-    pub listen: ListenList,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub server_names: Vec<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub default_server: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub root: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub error_pages: BTreeMap<i64, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub access_log: Option<hadeploy_config::proxy::AccessLog>,
-    /// The runtime's own type: a location key added there is an inventory
-    /// key too.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub locations: Vec<hadeploy_config::proxy::Location>,
-}
+/// A site: the runtime's own type, with the inventory's listen forms. A
+/// key added to the runtime's site is an inventory key too, with the same
+/// checks; resolving fills only `listen` and a left-out `name`.
+pub type RawSite = hadeploy_config::proxy::Site<ListenList>;
 
-#[derive(Debug, Deserialize, Serialize)]
+/// `80`, `0.0.0.0:80`, `192.168.10.100:80`, or `vip:80` (every VIP).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum ListenList {
     One(Listen),

@@ -67,24 +67,14 @@ impl Ctx<'_> {
         hi: i64,
         what: &str,
     ) -> Option<T> {
-        if v < lo || v > hi {
-            self.err(path, format!("{what} must be {lo}..{hi}, not {v}"));
-            return None;
-        }
-        T::try_from(v).ok()
+        let problem = hadeploy_config::diag::range_problem(what, v, lo..=hi);
+        self.checked(path, v, problem)
     }
 }
 
-const IFNAMSIZ: usize = 15;
-
 fn check_ifname(ctx: &mut Ctx<'_>, path: &str, name: &str) {
-    if name.is_empty() || name.len() > IFNAMSIZ || name.contains(['/', ' ', ':']) {
-        ctx.err(
-            path,
-            format!(
-                "`{name}` is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)"
-            ),
-        );
+    if let Some(why) = cfg_vrrp::ifname_problem(name) {
+        ctx.err(path, why);
     }
 }
 
@@ -303,7 +293,7 @@ fn resolve_cluster(
         }
         let port = ctx
             .ranged(&format!("{bp}.port"), b.port, 1, 65535, "port")
-            .unwrap_or(8080);
+            .unwrap_or(DEFAULT_BACKEND_PORT);
         if !b.root.starts_with('/') {
             ctx.err(format!("{bp}.root"), "root must be an absolute path");
         }
@@ -540,14 +530,15 @@ fn resolve_vip(
         }
     }
     let version_raw = rv.version.or(d.version).unwrap_or(2);
-    let version = match Version::try_from(u8::try_from(version_raw).unwrap_or(0)) {
-        Ok(v) => v,
-        Err(_) => {
+    let version = match u8::try_from(version_raw).map(Version::try_from) {
+        Ok(Ok(v)) => v,
+        bad => {
             let vp = origin(p, dp, "version", rv.version.is_some(), d.version.is_some());
-            ctx.err(
-                vp,
-                format!("VRRP version must be 2 or 3, not {version_raw}"),
-            );
+            let why = match bad {
+                Ok(Err(e)) => e.to_string(),
+                _ => cfg_vrrp::bad_version_message(version_raw),
+            };
+            ctx.err(vp, why);
             Version::V2
         }
     };
@@ -584,7 +575,10 @@ fn resolve_vip(
             }
         }
     };
-    let preempt = rv.preempt.or(d.preempt).unwrap_or(true);
+    let preempt = rv
+        .preempt
+        .or(d.preempt)
+        .unwrap_or(cfg_vrrp::DEFAULT_PREEMPT);
     let (preempt_delay, pd_path) = inherited_duration(
         ctx,
         (p, dp, "preempt_delay"),
@@ -778,13 +772,8 @@ fn resolve_vip(
         builtin: notify_raw.builtin.unwrap_or(true),
     };
     let (accept_peers, accept_any_peer) = resolve_peers(rv, p, dp, d, &members, hosts, ctx);
-    if let Some(label) = &rv.label
-        && (label.len() > IFNAMSIZ || label.is_empty())
-    {
-        ctx.err(
-            format!("{p}.label"),
-            format!("label `{label}` must be 1 to 15 characters"),
-        );
+    if let Some(why) = rv.label.as_deref().and_then(cfg_vrrp::label_problem) {
+        ctx.err(format!("{p}.label"), why);
     }
     let v3_checksum = rv
         .v3_checksum
@@ -973,13 +962,50 @@ fn resolve_upstream(ru: &RawUpstream, p: &str, ctx: &mut Ctx<'_>) -> Upstream {
 }
 
 fn resolve_site(rs: &RawSite, p: &str, vips: &[Ipv4Addr], ctx: &mut Ctx<'_>) -> Site {
-    let list: Vec<Listen> = match &rs.listen {
+    let listen = resolve_listen(&rs.listen, p, vips, ctx);
+    if let Some(root) = &rs.root
+        && !root.is_absolute()
+    {
+        ctx.err(format!("{p}.root"), "root must be an absolute path");
+    }
+    for (i, rl) in rs.locations.iter().enumerate() {
+        let lp = format!("{p}.locations[{i}]");
+        // Stricter than the runtime, which lets a proxy win over a root and
+        // resolves a relative root against its working directory.
+        if rl.proxy.is_some() && rl.root.is_some() {
+            ctx.err(&lp, "a location either proxies or serves a root, not both");
+        }
+        if let Some(root) = &rl.root
+            && !root.is_absolute()
+        {
+            ctx.err(format!("{lp}.root"), "root must be an absolute path");
+        }
+    }
+    let mut site = rs.clone().map_listen(|_| listen);
+    if site.name.is_empty() {
+        site.name = match rs.server_names.first() {
+            Some(n) => n.clone(),
+            None if rs.default_server => "default".to_string(),
+            None => format!("site{}", p.len()),
+        };
+    }
+    site
+}
+
+/// `80`, `ip:port` or `vip:port` (one address per VIP of the cluster).
+fn resolve_listen(
+    forms: &ListenList,
+    p: &str,
+    vips: &[Ipv4Addr],
+    ctx: &mut Ctx<'_>,
+) -> Vec<SocketAddr> {
+    let list: Vec<Listen> = match forms {
         ListenList::One(l) => vec![l.clone()],
         ListenList::Many(v) => v.clone(),
     };
     let mut listen = Vec::new();
     for (i, l) in list.iter().enumerate() {
-        let lp = if matches!(rs.listen, ListenList::One(_)) {
+        let lp = if matches!(forms, ListenList::One(_)) {
             format!("{p}.listen")
         } else {
             format!("{p}.listen[{i}]")
@@ -1011,60 +1037,7 @@ fn resolve_site(rs: &RawSite, p: &str, vips: &[Ipv4Addr], ctx: &mut Ctx<'_>) -> 
             }
         }
     }
-    let mut error_pages = BTreeMap::new();
-    for (code, uri) in &rs.error_pages {
-        match u16::try_from(*code) {
-            Ok(c) => {
-                error_pages.insert(c, uri.clone());
-            }
-            // The rule itself is the config's (`check_sites`); it only
-            // needs the number first when it does not fit a status.
-            Err(_) => ctx.err(
-                format!("{p}.error_pages.{code}"),
-                cfg_proxy::error_status_problem(*code).unwrap_or_default(),
-            ),
-        }
-    }
-    if let Some(root) = &rs.root
-        && !root.starts_with('/')
-    {
-        ctx.err(format!("{p}.root"), "root must be an absolute path");
-    }
-    for (i, rl) in rs.locations.iter().enumerate() {
-        let lp = format!("{p}.locations[{i}]");
-        // Stricter than the runtime, which lets a proxy win over a root and
-        // resolves a relative root against its working directory.
-        if rl.proxy.is_some() && rl.root.is_some() {
-            ctx.err(&lp, "a location either proxies or serves a root, not both");
-        }
-        if let Some(root) = &rl.root
-            && !root.is_absolute()
-        {
-            ctx.err(format!("{lp}.root"), "root must be an absolute path");
-        }
-    }
-    let name = rs
-        .name
-        .clone()
-        .or_else(|| rs.server_names.first().cloned())
-        .unwrap_or_else(|| {
-            if rs.default_server {
-                "default".to_string()
-            } else {
-                format!("site{}", p.len())
-            }
-        });
-    Site {
-        name,
-        listen,
-        server_names: rs.server_names.clone(),
-        default_server: rs.default_server,
-        root: rs.root.as_ref().map(PathBuf::from),
-        index: rs.index.clone().unwrap_or_else(cfg_proxy::default_index),
-        error_pages,
-        access_log: rs.access_log.clone(),
-        locations: rs.locations.clone(),
-    }
+    listen
 }
 
 /// Checks that span clusters: the runtime's per-node VRID rule applied to

@@ -64,7 +64,7 @@ impl Default for VagrantOptions {
             vip: net(100),
             virtual_router_id: 66,
             auth_pass: "labpass".into(),
-            backend_port: 8080,
+            backend_port: crate::raw::DEFAULT_BACKEND_PORT,
             site_port: 80,
             site_name: "www.domain1.com".into(),
         }

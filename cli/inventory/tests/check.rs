@@ -427,6 +427,40 @@ fn error_page_status_out_of_range() {
     assert_error(&t, 30, 23, "error page status must be 300..599, not 200");
 }
 
+/// A status wider than u16 gets the status rule's wording too (the site is
+/// the runtime's type, which reads statuses wide), with its position.
+#[test]
+fn error_page_status_beyond_u16() {
+    let t = replaced(
+        "        locations:\n",
+        "        root: /srv\n        error_pages: {70000: /x.html}\n        locations:\n",
+    );
+    let e = errors(&t);
+    assert!(
+        e.iter().any(|d| d.line.is_some()
+            && d.message
+                .contains("error page status must be 300..599, not 70000")),
+        "{e:?}"
+    );
+}
+
+/// Site keys are the runtime's: a typo gets the runtime's key names as
+/// hints, with the position in the inventory.
+#[test]
+fn unknown_site_key_suggests_the_runtime_key() {
+    let t = replaced(
+        "        locations:\n",
+        "        server_name: [a]\n        locations:\n",
+    );
+    let e = errors(&t);
+    assert!(
+        e.iter().any(|d| d.line.is_some()
+            && d.message
+                .contains("unknown key `server_name` (did you mean `server_names`?)")),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn hook_path_not_absolute() {
     let t = replaced(

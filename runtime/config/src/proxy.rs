@@ -232,12 +232,19 @@ fn idle_timeout() -> Duration {
     Duration::from_secs(4)
 }
 
+/// One virtual server. `L` is the form of `listen`: socket addresses here
+/// and on the nodes; the inventory reads the same type with its own listen
+/// forms (`80`, `vip:80`) and resolves only those, so a key added here is an
+/// inventory key too, with the same checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Site {
-    /// A name for logs and metrics (the first server_name, or `default`).
+pub struct Site<L = Vec<SocketAddr>> {
+    /// A name for logs and metrics. The inventory may leave it out and
+    /// fills a default (the first server_name, or `default`) before
+    /// validation; a node's config must have one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    pub listen: Vec<SocketAddr>,
+    pub listen: L,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_names: Vec<String>,
     #[serde(default)]
@@ -247,7 +254,11 @@ pub struct Site {
     #[serde(default = "default_index")]
     pub index: Vec<String>,
     /// Status -> URI served from `root` for errors the proxy generates.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "error_pages"
+    )]
     pub error_pages: BTreeMap<u16, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<AccessLog>,
@@ -255,11 +266,11 @@ pub struct Site {
     pub locations: Vec<Location>,
 }
 
-impl Site {
+impl<L> Site<L> {
     /// A site with every optional key at its default (what serde gives a
     /// site that sets only `name` and `listen`), for code that builds one
     /// and sets a few keys with `..Site::new(name, listen)`.
-    pub fn new(name: impl Into<String>, listen: Vec<SocketAddr>) -> Site {
+    pub fn new(name: impl Into<String>, listen: L) -> Site<L> {
         Site {
             name: name.into(),
             listen,
@@ -272,6 +283,36 @@ impl Site {
             locations: Vec::new(),
         }
     }
+
+    /// The same site with `listen` in another form (the inventory's
+    /// resolved addresses).
+    pub fn map_listen<M>(self, f: impl FnOnce(L) -> M) -> Site<M> {
+        Site {
+            name: self.name,
+            listen: f(self.listen),
+            server_names: self.server_names,
+            default_server: self.default_server,
+            root: self.root,
+            index: self.index,
+            error_pages: self.error_pages,
+            access_log: self.access_log,
+            locations: self.locations,
+        }
+    }
+}
+
+/// Error page statuses read wide, so a number beyond `u16` gets the status
+/// rule's wording rather than serde's.
+fn error_pages<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<u16, String>, D::Error> {
+    let wide = BTreeMap::<i64, String>::deserialize(d)?;
+    (wide.into_iter())
+        .map(|(code, uri)| match u16::try_from(code) {
+            Ok(c) => Ok((c, uri)),
+            Err(_) => Err(serde::de::Error::custom(
+                error_status_problem(code).unwrap_or_default(),
+            )),
+        })
+        .collect()
 }
 
 /// nginx's `index` default.
@@ -541,6 +582,12 @@ fn check_site(
     upstreams: &BTreeMap<String, Upstream>,
     out: &mut Vec<Diagnostic>,
 ) {
+    if site.name.is_empty() {
+        out.push(Diagnostic::error(
+            format!("{p}.name"),
+            "a site needs a name",
+        ));
+    }
     for (code, uri) in &site.error_pages {
         if let Some(why) = error_status_problem(i64::from(*code)) {
             out.push(Diagnostic::error(format!("{p}.error_pages.{code}"), why));
@@ -667,6 +714,20 @@ mod tests {
             ..super::Site::new("s", vec!["127.0.0.1:80".parse().expect("addr")])
         };
         assert_eq!(cfg.sites, [expected]);
+    }
+
+    /// `name` may be left out of the inventory (which fills it in), not out
+    /// of a node's config.
+    #[test]
+    fn a_site_without_a_name_fails_check() {
+        let text = "node: n\nsites:\n  - listen: [\"127.0.0.1:80\"]\n    root: /srv\n";
+        let e = crate::parse_proxy(text, Path::new("proxy.yaml")).expect_err("no name");
+        let d = &e.diagnostics()[0];
+        assert_eq!(
+            (d.path.as_str(), d.message.as_str()),
+            ("sites[0].name", "a site needs a name"),
+            "{e}"
+        );
     }
 
     #[test]

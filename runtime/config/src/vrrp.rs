@@ -92,8 +92,14 @@ pub enum Version {
 
 /// A VRRP version other than 2 or 3.
 #[derive(Debug, thiserror::Error)]
-#[error("VRRP version must be 2 or 3, not {0}")]
+#[error("{}", bad_version_message(.0))]
 pub struct BadVersion(pub u8);
+
+/// [`BadVersion`]'s wording for a value of any width: the inventory reads
+/// the number as `i64` and reports it as written.
+pub fn bad_version_message(v: impl std::fmt::Display) -> String {
+    format!("VRRP version must be 2 or 3, not {v}")
+}
 
 impl TryFrom<u8> for Version {
     type Error = BadVersion;
@@ -141,7 +147,7 @@ pub struct Instance {
     #[serde(with = "human")]
     pub advert_interval: Duration,
     /// `false` is keepalived's `nopreempt`.
-    #[serde(default = "yes")]
+    #[serde(default = "default_preempt")]
     pub preempt: bool,
     #[serde(default, with = "human", skip_serializing_if = "Duration::is_zero")]
     pub preempt_delay: Duration,
@@ -190,6 +196,13 @@ pub struct Instance {
 
 fn yes() -> bool {
     true
+}
+
+/// keepalived preempts unless told `nopreempt`.
+pub const DEFAULT_PREEMPT: bool = true;
+
+fn default_preempt() -> bool {
+    DEFAULT_PREEMPT
 }
 
 fn is_false(b: &bool) -> bool {
@@ -467,6 +480,25 @@ pub fn multicast_group_problem(group: Ipv4Addr) -> Option<String> {
     (!group.is_multicast()).then(|| format!("`{group}` is not a multicast address"))
 }
 
+/// Linux's longest interface name (`IFNAMSIZ` less the NUL).
+pub const IFNAME_MAX: usize = 15;
+
+/// The interface-name rule: what the kernel accepts as a device name.
+pub fn ifname_problem(name: &str) -> Option<String> {
+    (name.is_empty() || name.len() > IFNAME_MAX || name.contains(['/', ' ', ':'])).then(|| {
+        format!(
+            "`{name}` is not a valid interface name (1 to {IFNAME_MAX} characters, no '/', ':' or spaces)"
+        )
+    })
+}
+
+/// The address-label rule: a label (`eth0:1`) is an interface name as far
+/// as its length goes, and may hold ':'.
+pub fn label_problem(label: &str) -> Option<String> {
+    (label.is_empty() || label.len() > IFNAME_MAX)
+        .then(|| format!("label `{label}` must be 1 to {IFNAME_MAX} characters"))
+}
+
 /// Why a realtime setting cannot be used, if it cannot: (key, message).
 pub fn realtime_problem(rt: &Realtime) -> Option<(&'static str, String)> {
     (!(1..=99).contains(&rt.priority)).then(|| {
@@ -526,6 +558,35 @@ pub fn v3_checksum_warning(version: Version, form: V3Checksum) -> Option<&'stati
             Some("v3_checksum has no effect with VRRP version 2")
         }
         _ => None,
+    }
+}
+
+/// The interface names and address labels an instance puts to the kernel.
+fn check_names(p: &str, inst: &Instance, out: &mut Vec<Diagnostic>) {
+    let names = std::iter::once((format!("{p}.interface"), &inst.interface))
+        .chain(
+            (inst.track_interface.iter().enumerate())
+                .map(|(j, t)| (format!("{p}.track_interface[{j}]"), t)),
+        )
+        .chain(
+            (inst.virtual_ipaddress.iter().enumerate()).filter_map(|(j, v)| {
+                v.dev
+                    .as_ref()
+                    .map(|d| (format!("{p}.virtual_ipaddress[{j}].dev"), d))
+            }),
+        );
+    for (path, name) in names {
+        if let Some(why) = ifname_problem(name) {
+            out.push(Diagnostic::error(path, why));
+        }
+    }
+    for (j, v) in inst.virtual_ipaddress.iter().enumerate() {
+        if let Some(why) = v.label.as_deref().and_then(label_problem) {
+            out.push(Diagnostic::error(
+                format!("{p}.virtual_ipaddress[{j}].label"),
+                why,
+            ));
+        }
     }
 }
 
@@ -596,6 +657,7 @@ impl VrrpConfig {
             }
             check_peers(&p, inst, &mut out);
             check_checksum(&p, inst, &mut out);
+            check_names(&p, inst, &mut out);
             for (j, r) in inst.track_script.iter().enumerate() {
                 if !scripts.contains(r.name.as_str()) {
                     out.push(Diagnostic::error(
@@ -808,6 +870,42 @@ instances:
                 .iter()
                 .any(|d| d.path == "track_scripts[0].rise"
                     && d.message.starts_with("rise must be 1..2147483647, not 0")),
+            "{e}"
+        );
+    }
+
+    /// `hadeploy-runtime check` applies the interface-name and label rules
+    /// the inventory applies, to every name the daemon hands the kernel.
+    #[test]
+    fn long_interface_names_and_labels_fail_validate() {
+        let long = BASE.replace("interface: eth0", "interface: eth0123456789abcdefg");
+        let e = crate::parse_vrrp(&format!("{long}    peers: []\n"), Path::new("vrrp.yaml"))
+            .expect_err("20-character interface");
+        let d = &e.diagnostics()[0];
+        assert_eq!(d.path, "instances[0].interface", "{e}");
+        assert_eq!(d.line, Some(4), "{e}");
+        assert!(
+            d.message
+                .starts_with("`eth0123456789abcdefg` is not a valid interface name"),
+            "{e}"
+        );
+        let more = BASE.replace(
+            "[{address: 10.0.0.100/24}]",
+            "[{address: 10.0.0.100/24, dev: 'a/b', label: eth0:toolonglabel}]",
+        );
+        let e = crate::parse_vrrp(
+            &format!("{more}    peers: []\n    track_interface: ['']\n"),
+            Path::new("vrrp.yaml"),
+        )
+        .expect_err("bad names");
+        let paths: Vec<&str> = e.diagnostics().iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "instances[0].virtual_ipaddress[0].dev",
+                "instances[0].virtual_ipaddress[0].label",
+                "instances[0].track_interface[0]",
+            ],
             "{e}"
         );
     }

@@ -173,15 +173,10 @@ mod tests {
 
     fn site(name: &str, names: &[&str], default: bool) -> Site {
         Site {
-            name: name.into(),
-            listen: vec!["127.0.0.1:80".parse().expect("addr")],
             server_names: names.iter().map(|s| s.to_string()).collect(),
             default_server: default,
             root: Some("/tmp".into()),
-            index: vec!["index.html".into()],
-            error_pages: Default::default(),
-            access_log: None,
-            locations: vec![],
+            ..Site::new(name, vec!["127.0.0.1:80".parse().expect("addr")])
         }
     }
 
