@@ -302,17 +302,30 @@ impl<L> Site<L> {
 }
 
 /// Error page statuses read wide, so a number beyond `u16` gets the status
-/// rule's wording rather than serde's.
+/// rule's wording rather than serde's, reported as each key is read (so at
+/// its position).
 fn error_pages<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<u16, String>, D::Error> {
-    let wide = BTreeMap::<i64, String>::deserialize(d)?;
-    (wide.into_iter())
-        .map(|(code, uri)| match u16::try_from(code) {
-            Ok(c) => Ok((c, uri)),
-            Err(_) => Err(serde::de::Error::custom(
-                error_status_problem(code).unwrap_or_default(),
-            )),
-        })
-        .collect()
+    struct Pages;
+    impl<'de> serde::de::Visitor<'de> for Pages {
+        type Value = BTreeMap<u16, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of status to URI")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(code) = map.next_key::<i64>()? {
+                let status = u16::try_from(code).map_err(|_| {
+                    serde::de::Error::custom(error_status_problem(code).unwrap_or_default())
+                })?;
+                out.insert(status, map.next_value()?);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Pages)
 }
 
 /// nginx's `index` default.
