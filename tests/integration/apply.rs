@@ -908,10 +908,10 @@ fn check_changes_nothing_and_diff_masks_auth_pass() {
             assert_contains(
                 &diffs,
                 &[
-                    "-    advert_interval: 1s",
-                    "+    advert_interval: 3s",
-                    "-    auth_pass: \\\"****\\\"",
-                    "+    auth_pass: <secret changed>",
+                    "-  advert_interval: 1s",
+                    "+  advert_interval: 3s",
+                    "-  auth_pass: \\\"****\\\"",
+                    "+  auth_pass: <secret changed>",
                 ],
             );
             assert!(
@@ -938,7 +938,7 @@ fn check_changes_nothing_and_diff_masks_auth_pass() {
         &[
             &format!("  Update {vrrp} (0600, secret"),
             &format!("--- {lb1}: {vrrp}"),
-            "-    auth_pass: \"****\"\n+    auth_pass: <secret changed>\n",
+            "-  auth_pass: \"****\"\n+  auth_pass: <secret changed>\n",
         ],
     );
     let hunk_lines = r

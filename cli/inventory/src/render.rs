@@ -3,10 +3,11 @@
 //! Runtime configs are typed values (`hadeploy_config`'s own types),
 //! serialized with serde behind a short header; only files no Rust type owns
 //! (units, sysctl, firewalld, logrotate, tmpfiles, the notify hook) come from
-//! templates. That the serialized files load back to the same value and pass
-//! the runtime's validation is proven by the tests (tests/render.rs), not
-//! re-checked on every render. Output is deterministic (ordered maps, no
-//! timestamps), so `apply` can compare hashes.
+//! templates. Every render runs the runtime's `validate()` on the typed
+//! configs (a rule `resolve` lacks fails here, not on the node); that the
+//! serialized files load back to the same value is proven by the tests
+//! (tests/render.rs), not re-parsed on every render. Output is deterministic
+//! (ordered maps, no timestamps), so `apply` can compare hashes.
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
