@@ -17,8 +17,8 @@ use hadeploy_config::paths;
 use hadeploy_config::proxy::{AccessLog, LogFormat, ProxyConfig, Site};
 use hadeploy_config::status::VrrpState;
 use hadeploy_config::vrrp::{
-    DEFAULT_MULTICAST_GROUP, DEFAULT_SCRIPT_TIMEOUT, Instance, Notify, TrackScriptRef, Unicast,
-    Vip, VrrpConfig,
+    AuthPass, DEFAULT_MULTICAST_GROUP, DEFAULT_SCRIPT_TIMEOUT, Instance, Notify, TrackScriptRef,
+    Unicast, Vip, VrrpConfig,
 };
 use hadeploy_config::{ConfigError, Diagnostic, Unit, WriteError};
 use minijinja::Environment;
@@ -481,7 +481,7 @@ fn vrrp_config(h: &Host, clusters: &[&Cluster], inv: &Inventory) -> VrrpConfig {
                 advert_interval: v.advert_interval,
                 preempt: v.preempt,
                 preempt_delay: v.preempt_delay,
-                auth_pass: v.auth_pass.as_ref().map(|s| s.expose().to_string()),
+                auth_pass: v.auth_pass.as_ref().map(|s| AuthPass::new(s.expose())),
                 unicast,
                 multicast_group,
                 source_address: my_addr,

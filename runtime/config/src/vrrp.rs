@@ -90,6 +90,36 @@ pub enum Version {
     V3,
 }
 
+/// The VRRPv2 PASS password. Serialized as it is (the node's file is 0600
+/// root), but its `Debug` never shows it: a config or node tree that reaches
+/// a log through `{:?}` must not carry the password with it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AuthPass(String);
+
+impl AuthPass {
+    pub fn new(pass: impl Into<String>) -> Self {
+        AuthPass(pass.into())
+    }
+
+    /// The password itself, for the wire and for validation only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AuthPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthPass(****)")
+    }
+}
+
+impl From<&str> for AuthPass {
+    fn from(pass: &str) -> Self {
+        AuthPass::new(pass)
+    }
+}
+
 /// A VRRP version other than 2 or 3.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", bad_version_message(.0))]
@@ -154,7 +184,7 @@ pub struct Instance {
     /// VRRPv2 PASS authentication, at most 8 bytes. A secret: this file is
     /// installed 0600 root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth_pass: Option<String>,
+    pub auth_pass: Option<AuthPass>,
     /// `unicast_src_ip` + `unicast_peer`; absent means multicast.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unicast: Option<Unicast>,
@@ -626,7 +656,7 @@ impl VrrpConfig {
                 out.push(Diagnostic::error(format!("{p}.advert_interval"), msg));
             }
             if let Some(why) =
-                (inst.auth_pass.as_deref()).and_then(|a| auth_pass_problem(inst.version, a))
+                (inst.auth_pass.as_ref()).and_then(|a| auth_pass_problem(inst.version, a.expose()))
             {
                 out.push(Diagnostic::error(format!("{p}.auth_pass"), why));
             }
@@ -925,5 +955,23 @@ instances:
         assert_eq!(g.interval, Duration::from_millis(300));
         assert_eq!(g.master_refresh_repeat, 1);
         assert!(g.lower_prio_announce && g.master_refresh.is_none());
+    }
+
+    #[test]
+    fn auth_pass_is_written_but_never_debug_printed() {
+        let (cfg, _) = crate::parse_vrrp(
+            &format!("{BASE}    peers: []\n    auth_pass: s3cr3t\n")
+                .replace("version: 3", "version: 2")
+                .replace("advert_interval: 20ms", "advert_interval: 1s"),
+            Path::new("v.yaml"),
+        )
+        .expect("valid");
+        let pass = cfg.instances[0].auth_pass.as_ref().expect("auth_pass");
+        assert_eq!(pass.expose(), "s3cr3t");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("AuthPass(****)"), "{shown}");
+        let written = crate::to_yaml(&cfg).expect("serialize");
+        assert!(written.contains("auth_pass: s3cr3t"), "{written}");
     }
 }

@@ -55,7 +55,7 @@ pub fn instance_params(inst: &Instance, primary_ip: Ipv4Addr) -> InstanceParams 
     p.preempt = inst.preempt;
     p.preempt_delay = inst.preempt_delay;
     p.auth = match &inst.auth_pass {
-        Some(pw) => Auth::pass(pw.as_bytes()),
+        Some(pw) => Auth::pass(pw.expose().as_bytes()),
         None => Auth::None,
     };
     p.v3_checksum = match inst.v3_checksum {
